@@ -1,0 +1,70 @@
+# Generates C for the API protos with protoc-c into the build tree, and a FileDescriptorSet of
+# every served proto (casca, health, reflection) embedded in the daemon for server reflection.
+
+find_program(PROTOC protoc REQUIRED)
+find_program(PROTOC_C protoc-c REQUIRED)
+set(PROTOBUF_INCLUDE /usr/include)          # google/protobuf/*.proto (libprotobuf-dev)
+set(GRPC_PROTO_INCLUDE /usr/share/grpc-proto) # grpc/health, grpc/reflection (grpc-proto)
+set(GEN_DIR ${CMAKE_BINARY_DIR}/gen)
+file(MAKE_DIRECTORY ${GEN_DIR})
+
+file(GLOB CASCA_PROTOS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/proto/casca/v1/*.proto)
+
+# name-relative-to-include-root;include-root pairs
+set(PROTO_UNITS)
+foreach(p ${CASCA_PROTOS})
+  file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR}/proto ${p})
+  list(APPEND PROTO_UNITS "${rel}|${CMAKE_SOURCE_DIR}/proto")
+endforeach()
+foreach(rel google/protobuf/timestamp.proto google/protobuf/duration.proto google/protobuf/descriptor.proto)
+  list(APPEND PROTO_UNITS "${rel}|${PROTOBUF_INCLUDE}")
+endforeach()
+foreach(rel grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto)
+  list(APPEND PROTO_UNITS "${rel}|${GRPC_PROTO_INCLUDE}")
+endforeach()
+
+set(PROTO_C_SOURCES)
+foreach(unit ${PROTO_UNITS})
+  string(REPLACE "|" ";" parts ${unit})
+  list(GET parts 0 rel)
+  list(GET parts 1 root)
+  string(REGEX REPLACE "\\.proto$" "" base ${rel})
+  set(out_c ${GEN_DIR}/${base}.pb-c.c)
+  set(out_h ${GEN_DIR}/${base}.pb-c.h)
+  add_custom_command(
+    OUTPUT ${out_c} ${out_h}
+    COMMAND ${PROTOC_C} --c_out=${GEN_DIR} -I${CMAKE_SOURCE_DIR}/proto -I${GRPC_PROTO_INCLUDE}
+            -I${PROTOBUF_INCLUDE} ${root}/${rel}
+    DEPENDS ${root}/${rel}
+    COMMENT "protoc-c ${rel}")
+  list(APPEND PROTO_C_SOURCES ${out_c})
+endforeach()
+
+add_library(casca_proto STATIC ${PROTO_C_SOURCES})
+target_include_directories(casca_proto PUBLIC ${GEN_DIR})
+target_link_libraries(casca_proto PUBLIC PkgConfig::PROTOBUF_C)
+
+# The descriptor set served by reflection: casca's files, health, both reflection versions,
+# with their imports, so grpcurl needs no proto files.
+set(DESC_FILE ${GEN_DIR}/casca_descriptors.pb)
+set(DESC_C ${GEN_DIR}/casca_descriptors.c)
+set(DESC_INPUTS)
+foreach(p ${CASCA_PROTOS})
+  file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR}/proto ${p})
+  list(APPEND DESC_INPUTS ${rel})
+endforeach()
+list(APPEND DESC_INPUTS grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto
+     grpc/reflection/v1alpha/reflection.proto)
+add_custom_command(
+  OUTPUT ${DESC_FILE}
+  COMMAND ${PROTOC} --include_imports --descriptor_set_out=${DESC_FILE}
+          -I${CMAKE_SOURCE_DIR}/proto -I${GRPC_PROTO_INCLUDE} -I${PROTOBUF_INCLUDE} ${DESC_INPUTS}
+  DEPENDS ${CASCA_PROTOS}
+  COMMENT "protoc descriptor set for reflection")
+add_custom_command(
+  OUTPUT ${DESC_C}
+  COMMAND ${CMAKE_COMMAND} -DIN=${DESC_FILE} -DOUT=${DESC_C} -DSYMBOL=casca_descriptor_set
+          -P ${CMAKE_SOURCE_DIR}/cmake/embed.cmake
+  DEPENDS ${DESC_FILE} ${CMAKE_SOURCE_DIR}/cmake/embed.cmake
+  COMMENT "embedding descriptor set")
+add_library(casca_descriptors STATIC ${DESC_C})

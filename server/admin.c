@@ -1,0 +1,204 @@
+#include "admin.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "casca/v1/admin.pb-c.h"
+#include "config.h"
+#include "daemon.h"
+#include "store.h"
+
+#define AUDIT_DEFAULT_LIMIT 100
+#define AUDIT_MAX_LIMIT 10000
+
+struct admin {
+    struct daemon *d;
+    struct rpc_method methods[5];
+};
+
+static int64_t ts_to_ns(const Google__Protobuf__Timestamp *t, int64_t if_unset)
+{
+    return t ? t->seconds * 1000000000 + t->nanos : if_unset;
+}
+
+static void ns_to_ts(int64_t ns, Google__Protobuf__Timestamp *t)
+{
+    google__protobuf__timestamp__init(t);
+    t->seconds = ns / 1000000000;
+    t->nanos = (int32_t)(ns % 1000000000);
+}
+
+static void reload(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = rpc_method_arg(ctx);
+    struct config_errors errs = {0}, warnings = {0};
+    uint64_t gen = 0;
+    int rc = daemon_reload(a->d, &errs, &warnings, &gen);
+    Casca__V1__ReloadResponse resp = CASCA__V1__RELOAD_RESPONSE__INIT;
+    resp.ok = rc == CASCA_OK;
+    resp.n_errors = errs.n;
+    resp.errors = errs.lines;
+    resp.n_warnings = warnings.n;
+    resp.warnings = warnings.lines;
+    if (!resp.ok) {
+        struct config *cur = config_live_get(a->d->live);
+        gen = cur->generation; /* the generation still in force */
+        config_unref(cur);
+    }
+    resp.generation = gen;
+    rpc_reply(ctx, &resp.base);
+    config_errors_free(&errs);
+    config_errors_free(&warnings);
+}
+
+static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = rpc_method_arg(ctx);
+    struct daemon *d = a->d;
+    Casca__V1__GetStatusResponse resp = CASCA__V1__GET_STATUS_RESPONSE__INIT;
+    Google__Protobuf__Duration uptime = GOOGLE__PROTOBUF__DURATION__INIT;
+    Google__Protobuf__Timestamp started;
+    struct config *c = config_live_get(d->live);
+    struct rpc_stats rs;
+    struct store_stats ss = {0};
+
+    resp.version = CASCA_VERSION;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t up = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - d->started_mono_ns;
+    uptime.seconds = up / 1000000000;
+    uptime.nanos = (int32_t)(up % 1000000000);
+    resp.uptime = &uptime;
+    ns_to_ts(d->started_ns, &started);
+    resp.started_at = &started;
+    resp.config_generation = c->generation;
+    resp.config_path = c->path;
+    store_stats(d->store, &ss);
+    resp.store_size_bytes = ss.file_bytes;
+    resp.store_map_size_bytes = ss.map_bytes;
+    rpc_server_stats(d->rpc, &rs);
+    resp.calls_total = rs.calls_total;
+    resp.calls_active = rs.calls_active;
+    resp.calls_failed = rs.calls_failed;
+
+    const char *const *names;
+    Casca__V1__GetStatusResponse__CountsEntry counts[3], *count_ptrs[3];
+    const char *keys[3] = {"services", "auth_tokens", "audit_entries"};
+    int64_t values[3] = {(int64_t)rpc_server_services(d->rpc, &names), (int64_t)c->auth.ntokens,
+                         (int64_t)audit_count(d->audit)};
+    for (int i = 0; i < 3; i++) {
+        casca__v1__get_status_response__counts_entry__init(&counts[i]);
+        counts[i].key = (char *)keys[i];
+        counts[i].value = values[i];
+        count_ptrs[i] = &counts[i];
+    }
+    resp.n_counts = 3;
+    resp.counts = count_ptrs;
+    rpc_reply(ctx, &resp.base);
+    config_unref(c);
+}
+
+struct audit_scan {
+    const char *setting_id;
+    size_t limit;
+    Casca__V1__AuditEntry **entries;
+    size_t n;
+    int err;
+};
+
+static int collect_entry(uint64_t seq, int64_t time_ns, const void *payload, size_t len, void *arg)
+{
+    struct audit_scan *s = arg;
+    Casca__V1__AuditEntry *e = casca__v1__audit_entry__unpack(NULL, len, payload);
+    if (!e)
+        return 0; /* a record this version cannot read: skip it */
+    if (*s->setting_id && strcmp(e->setting_id, s->setting_id) != 0) {
+        casca__v1__audit_entry__free_unpacked(e, NULL);
+        return 0;
+    }
+    e->seq = seq;
+    if (!e->time) { /* the log's own time is authoritative */
+        e->time = malloc(sizeof(*e->time));
+        if (!e->time) {
+            casca__v1__audit_entry__free_unpacked(e, NULL);
+            s->err = CASCA_ERR_NOMEM;
+            return 1;
+        }
+    }
+    ns_to_ts(time_ns, e->time);
+    s->entries[s->n++] = e;
+    return s->n >= s->limit;
+}
+
+static void get_audit_log(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = rpc_method_arg(ctx);
+    const Casca__V1__GetAuditLogRequest *req = (const Casca__V1__GetAuditLogRequest *)msg;
+    int64_t start = ts_to_ns(req->start, INT64_MIN), end = ts_to_ns(req->end, INT64_MAX);
+    if (end < start) {
+        rpc_finish(ctx, CASCA_ERR_INVALID, "end is before start: swap them or leave end unset");
+        return;
+    }
+    if (req->limit > AUDIT_MAX_LIMIT) {
+        rpc_finish(ctx, CASCA_ERR_INVALID, "limit %u is over %d: page with start instead",
+                   req->limit, AUDIT_MAX_LIMIT);
+        return;
+    }
+    struct audit_scan s = {.setting_id = req->setting_id,
+                           .limit = req->limit ? req->limit : AUDIT_DEFAULT_LIMIT};
+    if (!(s.entries = calloc(s.limit, sizeof(*s.entries)))) {
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+        return;
+    }
+    int rc = audit_scan(a->d->audit, start, end, 0, SIZE_MAX, collect_entry, &s);
+    if (rc < 0 || s.err) {
+        rpc_finish(ctx, s.err ? s.err : CASCA_ERR_IO, "cannot read the audit log");
+    } else {
+        Casca__V1__GetAuditLogResponse resp = CASCA__V1__GET_AUDIT_LOG_RESPONSE__INIT;
+        resp.n_entries = s.n;
+        resp.entries = s.entries;
+        rpc_reply(ctx, &resp.base);
+    }
+    for (size_t i = 0; i < s.n; i++)
+        casca__v1__audit_entry__free_unpacked(s.entries[i], NULL);
+    free(s.entries);
+}
+
+struct admin *admin_create(struct rpc_server *srv, struct daemon *d)
+{
+    struct admin *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->d = d;
+    const char *agents_pending = "AdminService agent-session methods are part of the casca v1 "
+                                 "API but not implemented in this build yet: decision-agent "
+                                 "sessions have not landed";
+#define M(name, req, resp, kind, flags, fn, pend)                                                 \
+    (struct rpc_method)                                                                        \
+    {                                                                                          \
+        "/casca.v1.AdminService/" name, &casca__v1__##req##__descriptor,                       \
+            &casca__v1__##resp##__descriptor, kind, RPC_ROLE_OPERATOR, flags, fn, a, pend      \
+    }
+    a->methods[0] = M("Reload", reload_request, reload_response, RPC_UNARY, RPC_BLOCKING, reload,
+                      NULL);
+    a->methods[1] = M("GetStatus", get_status_request, get_status_response, RPC_UNARY, 0,
+                      get_status, NULL);
+    a->methods[2] = M("GetAuditLog", get_audit_log_request, get_audit_log_response, RPC_UNARY, 0,
+                      get_audit_log, NULL);
+    a->methods[3] = M("ListAgentSessions", list_agent_sessions_request,
+                      list_agent_sessions_response, RPC_UNARY, 0, NULL, agents_pending);
+    a->methods[4] = M("ExportTrajectory", export_trajectory_request, trajectory_step,
+                      RPC_SERVER_STREAM, 0, NULL, agents_pending);
+#undef M
+    if (rpc_server_add_methods(srv, a->methods, 5) != CASCA_OK) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void admin_destroy(struct admin *a)
+{
+    free(a);
+}

@@ -1,0 +1,615 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "casca_err.h"
+#include "yamldoc.h"
+
+/* ---- errors ---- */
+
+struct loader {
+    const char *file;
+    char *dir; /* the file's directory, for relative paths */
+    struct config_errors *errs;
+};
+
+static void add_line(struct config_errors *e, char *line)
+{
+    char **grown = line ? realloc(e->lines, (e->n + 1) * sizeof(*grown)) : NULL;
+    if (!grown) {
+        free(line);
+        return;
+    }
+    e->lines = grown;
+    e->lines[e->n++] = line;
+}
+
+__attribute__((format(printf, 3, 4))) static void
+error_at(struct loader *ld, const struct yd_node *at, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char *line = NULL;
+    int n = at ? asprintf(&line, "%s:%u:%u: %s", ld->file, at->line, at->col, msg)
+               : asprintf(&line, "%s: %s", ld->file, msg);
+    if (n < 0)
+        line = NULL;
+    add_line(ld->errs, line);
+}
+
+void config_errors_free(struct config_errors *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->lines[i]);
+    free(e->lines);
+    e->lines = NULL;
+    e->n = 0;
+}
+
+/* ---- value parsers: text -> typed value, or an error message ---- */
+
+static const char *parse_uint(const char *s, uint64_t *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return "expected a whole number";
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return "expected a whole number";
+    *out = v;
+    return NULL;
+}
+
+/* "64MiB", "4096", "1GB": bytes. */
+static const char *parse_size(const char *s, uint64_t *out)
+{
+    static const struct { const char *suffix; uint64_t mult; } units[] = {
+        {"", 1},           {"B", 1},           {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
+        {"GiB", 1ull << 30}, {"TiB", 1ull << 40}, {"KB", 1000},        {"MB", 1000000},
+        {"GB", 1000000000}, {"k", 1ull << 10},    {"M", 1ull << 20},   {"G", 1ull << 30},
+    };
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return "expected a size such as 4096, 64MiB or 1GiB";
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    while (*end == ' ')
+        end++;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (errno || (units[i].mult > 1 && v > UINT64_MAX / units[i].mult))
+                return "size too large";
+            *out = v * units[i].mult;
+            return NULL;
+        }
+    }
+    return "expected a size such as 4096, 64MiB or 1GiB";
+}
+
+/* "500ms", "1s", "5m", "1h", "250us": milliseconds (rounded down, sub-ms values to 0). */
+static const char *parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct { const char *suffix; double ms; } units[] = {
+        {"us", 0.001}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
+    };
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return "expected a duration such as 500ms, 1s, 5m or 1h";
+    double v = strtod(s, &end);
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v * units[i].ms > 1e15)
+                return "duration too long";
+            *out = (uint64_t)(v * units[i].ms);
+            return NULL;
+        }
+    return "expected a duration such as 500ms, 1s, 5m or 1h (a unit is required)";
+}
+
+static const char *parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")) {
+        *out = true;
+        return NULL;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")) {
+        *out = false;
+        return NULL;
+    }
+    return "expected true or false";
+}
+
+/* ---- key tables ---- */
+
+enum key_type { K_STR, K_PATH, K_UINT, K_SIZE, K_MS, K_BOOL, K_CHOICE, K_SECTION, K_LIST };
+
+struct key;
+typedef void (*list_fn)(struct loader *ld, const struct yd_node *seq, struct config *c);
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    const char *def;              /* default, parsed like a value from the file; NULL: none */
+    uint64_t min, max;            /* K_UINT, K_SIZE, K_MS bounds (max 0: none) */
+    const char *const *choices;   /* K_CHOICE: NULL-terminated */
+    const struct key *section;    /* K_SECTION: its keys, ending with {NULL} */
+    list_fn list;                 /* K_LIST */
+};
+
+#define AT(field) offsetof(struct config, field)
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const sync_modes[] = {"every_commit", "periodic", "none", NULL};
+
+static const struct key tls_keys[] = {
+    {"cert", K_PATH, AT(server.tls_cert)},
+    {"key", K_PATH, AT(server.tls_key)},
+    {"client_ca", K_PATH, AT(server.tls_client_ca)},
+    {"require_client_cert", K_BOOL, AT(server.tls_require_client_cert), "false"},
+    {NULL},
+};
+
+static const struct key server_keys[] = {
+    {"listen", K_STR, AT(server.listen), "127.0.0.1:50051"},
+    {"data_dir", K_PATH, AT(server.data_dir), "./casca-data"},
+    {"log_level", K_CHOICE, AT(server.log_level), "info", .choices = log_levels},
+    {"threads", K_UINT, AT(server.threads), "2", 1, 64},
+    {"workers", K_UINT, AT(server.workers), "4", 1, 256},
+    {"worker_queue", K_UINT, AT(server.worker_queue), "4096", 1, 1000000},
+    {"stream_queue", K_UINT, AT(server.stream_queue), "64", 1, 100000},
+    {"max_message_bytes", K_SIZE, AT(server.max_message_bytes), "4MiB", 1024, 1ull << 30},
+    {"tls", K_SECTION, 0, .section = tls_keys},
+    {NULL},
+};
+
+static void load_tokens(struct loader *ld, const struct yd_node *seq, struct config *c);
+
+static const struct key auth_keys[] = {
+    {"tokens", K_LIST, 0, .list = load_tokens},
+    {NULL},
+};
+
+static const struct key store_keys[] = {
+    {"sync", K_CHOICE, AT(store.sync), "periodic", .choices = sync_modes},
+    {"sync_interval", K_MS, AT(store.sync_interval_ms), "1s", 1, 3600000},
+    {"map_size", K_SIZE, AT(store.map_size), "64MiB", 1ull << 20, 1ull << 44},
+    {"max_map_size", K_SIZE, AT(store.max_map_size), "64GiB", 1ull << 20, 1ull << 44},
+    {NULL},
+};
+
+static const struct key root_keys[] = {
+    {"server", K_SECTION, 0, .section = server_keys},
+    {"auth", K_SECTION, 0, .section = auth_keys},
+    {"store", K_SECTION, 0, .section = store_keys},
+    {NULL},
+};
+
+static char *resolve_path(const struct loader *ld, const char *p)
+{
+    char *out = NULL;
+    if (p[0] == '/' || !ld->dir)
+        return strdup(p);
+    return asprintf(&out, "%s/%s", ld->dir, p) < 0 ? NULL : out;
+}
+
+/* Parses text for k into the config; at locates errors (NULL for defaults). */
+static void set_value(struct loader *ld, const struct key *k, const char *text,
+                      const struct yd_node *at, struct config *c)
+{
+    void *field = (char *)c + k->offset;
+    const char *why = NULL;
+    uint64_t u = 0;
+    switch (k->type) {
+    case K_STR:
+    case K_PATH:
+    case K_CHOICE: {
+        if (k->type == K_CHOICE) {
+            size_t i = 0;
+            while (k->choices[i] && strcmp(k->choices[i], text))
+                i++;
+            if (!k->choices[i]) {
+                char list[256] = "";
+                for (i = 0; k->choices[i]; i++)
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                             i ? ", " : "", k->choices[i]);
+                error_at(ld, at, "%s: '%s' is not one of: %s", k->name, text, list);
+                return;
+            }
+        }
+        if (k->type == K_STR || k->type == K_CHOICE || !*text) {
+            free(*(char **)field);
+            *(char **)field = strdup(text);
+        } else {
+            free(*(char **)field);
+            *(char **)field = resolve_path(ld, text);
+        }
+        return;
+    }
+    case K_BOOL:
+        why = parse_bool(text, (bool *)field);
+        break;
+    case K_UINT:
+        why = parse_uint(text, &u);
+        break;
+    case K_SIZE:
+        why = parse_size(text, &u);
+        break;
+    case K_MS:
+        why = parse_duration_ms(text, &u);
+        break;
+    default:
+        return;
+    }
+    if (why) {
+        error_at(ld, at, "%s: '%s': %s", k->name, text, why);
+        return;
+    }
+    if (k->type == K_BOOL)
+        return;
+    if (u < k->min || (k->max && u > k->max)) {
+        error_at(ld, at, "%s: %s is out of range [%llu, %llu]", k->name, text,
+                 (unsigned long long)k->min, (unsigned long long)k->max);
+        return;
+    }
+    if (k->type == K_UINT)
+        *(unsigned *)field = (unsigned)u;
+    else
+        *(uint64_t *)field = u;
+}
+
+static void apply_defaults(struct loader *ld, const struct key *keys, struct config *c)
+{
+    for (const struct key *k = keys; k->name; k++) {
+        if (k->type == K_SECTION)
+            apply_defaults(ld, k->section, c);
+        else if (k->def)
+            set_value(ld, k, k->def, NULL, c);
+    }
+}
+
+static void load_section(struct loader *ld, const struct key *keys, const struct yd_node *map,
+                         const char *where, struct config *c)
+{
+    if (!map || (map->kind == YD_SCALAR && map->plain && !strcmp(map->scalar, "null")))
+        return; /* "server:" with nothing under it */
+    if (map->kind != YD_MAP) {
+        error_at(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
+        return;
+    }
+    for (size_t i = 0; i < map->n; i++) {
+        const struct yd_node *key = map->keys[i], *val = map->values[i];
+        const struct key *k = keys;
+        while (k->name && strcmp(k->name, key->scalar))
+            k++;
+        if (!k->name) {
+            char list[512] = "";
+            for (const struct key *o = keys; o->name; o++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         o == keys ? "" : ", ", o->name);
+            error_at(ld, key, "unknown key '%s' in %s (known: %s)", key->scalar, where, list);
+            continue;
+        }
+        char sub[128];
+        snprintf(sub, sizeof(sub), "%s%s%s", *where == '(' ? "" : where, *where == '(' ? "" : ".",
+                 k->name);
+        if (k->type == K_SECTION) {
+            load_section(ld, k->section, val, sub, c);
+        } else if (k->type == K_LIST) {
+            if (val->kind == YD_SEQ)
+                k->list(ld, val, c);
+            else if (!(val->kind == YD_SCALAR && val->plain && !strcmp(val->scalar, "null")))
+                error_at(ld, val, "%s must be a list", sub);
+        } else if (val->kind != YD_SCALAR) {
+            error_at(ld, val, "%s must be a single value, not a %s", sub, yd_kind_name(val->kind));
+        } else {
+            set_value(ld, k, val->scalar, val, c);
+        }
+    }
+}
+
+/* ---- auth.tokens ---- */
+
+static char *read_first_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[1024];
+    char *line = fgets(buf, sizeof(buf), f) ? strdup(buf) : strdup("");
+    fclose(f);
+    if (line)
+        line[strcspn(line, "\r\n")] = 0;
+    return line;
+}
+
+static void load_tokens(struct loader *ld, const struct yd_node *seq, struct config *c)
+{
+    c->auth.tokens = calloc(seq->n ? seq->n : 1, sizeof(*c->auth.tokens));
+    if (!c->auth.tokens)
+        return;
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct yd_node *t = seq->values[i];
+        if (t->kind != YD_MAP) {
+            error_at(ld, t, "auth.tokens[%zu] must be a map {name, role, token_env | token_file "
+                            "| token}", i);
+            continue;
+        }
+        for (size_t k = 0; k < t->n; k++) {
+            const char *name = t->keys[k]->scalar;
+            if (strcmp(name, "name") && strcmp(name, "role") && strcmp(name, "token") &&
+                strcmp(name, "token_env") && strcmp(name, "token_file"))
+                error_at(ld, t->keys[k],
+                         "unknown key '%s' in auth.tokens (known: name, role, token_env, "
+                         "token_file, token)", name);
+            else if (t->values[k]->kind != YD_SCALAR)
+                error_at(ld, t->values[k], "auth.tokens.%s must be a single value", name);
+        }
+        const struct yd_node *name = yd_get(t, "name"), *role = yd_get(t, "role");
+        const struct yd_node *env = yd_get(t, "token_env"), *file = yd_get(t, "token_file");
+        const struct yd_node *lit = yd_get(t, "token");
+        if (!name || name->kind != YD_SCALAR || !role || role->kind != YD_SCALAR) {
+            error_at(ld, t, "auth.tokens[%zu] needs a name and a role", i);
+            continue;
+        }
+        enum rpc_role r = rpc_role_parse(role->scalar);
+        if (r == RPC_ROLE_NONE) {
+            error_at(ld, role, "role '%s' is not one of: operator, agent, reporter, viewer",
+                     role->scalar);
+            continue;
+        }
+        int sources = !!env + !!file + !!lit;
+        if (sources != 1) {
+            error_at(ld, t, "token '%s' needs exactly one of token_env, token_file or token",
+                     name->scalar);
+            continue;
+        }
+        char *secret = NULL;
+        const struct yd_node *src = env ? env : file ? file : lit;
+        if (src->kind != YD_SCALAR)
+            continue;
+        if (env) {
+            const char *v = getenv(env->scalar);
+            if (!v || !*v) {
+                error_at(ld, env, "token '%s': environment variable %s is not set", name->scalar,
+                         env->scalar);
+                continue;
+            }
+            secret = strdup(v);
+        } else if (file) {
+            char *p = resolve_path(ld, file->scalar);
+            secret = p ? read_first_line(p) : NULL;
+            if (!secret)
+                error_at(ld, file, "token '%s': cannot read token_file %s: %s", name->scalar,
+                         file->scalar, strerror(errno));
+            free(p);
+            if (!secret)
+                continue;
+        } else {
+            secret = strdup(lit->scalar);
+        }
+        if (!secret)
+            continue;
+        if (strlen(secret) < 16) {
+            error_at(ld, src, "token '%s' is too short (%zu characters): use at least 16 random "
+                              "characters, e.g. from 'openssl rand -hex 24'",
+                     name->scalar, strlen(secret));
+            free(secret);
+            continue;
+        }
+        for (size_t j = 0; j < c->auth.ntokens; j++)
+            if (!strcmp(c->auth.tokens[j].name, name->scalar))
+                error_at(ld, name, "duplicate token name '%s'", name->scalar);
+        c->auth.tokens[c->auth.ntokens++] =
+            (struct config_token){strdup(name->scalar), secret, r};
+    }
+}
+
+/* ---- cross-key validation ---- */
+
+static bool is_loopback(const char *listen)
+{
+    if (!strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14))
+        return true;
+    return !strncmp(listen, "127.", 4) || !strncmp(listen, "localhost:", 10) ||
+           !strncmp(listen, "[::1]:", 6) || !strncmp(listen, "ipv6:[::1]:", 11) ||
+           !strncmp(listen, "ipv4:127.", 9);
+}
+
+static void validate(struct loader *ld, const struct yd_doc *doc, struct config *c)
+{
+    const struct yd_node *server = yd_get(doc->root, "server");
+    const struct yd_node *listen_at = yd_get(server, "listen");
+    const char *colon = strrchr(c->server.listen, ':');
+    if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        if (strncmp(c->server.listen, "unix:", 5))
+            error_at(ld, listen_at, "server.listen: '%s' is not host:port (e.g. 127.0.0.1:50051)",
+                     c->server.listen);
+    if (c->auth.ntokens == 0 && !is_loopback(c->server.listen))
+        error_at(ld, listen_at,
+                 "server.listen: refusing to listen on %s with no auth tokens: add auth.tokens, "
+                 "or listen on 127.0.0.1",
+                 c->server.listen);
+    const struct yd_node *tls = yd_get(server, "tls");
+    if (!c->server.tls_cert != !c->server.tls_key)
+        error_at(ld, tls, "server.tls needs both cert and key");
+    const char *files[] = {c->server.tls_cert, c->server.tls_key, c->server.tls_client_ca};
+    const char *names[] = {"cert", "key", "client_ca"};
+    for (int i = 0; i < 3; i++)
+        if (files[i] && access(files[i], R_OK) != 0)
+            error_at(ld, yd_get(tls, names[i]), "server.tls.%s: cannot read %s: %s", names[i],
+                     files[i], strerror(errno));
+    if (c->server.tls_require_client_cert && !c->server.tls_client_ca)
+        error_at(ld, yd_get(tls, "require_client_cert"),
+                 "server.tls.require_client_cert needs client_ca to verify them");
+    if (c->store.map_size > c->store.max_map_size)
+        error_at(ld, yd_get(yd_get(doc->root, "store"), "map_size"),
+                 "store.map_size is larger than store.max_map_size");
+}
+
+/* ---- snapshots ---- */
+
+static void config_free(struct config *c)
+{
+    free(c->path);
+    free(c->server.listen);
+    free(c->server.data_dir);
+    free(c->server.log_level);
+    free(c->server.tls_cert);
+    free(c->server.tls_key);
+    free(c->server.tls_client_ca);
+    for (size_t i = 0; i < c->auth.ntokens; i++) {
+        free(c->auth.tokens[i].name);
+        if (c->auth.tokens[i].secret) {
+            memset(c->auth.tokens[i].secret, 0, strlen(c->auth.tokens[i].secret));
+            free(c->auth.tokens[i].secret);
+        }
+    }
+    free(c->auth.tokens);
+    free(c->store.sync);
+    free(c);
+}
+
+struct config *config_ref(struct config *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void config_unref(struct config *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+        config_free(c);
+}
+
+int config_load(const char *path, const struct config_overrides *ov, struct config **out,
+                struct config_errors *errs)
+{
+    *out = NULL;
+    struct config *c = calloc(1, sizeof(*c));
+    if (!c)
+        return CASCA_ERR_NOMEM;
+    atomic_init(&c->refs, 1);
+    c->path = strdup(path);
+    struct loader ld = {.file = path, .errs = errs};
+    const char *slash = strrchr(path, '/');
+    ld.dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
+    apply_defaults(&ld, root_keys, c);
+
+    char err[1024];
+    struct yd_doc *doc = NULL;
+    int rc = yd_parse_file(path, &doc, err, sizeof(err));
+    if (rc) {
+        add_line(errs, strdup(err));
+    } else {
+        if (doc->root)
+            load_section(&ld, root_keys, doc->root, "(top level)", c);
+        if (ov && ov->listen) {
+            free(c->server.listen);
+            c->server.listen = strdup(ov->listen);
+        }
+        if (ov && ov->data_dir) {
+            free(c->server.data_dir);
+            c->server.data_dir = strdup(ov->data_dir);
+        }
+        if (!errs->n)
+            validate(&ld, doc, c);
+        rc = errs->n ? CASCA_ERR_CONFIG : CASCA_OK;
+    }
+    yd_free(doc);
+    free(ld.dir);
+    if (rc) {
+        config_free(c);
+        return rc;
+    }
+    *out = c;
+    return CASCA_OK;
+}
+
+static bool differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b));
+}
+
+void config_restart_warnings(const struct config *cur, const struct config *next,
+                             struct config_errors *w)
+{
+    const struct { const char *name; bool changed; } keys[] = {
+        {"server.listen", differs(cur->server.listen, next->server.listen)},
+        {"server.data_dir", differs(cur->server.data_dir, next->server.data_dir)},
+        {"server.threads", cur->server.threads != next->server.threads},
+        {"server.workers", cur->server.workers != next->server.workers},
+        {"server.worker_queue", cur->server.worker_queue != next->server.worker_queue},
+        {"server.stream_queue", cur->server.stream_queue != next->server.stream_queue},
+        {"server.max_message_bytes", cur->server.max_message_bytes != next->server.max_message_bytes},
+        {"server.tls", differs(cur->server.tls_cert, next->server.tls_cert) ||
+                           differs(cur->server.tls_key, next->server.tls_key) ||
+                           differs(cur->server.tls_client_ca, next->server.tls_client_ca)},
+        {"store", differs(cur->store.sync, next->store.sync) ||
+                      cur->store.map_size != next->store.map_size ||
+                      cur->store.max_map_size != next->store.max_map_size ||
+                      cur->store.sync_interval_ms != next->store.sync_interval_ms},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char *line = NULL;
+        if (keys[i].changed &&
+            asprintf(&line, "%s: %s changed; it takes effect at the next restart", next->path,
+                     keys[i].name) >= 0)
+            add_line(w, line);
+    }
+}
+
+struct config_live {
+    pthread_mutex_t lock;
+    struct config *cur;
+};
+
+struct config_live *config_live_create(struct config *first)
+{
+    struct config_live *live = calloc(1, sizeof(*live));
+    if (!live)
+        return NULL;
+    pthread_mutex_init(&live->lock, NULL);
+    first->generation = 1;
+    live->cur = first;
+    return live;
+}
+
+struct config *config_live_get(struct config_live *live)
+{
+    pthread_mutex_lock(&live->lock);
+    struct config *c = config_ref(live->cur);
+    pthread_mutex_unlock(&live->lock);
+    return c;
+}
+
+void config_live_swap(struct config_live *live, struct config *next)
+{
+    pthread_mutex_lock(&live->lock);
+    struct config *old = live->cur;
+    next->generation = old->generation + 1;
+    live->cur = next;
+    pthread_mutex_unlock(&live->lock);
+    config_unref(old);
+}
+
+void config_live_destroy(struct config_live *live)
+{
+    if (!live)
+        return;
+    config_unref(live->cur);
+    pthread_mutex_destroy(&live->lock);
+    free(live);
+}

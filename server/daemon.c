@@ -1,0 +1,232 @@
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "admin.h"
+#include "api.h"
+#include "audit.h"
+#include "auth.h"
+#include "casca_err.h"
+#include "health.h"
+#include "log.h"
+#include "reflection.h"
+#include "store.h"
+
+extern const unsigned char casca_descriptor_set[];
+extern const size_t casca_descriptor_set_size;
+
+int64_t daemon_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void add_error(struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void add_error(struct config_errors *errs, const char *fmt, ...)
+{
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    char **grown = n >= 0 ? realloc(errs->lines, (errs->n + 1) * sizeof(char *)) : NULL;
+    if (!grown) {
+        free(n >= 0 ? line : NULL);
+        return;
+    }
+    errs->lines = grown;
+    errs->lines[errs->n++] = line;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while (mem && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    if (mem)
+        fclose(mem);
+    fclose(f);
+    return buf;
+}
+
+static int open_store(struct daemon *d, const struct config *c, struct config_errors *errs)
+{
+    struct store_options so = {
+        .dir = c->server.data_dir,
+        .map_size = c->store.map_size,
+        .max_map_size = c->store.max_map_size,
+        .sync_interval_ms = (unsigned)c->store.sync_interval_ms,
+    };
+    store_sync_parse(c->store.sync, &so.sync);
+    char err[512] = "";
+    int rc = store_open(&so, &d->store, err, sizeof(err));
+    if (rc) {
+        add_error(errs, "%s", *err ? err : casca_strerror(rc));
+        return rc;
+    }
+    if ((rc = audit_open(d->store, "audit", &d->audit)) != CASCA_OK)
+        add_error(errs, "cannot open the audit log in %s: %s", c->server.data_dir,
+                  casca_strerror(rc));
+    return rc;
+}
+
+static int listen_on(struct daemon *d, const struct config *c, struct config_errors *errs)
+{
+    struct rpc_tls tls = {0};
+    char *pems[3] = {NULL, NULL, NULL};
+    if (c->server.tls_cert) {
+        const char *files[3] = {c->server.tls_cert, c->server.tls_key, c->server.tls_client_ca};
+        for (int i = 0; i < 3; i++)
+            if (files[i] && !(pems[i] = read_file(files[i])))
+                add_error(errs, "cannot read %s: %s", files[i], strerror(errno));
+        tls = (struct rpc_tls){pems[0], pems[1], pems[2], c->server.tls_require_client_cert};
+    }
+    if (!errs->n)
+        d->port = rpc_server_listen(d->rpc, c->server.listen, c->server.tls_cert ? &tls : NULL);
+    for (int i = 0; i < 3; i++)
+        free(pems[i]);
+    if (errs->n)
+        return CASCA_ERR_IO;
+    if (d->port <= 0) {
+        add_error(errs,
+                  "cannot listen on %s: the address is in use or not local to this host "
+                  "(pick another with --listen HOST:PORT)",
+                  c->server.listen);
+        return CASCA_ERR_UNAVAILABLE;
+    }
+    return CASCA_OK;
+}
+
+int daemon_open(struct daemon **out, const char *config_path, const struct config_overrides *ov,
+                struct config_errors *errs)
+{
+    *out = NULL;
+    struct daemon *d = calloc(1, sizeof(*d));
+    if (!d)
+        return CASCA_ERR_NOMEM;
+    pthread_mutex_init(&d->reload_lock, NULL);
+    d->started_ns = daemon_now_ns();
+    d->started_mono_ns = mono_ns();
+    d->config_path = strdup(config_path);
+    d->overrides.listen = ov && ov->listen ? strdup(ov->listen) : NULL;
+    d->overrides.data_dir = ov && ov->data_dir ? strdup(ov->data_dir) : NULL;
+
+    struct config *c = NULL;
+    int rc = config_load(config_path, &d->overrides, &c, errs);
+    if (rc) {
+        daemon_close(d);
+        return rc;
+    }
+    log_set_level((enum log_level)log_level_parse(c->server.log_level));
+    d->live = config_live_create(c);
+    if ((rc = open_store(d, c, errs))) {
+        daemon_close(d);
+        return rc;
+    }
+
+    struct rpc_options opts = {
+        .cq_threads = c->server.threads,
+        .workers = c->server.workers,
+        .worker_queue = c->server.worker_queue,
+        .max_message_bytes = c->server.max_message_bytes,
+        .stream_queue = c->server.stream_queue,
+        /* tokens are read per call from the live snapshot, so reload can add or revoke them;
+         * with none configured at start the server is loopback-only and every caller an operator */
+        .auth = auth_enabled(c) ? auth_check : NULL,
+        .auth_arg = d->live,
+    };
+    d->rpc = rpc_server_create(&opts);
+    if (!d->rpc || !(d->health = health_create(d->rpc)) ||
+        !(d->reflection =
+              reflection_create(d->rpc, casca_descriptor_set, casca_descriptor_set_size)) ||
+        !(d->admin = admin_create(d->rpc, d)) || !(d->api = api_create(d->rpc))) {
+        add_error(errs, "cannot set up the gRPC services (out of memory?)");
+        daemon_close(d);
+        return CASCA_ERR_INTERNAL;
+    }
+    if ((rc = listen_on(d, c, errs)) || (rc = rpc_server_start(d->rpc))) {
+        daemon_close(d);
+        return rc;
+    }
+    health_set_serving(d->health, true);
+    log_info("cascad", "casca %s serving on %s (port %d), data in %s, %s", CASCA_VERSION,
+             c->server.listen, d->port, c->server.data_dir,
+             auth_enabled(c) ? "bearer tokens required" : "no tokens: loopback only");
+    *out = d;
+    return CASCA_OK;
+}
+
+int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_errors *warnings,
+                  uint64_t *generation)
+{
+    pthread_mutex_lock(&d->reload_lock);
+    struct config *next = NULL;
+    int rc = config_load(d->config_path, &d->overrides, &next, errs);
+    if (rc == CASCA_OK) {
+        struct config *cur = config_live_get(d->live);
+        if (auth_enabled(cur) != auth_enabled(next)) {
+            add_error(errs, "%s: auth.tokens: switching between no tokens and tokens needs a "
+                            "restart (the listen address depends on it); nothing was changed",
+                      d->config_path);
+            rc = CASCA_ERR_CONFIG;
+        } else {
+            config_restart_warnings(cur, next, warnings);
+        }
+        config_unref(cur);
+    }
+    if (rc == CASCA_OK) {
+        log_set_level((enum log_level)log_level_parse(next->server.log_level));
+        config_live_swap(d->live, next);
+        *generation = next->generation;
+        log_info("cascad", "configuration reloaded: generation %llu",
+                 (unsigned long long)next->generation);
+    } else {
+        config_unref(next);
+        for (size_t i = 0; i < errs->n; i++)
+            log_warn("cascad", "reload rejected: %s", errs->lines[i]);
+    }
+    pthread_mutex_unlock(&d->reload_lock);
+    return rc;
+}
+
+void daemon_close(struct daemon *d)
+{
+    if (!d)
+        return;
+    if (d->health)
+        health_set_serving(d->health, false);
+    rpc_server_destroy(d->rpc); /* every call is over after this */
+    api_destroy(d->api);
+    admin_destroy(d->admin);
+    reflection_destroy(d->reflection);
+    health_destroy(d->health);
+    audit_close(d->audit);
+    store_close(d->store);
+    config_live_destroy(d->live);
+    free(d->config_path);
+    free((char *)d->overrides.listen);
+    free((char *)d->overrides.data_dir);
+    pthread_mutex_destroy(&d->reload_lock);
+    free(d);
+}

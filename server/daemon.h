@@ -1,0 +1,44 @@
+/* daemon: cascad's parts wired together: the live configuration, the store, the gRPC server and
+ * its services; opening, reloading and closing them in the right order. main.c owns one. */
+#ifndef CASCA_DAEMON_H
+#define CASCA_DAEMON_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct daemon {
+    char *config_path;
+    struct config_overrides overrides;
+    struct config_live *live;
+    struct store *store;
+    struct audit *audit;
+    struct rpc_server *rpc;
+    struct health *health;
+    struct reflection *reflection;
+    struct api *api;
+    struct admin *admin;
+    int64_t started_ns; /* wall clock, ns since the epoch */
+    int64_t started_mono_ns;
+    int port; /* bound port */
+    pthread_mutex_t reload_lock; /* one reload at a time (SIGHUP and AdminService.Reload) */
+};
+
+/* Loads the configuration, opens the store, builds and starts the server. On a bad configuration
+ * returns CASCA_ERR_CONFIG with every problem in errs; on other failures a casca_err with the
+ * reason in errs. Main thread. */
+int daemon_open(struct daemon **out, const char *config_path, const struct config_overrides *ov,
+                struct config_errors *errs);
+/* Re-reads the configuration file; on success swaps it in and returns its generation. A bad file
+ * changes nothing: errs lists the problems. Keys that need a restart come back in warnings.
+ * Any thread; serialised. */
+int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_errors *warnings,
+                  uint64_t *generation);
+/* Graceful stop: health turns NOT_SERVING, calls drain and are cancelled, the store is closed.
+ * Safe on NULL. Main thread. */
+void daemon_close(struct daemon *d);
+
+int64_t daemon_now_ns(void);
+
+#endif

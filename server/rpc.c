@@ -1,0 +1,950 @@
+/* The call layer. Every call is a small state machine driven by completion-queue events:
+ *
+ *   NEW ──> [close batch started: RECV_CLOSE_ON_SERVER tells us when the call ends or is cancelled]
+ *       ──> lookup, auth ──> RECV ──> handler(ctx, msg) ──> (streams in: RECV again ...)
+ *   sends: at most one send batch in flight (t_send); later messages wait in a bounded queue; the
+ *   status goes out with (or after) the last queued message, initial metadata with the first batch.
+ *
+ * Reference counting: one ref for the service (from the call's arrival until rpc_finish) and one per
+ * batch in flight. The tags are embedded in the call (at most one batch of each kind is in flight),
+ * so every buffer a batch uses lives until its tag completes. The call is freed at the last unref. */
+#include "rpc.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "log.h"
+#include "pool.h"
+
+#define PENDING_REQUESTS 64 /* calls requested from the core ahead of arrival */
+
+enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN };
+
+struct rpc_tag {
+    enum tag_kind kind;
+    struct rpc_ctx *ctx;
+};
+
+struct out_msg {
+    grpc_byte_buffer *buf;
+    struct out_msg *next;
+};
+
+struct rpc_ctx {
+    atomic_uint refs;
+    struct rpc_server *srv;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    const struct rpc_method *method;
+    struct rpc_tag t_new, t_recv, t_send, t_close;
+    grpc_byte_buffer *recv_buf;
+    int close_cancelled;
+    bool handed;      /* the handler has seen the call: from now on only the service finishes it */
+    bool got_request; /* unary and server-stream: the one request arrived */
+    atomic_bool cancelled;
+
+    pthread_mutex_t lock; /* guards the send side and on_cancel */
+    bool md_sent, send_busy, finishing, broken;
+    struct out_msg *q_head, *q_tail;
+    unsigned q_len;
+    grpc_byte_buffer *inflight;
+    grpc_status_code status;
+    grpc_slice status_details;
+    bool has_details;
+    rpc_cancel_fn on_cancel;
+    void *cancel_arg;
+
+    void *data;
+    void (*data_free)(void *);
+    enum rpc_role role;
+    char caller[64];
+};
+
+struct method_slot {
+    const struct rpc_method *m;
+    size_t len;
+};
+
+struct rpc_server {
+    struct rpc_options opts;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    struct pool *pool;
+    pthread_t *threads;
+    unsigned nthreads;
+    struct method_slot *table; /* open addressing by path, size a power of two */
+    size_t table_size, nmethods;
+    const char **services;
+    size_t nservices;
+    bool started;
+    atomic_bool shutting_down;
+    struct rpc_tag t_shutdown;
+    pthread_mutex_t shutdown_lock;
+    pthread_cond_t shutdown_cond;
+    bool shutdown_done;
+    atomic_uint_fast64_t calls_total, calls_active, calls_failed;
+};
+
+/* ---- the one translation from casca_err to gRPC status ---- */
+
+static grpc_status_code rpc_status_of(int err)
+{
+    switch (err) {
+    case CASCA_OK: return GRPC_STATUS_OK;
+    case CASCA_ERR_INVALID: return GRPC_STATUS_INVALID_ARGUMENT;
+    case CASCA_ERR_CONFIG: return GRPC_STATUS_INVALID_ARGUMENT;
+    case CASCA_ERR_NOT_FOUND: return GRPC_STATUS_NOT_FOUND;
+    case CASCA_ERR_EXISTS: return GRPC_STATUS_ALREADY_EXISTS;
+    case CASCA_ERR_PRECONDITION: return GRPC_STATUS_FAILED_PRECONDITION;
+    case CASCA_ERR_PERMISSION: return GRPC_STATUS_PERMISSION_DENIED;
+    case CASCA_ERR_UNAUTH: return GRPC_STATUS_UNAUTHENTICATED;
+    case CASCA_ERR_FULL: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case CASCA_ERR_NOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case CASCA_ERR_UNAVAILABLE: return GRPC_STATUS_UNAVAILABLE;
+    case CASCA_ERR_TIMEOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case CASCA_ERR_CANCELLED: return GRPC_STATUS_CANCELLED;
+    case CASCA_ERR_UNIMPLEMENTED: return GRPC_STATUS_UNIMPLEMENTED;
+    case CASCA_ERR_IO: return GRPC_STATUS_INTERNAL;
+    default: return GRPC_STATUS_INTERNAL;
+    }
+}
+
+static const char *const role_names[] = {"viewer", "reporter", "agent", "operator"};
+
+const char *rpc_role_name(enum rpc_role role)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (role == (1u << i))
+            return role_names[i];
+    return "none";
+}
+
+enum rpc_role rpc_role_parse(const char *name)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (strcmp(name, role_names[i]) == 0)
+            return (enum rpc_role)(1u << i);
+    return RPC_ROLE_NONE;
+}
+
+/* ---- method table ---- */
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static const struct rpc_method *lookup_method(const struct rpc_server *srv, const char *path,
+                                              size_t len)
+{
+    if (!srv->table_size)
+        return NULL;
+    size_t mask = srv->table_size - 1;
+    for (size_t i = hash_bytes(path, len) & mask;; i = (i + 1) & mask) {
+        const struct method_slot *s = &srv->table[i];
+        if (!s->m)
+            return NULL;
+        if (s->len == len && memcmp(s->m->path, path, len) == 0)
+            return s->m;
+    }
+}
+
+static int table_insert(struct rpc_server *srv, const struct rpc_method *m)
+{
+    if ((srv->nmethods + 1) * 2 > srv->table_size) {
+        size_t size = srv->table_size ? srv->table_size * 2 : 64;
+        struct method_slot *old = srv->table;
+        size_t old_size = srv->table_size;
+        srv->table = calloc(size, sizeof(*srv->table));
+        if (!srv->table) {
+            srv->table = old;
+            return CASCA_ERR_NOMEM;
+        }
+        srv->table_size = size;
+        srv->nmethods = 0;
+        for (size_t i = 0; i < old_size; i++)
+            if (old[i].m)
+                table_insert(srv, old[i].m);
+        free(old);
+    }
+    size_t len = strlen(m->path);
+    if (lookup_method(srv, m->path, len))
+        return CASCA_ERR_EXISTS;
+    size_t mask = srv->table_size - 1;
+    size_t i = hash_bytes(m->path, len) & mask;
+    while (srv->table[i].m)
+        i = (i + 1) & mask;
+    srv->table[i] = (struct method_slot){m, len};
+    srv->nmethods++;
+    return CASCA_OK;
+}
+
+/* "/pkg.Service/Method" -> remembers "pkg.Service" once. */
+static int note_service(struct rpc_server *srv, const char *path)
+{
+    const char *slash = strchr(path + 1, '/');
+    if (path[0] != '/' || !slash)
+        return CASCA_ERR_INVALID;
+    size_t len = (size_t)(slash - path - 1);
+    for (size_t i = 0; i < srv->nservices; i++)
+        if (strlen(srv->services[i]) == len && memcmp(srv->services[i], path + 1, len) == 0)
+            return CASCA_OK;
+    const char **grown = realloc(srv->services, (srv->nservices + 1) * sizeof(*grown));
+    if (!grown)
+        return CASCA_ERR_NOMEM;
+    srv->services = grown;
+    if (!(srv->services[srv->nservices] = strndup(path + 1, len)))
+        return CASCA_ERR_NOMEM;
+    srv->nservices++;
+    return CASCA_OK;
+}
+
+int rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods, size_t n)
+{
+    if (srv->started)
+        return CASCA_ERR_PRECONDITION;
+    for (size_t i = 0; i < n; i++) {
+        int err = note_service(srv, methods[i].path);
+        if (!err)
+            err = table_insert(srv, &methods[i]);
+        if (err) {
+            log_error("rpc", "cannot register %s: %s", methods[i].path, casca_strerror(err));
+            return err;
+        }
+    }
+    return CASCA_OK;
+}
+
+/* ---- call life cycle ---- */
+
+static void ctx_ref(struct rpc_ctx *ctx)
+{
+    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+}
+
+static void drop_queue_locked(struct rpc_ctx *ctx)
+{
+    while (ctx->q_head) {
+        struct out_msg *o = ctx->q_head;
+        ctx->q_head = o->next;
+        grpc_byte_buffer_destroy(o->buf);
+        free(o);
+    }
+    ctx->q_tail = NULL;
+    ctx->q_len = 0;
+}
+
+static void ctx_free(struct rpc_ctx *ctx)
+{
+    struct rpc_server *srv = ctx->srv;
+    drop_queue_locked(ctx);
+    if (ctx->recv_buf)
+        grpc_byte_buffer_destroy(ctx->recv_buf);
+    if (ctx->data_free)
+        ctx->data_free(ctx->data);
+    if (ctx->has_details)
+        grpc_slice_unref(ctx->status_details);
+    if (ctx->call) {
+        grpc_call_unref(ctx->call);
+        atomic_fetch_sub(&srv->calls_active, 1);
+    }
+    grpc_call_details_destroy(&ctx->details);
+    grpc_metadata_array_destroy(&ctx->md);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}
+
+static void ctx_unref(struct rpc_ctx *ctx)
+{
+    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1)
+        ctx_free(ctx);
+}
+
+static struct rpc_ctx *ctx_new(struct rpc_server *srv)
+{
+    struct rpc_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return NULL;
+    ctx->srv = srv;
+    atomic_init(&ctx->refs, 1); /* the service's ref, once the call arrives */
+    grpc_call_details_init(&ctx->details);
+    grpc_metadata_array_init(&ctx->md);
+    pthread_mutex_init(&ctx->lock, NULL);
+    ctx->t_new = (struct rpc_tag){TAG_NEW, ctx};
+    ctx->t_recv = (struct rpc_tag){TAG_RECV, ctx};
+    ctx->t_send = (struct rpc_tag){TAG_SEND, ctx};
+    ctx->t_close = (struct rpc_tag){TAG_CLOSE, ctx};
+    return ctx;
+}
+
+static void request_call(struct rpc_server *srv)
+{
+    struct rpc_ctx *ctx = ctx_new(srv);
+    if (!ctx) {
+        log_error("rpc", "out of memory: cannot accept more calls");
+        return;
+    }
+    grpc_call_error e = grpc_server_request_call(srv->server, &ctx->call, &ctx->details, &ctx->md,
+                                                 srv->cq, srv->cq, &ctx->t_new);
+    if (e != GRPC_CALL_OK) {
+        if (!atomic_load(&srv->shutting_down))
+            log_error("rpc", "grpc_server_request_call failed (%d)", (int)e);
+        ctx_free(ctx);
+    }
+}
+
+static void start_batch(struct rpc_ctx *ctx, const grpc_op *ops, size_t n, struct rpc_tag *tag)
+{
+    ctx_ref(ctx);
+    grpc_call_error e = grpc_call_start_batch(ctx->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        log_error("rpc", "grpc_call_start_batch failed (%d)", (int)e);
+        /* never the last ref: the caller holds one */
+        atomic_fetch_sub(&ctx->refs, 1);
+    }
+}
+
+/* Starts the next send batch: initial metadata with the first, the next queued message, and the
+ * status once the queue is empty and the service finished. Lock held, no send in flight. */
+static void start_send_locked(struct rpc_ctx *ctx)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!ctx->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ctx->md_sent = true;
+    }
+    if (ctx->q_head) {
+        struct out_msg *o = ctx->q_head;
+        ctx->q_head = o->next;
+        if (!ctx->q_head)
+            ctx->q_tail = NULL;
+        ctx->q_len--;
+        ctx->inflight = o->buf;
+        free(o);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = ctx->inflight;
+    }
+    if (ctx->finishing && !ctx->q_head) {
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = ctx->status;
+        ops[n++].data.send_status_from_server.status_details =
+            ctx->has_details ? &ctx->status_details : NULL;
+    }
+    if (n == 0)
+        return;
+    ctx->send_busy = true;
+    start_batch(ctx, ops, n, &ctx->t_send);
+}
+
+static grpc_byte_buffer *pack(const ProtobufCMessage *msg)
+{
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    grpc_slice slice = grpc_slice_malloc(size);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *buf = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return buf;
+}
+
+static int enqueue_locked(struct rpc_ctx *ctx, grpc_byte_buffer *buf, bool bounded)
+{
+    if (ctx->finishing || ctx->broken || atomic_load(&ctx->cancelled))
+        return CASCA_ERR_CANCELLED;
+    if (bounded && ctx->q_len >= ctx->srv->opts.stream_queue)
+        return CASCA_ERR_FULL;
+    struct out_msg *o = malloc(sizeof(*o));
+    if (!o)
+        return CASCA_ERR_NOMEM;
+    *o = (struct out_msg){buf, NULL};
+    if (ctx->q_tail)
+        ctx->q_tail->next = o;
+    else
+        ctx->q_head = o;
+    ctx->q_tail = o;
+    ctx->q_len++;
+    return CASCA_OK;
+}
+
+int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    if (atomic_load(&ctx->cancelled))
+        return CASCA_ERR_CANCELLED;
+    grpc_byte_buffer *buf = pack(msg);
+    pthread_mutex_lock(&ctx->lock);
+    int err = enqueue_locked(ctx, buf, true);
+    if (!err && !ctx->send_busy)
+        start_send_locked(ctx);
+    pthread_mutex_unlock(&ctx->lock);
+    if (err)
+        grpc_byte_buffer_destroy(buf);
+    return err;
+}
+
+unsigned rpc_send_pending(struct rpc_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->lock);
+    unsigned n = ctx->q_len + (ctx->inflight != NULL);
+    pthread_mutex_unlock(&ctx->lock);
+    return n;
+}
+
+/* Ends the call: the last message (may be NULL), then the status. Releases the service's ref. */
+static void finish_call(struct rpc_ctx *ctx, grpc_byte_buffer *last, int err, const char *text)
+{
+    pthread_mutex_lock(&ctx->lock);
+    if (ctx->finishing) { /* a second finish is a service bug; keep the first */
+        pthread_mutex_unlock(&ctx->lock);
+        if (last)
+            grpc_byte_buffer_destroy(last);
+        log_error("rpc", "%s: call finished twice", ctx->method ? ctx->method->path : "?");
+        return;
+    }
+    if (last && enqueue_locked(ctx, last, false) == CASCA_OK)
+        last = NULL;
+    ctx->finishing = true;
+    ctx->status = rpc_status_of(err);
+    if (text && *text) {
+        ctx->status_details = grpc_slice_from_copied_string(text);
+        ctx->has_details = true;
+    }
+    if (ctx->status != GRPC_STATUS_OK)
+        atomic_fetch_add(&ctx->srv->calls_failed, 1);
+    if (!ctx->send_busy && !ctx->broken && !atomic_load(&ctx->cancelled))
+        start_send_locked(ctx);
+    pthread_mutex_unlock(&ctx->lock);
+    if (last)
+        grpc_byte_buffer_destroy(last);
+    ctx_unref(ctx);
+}
+
+void rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    finish_call(ctx, msg && !atomic_load(&ctx->cancelled) ? pack(msg) : NULL, CASCA_OK, NULL);
+}
+
+void rpc_vfinish(struct rpc_ctx *ctx, int err, const char *fmt, va_list ap)
+{
+    char text[1024] = "";
+    if (fmt)
+        vsnprintf(text, sizeof(text), fmt, ap);
+    finish_call(ctx, NULL, err, text);
+}
+
+void rpc_finish(struct rpc_ctx *ctx, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rpc_vfinish(ctx, err, fmt, ap);
+    va_end(ap);
+}
+
+void rpc_on_cancel(struct rpc_ctx *ctx, rpc_cancel_fn fn, void *arg)
+{
+    pthread_mutex_lock(&ctx->lock);
+    bool already = atomic_load(&ctx->cancelled);
+    if (!already) {
+        ctx->on_cancel = fn;
+        ctx->cancel_arg = arg;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (already) /* cancelled before the service got to register: tell it now */
+        fn(ctx, arg);
+}
+
+bool rpc_cancelled(const struct rpc_ctx *ctx)
+{
+    return atomic_load(&ctx->cancelled);
+}
+
+int64_t rpc_deadline_ms(const struct rpc_ctx *ctx)
+{
+    gpr_timespec d = ctx->details.deadline;
+    if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
+        return INT64_MAX;
+    gpr_timespec left = gpr_time_sub(gpr_convert_clock_type(d, GPR_CLOCK_MONOTONIC),
+                                     gpr_now(GPR_CLOCK_MONOTONIC));
+    return left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+void *rpc_method_arg(const struct rpc_ctx *ctx)
+{
+    return ctx->method->arg;
+}
+
+const struct rpc_method *rpc_method_of(const struct rpc_ctx *ctx)
+{
+    return ctx->method;
+}
+
+enum rpc_role rpc_caller_role(const struct rpc_ctx *ctx)
+{
+    return ctx->role;
+}
+
+const char *rpc_caller_name(const struct rpc_ctx *ctx)
+{
+    return ctx->caller;
+}
+
+void rpc_set_data(struct rpc_ctx *ctx, void *data, void (*free_fn)(void *))
+{
+    ctx->data = data;
+    ctx->data_free = free_fn;
+}
+
+void *rpc_data(const struct rpc_ctx *ctx)
+{
+    return ctx->data;
+}
+
+/* ---- receiving and dispatch ---- */
+
+static void start_recv(struct rpc_ctx *ctx)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &ctx->recv_buf;
+    start_batch(ctx, &op, 1, &ctx->t_recv);
+}
+
+static bool streams_in(const struct rpc_ctx *ctx)
+{
+    return ctx->method->kind == RPC_CLIENT_STREAM || ctx->method->kind == RPC_BIDI;
+}
+
+/* Runs the handler for one message (NULL: end of input), then reads the next one if the method
+ * streams in. The message is freed here. */
+static void invoke(struct rpc_ctx *ctx, ProtobufCMessage *msg)
+{
+    if (!ctx->handed) {
+        if (atomic_load(&ctx->cancelled)) {
+            finish_call(ctx, NULL, CASCA_ERR_CANCELLED, NULL);
+            goto out;
+        }
+        if (rpc_deadline_ms(ctx) <= 0) {
+            finish_call(ctx, NULL, CASCA_ERR_TIMEOUT, "deadline exceeded before the call started");
+            goto out;
+        }
+        ctx->handed = true;
+    }
+    ctx->method->handler(ctx, msg);
+    if (msg && streams_in(ctx))
+        start_recv(ctx);
+out:
+    if (msg)
+        protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+struct job {
+    struct rpc_ctx *ctx;
+    ProtobufCMessage *msg;
+};
+
+static void run_job(void *arg)
+{
+    struct job *j = arg;
+    invoke(j->ctx, j->msg);
+    ctx_unref(j->ctx);
+    free(j);
+}
+
+static void dispatch(struct rpc_ctx *ctx, ProtobufCMessage *msg)
+{
+    if (!(ctx->method->flags & RPC_BLOCKING)) {
+        invoke(ctx, msg);
+        return;
+    }
+    struct job *j = malloc(sizeof(*j));
+    int err = j ? CASCA_OK : CASCA_ERR_NOMEM;
+    if (j) {
+        *j = (struct job){ctx, msg};
+        ctx_ref(ctx);
+        err = pool_submit(ctx->srv->pool, run_job, j);
+        if (err) {
+            atomic_fetch_sub(&ctx->refs, 1); /* not the last: the service ref is held */
+            free(j);
+        }
+    }
+    if (!err)
+        return;
+    if (msg)
+        protobuf_c_message_free_unpacked(msg, NULL);
+    const char *why = "server busy: too many requests wait for a worker; retry with backoff";
+    if (!ctx->handed) {
+        finish_call(ctx, NULL, CASCA_ERR_FULL, why);
+    } else { /* mid-stream: end the call, and tell the service its input is over */
+        grpc_call_cancel_with_status(ctx->call, GRPC_STATUS_RESOURCE_EXHAUSTED, why, NULL);
+        invoke(ctx, NULL);
+    }
+}
+
+static ProtobufCMessage *decode(grpc_byte_buffer *buf, const ProtobufCMessageDescriptor *desc)
+{
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, buf))
+        return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+    ProtobufCMessage *msg =
+        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    grpc_byte_buffer_reader_destroy(&reader);
+    return msg;
+}
+
+static void on_recv(struct rpc_ctx *ctx, bool success)
+{
+    grpc_byte_buffer *buf = success ? ctx->recv_buf : NULL;
+    ctx->recv_buf = NULL;
+    if (!buf) { /* the client half-closed, or the call is over */
+        if (streams_in(ctx))
+            dispatch(ctx, NULL);
+        else if (!ctx->got_request)
+            finish_call(ctx, NULL, CASCA_ERR_INVALID,
+                        "no request message: a unary call needs exactly one");
+        return;
+    }
+    ProtobufCMessage *msg = decode(buf, ctx->method->request);
+    grpc_byte_buffer_destroy(buf);
+    if (!msg) {
+        char why[256];
+        snprintf(why, sizeof(why),
+                 "request is not a valid %s message: check that the client uses casca's protos",
+                 ctx->method->request->name);
+        if (!ctx->handed) {
+            finish_call(ctx, NULL, CASCA_ERR_INVALID, why);
+        } else {
+            grpc_call_cancel_with_status(ctx->call, GRPC_STATUS_INVALID_ARGUMENT, why, NULL);
+            dispatch(ctx, NULL);
+        }
+        return;
+    }
+    ctx->got_request = true;
+    dispatch(ctx, msg);
+}
+
+/* The bearer token from "authorization: Bearer <token>", or NULL. */
+static const char *bearer_token(const grpc_metadata_array *md, size_t *len)
+{
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_metadata *m = &md->metadata[i];
+        if (!grpc_slice_str_cmp(m->key, "authorization")) {
+            const char *v = (const char *)GRPC_SLICE_START_PTR(m->value);
+            size_t n = GRPC_SLICE_LENGTH(m->value);
+            if (n > 7 && strncasecmp(v, "Bearer ", 7) == 0) {
+                *len = n - 7;
+                return v + 7;
+            }
+            *len = 0;
+            return v; /* present but malformed */
+        }
+    }
+    return NULL;
+}
+
+static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
+{
+    struct rpc_server *srv = ctx->srv;
+    const struct rpc_method *m = ctx->method;
+    if (!srv->opts.auth) {
+        ctx->role = RPC_ROLE_OPERATOR;
+        snprintf(ctx->caller, sizeof(ctx->caller), "local");
+        return CASCA_OK;
+    }
+    size_t len = 0;
+    const char *token = bearer_token(&ctx->md, &len);
+    if (!token || !len) {
+        if (m->flags & RPC_PUBLIC) {
+            ctx->role = RPC_ROLE_VIEWER;
+            snprintf(ctx->caller, sizeof(ctx->caller), "anonymous");
+            return CASCA_OK;
+        }
+        snprintf(why, whylen, token ? "malformed authorization header: send 'Bearer <token>'"
+                                    : "missing credentials: send metadata 'authorization: "
+                                      "Bearer <token>'");
+        return CASCA_ERR_UNAUTH;
+    }
+    if (srv->opts.auth(srv->opts.auth_arg, token, len, &ctx->role, ctx->caller,
+                       sizeof(ctx->caller)) != CASCA_OK) {
+        snprintf(why, whylen, "unknown bearer token: ask the operator for a token");
+        return CASCA_ERR_UNAUTH;
+    }
+    if (ctx->role != RPC_ROLE_OPERATOR && !(m->roles & ctx->role)) {
+        char allowed[128] = "";
+        for (unsigned r = RPC_ROLE_VIEWER; r <= RPC_ROLE_OPERATOR; r <<= 1)
+            if ((m->roles | RPC_ROLE_OPERATOR) & r)
+                snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
+                         *allowed ? ", " : "", rpc_role_name((enum rpc_role)r));
+        snprintf(why, whylen, "role '%s' may not call %s; it needs one of: %s",
+                 rpc_role_name(ctx->role), m->path, allowed);
+        return CASCA_ERR_PERMISSION;
+    }
+    return CASCA_OK;
+}
+
+static void on_new_call(struct rpc_ctx *ctx)
+{
+    struct rpc_server *srv = ctx->srv;
+    atomic_fetch_add(&srv->calls_total, 1);
+    atomic_fetch_add(&srv->calls_active, 1);
+
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &ctx->close_cancelled;
+    start_batch(ctx, &op, 1, &ctx->t_close);
+
+    const char *path = (const char *)GRPC_SLICE_START_PTR(ctx->details.method);
+    size_t len = GRPC_SLICE_LENGTH(ctx->details.method);
+    ctx->method = lookup_method(srv, path, len);
+    if (!ctx->method) {
+        char text[300];
+        snprintf(text, sizeof(text), "unknown method %.*s: list the served methods with reflection",
+                 (int)(len > 200 ? 200 : len), path);
+        finish_call(ctx, NULL, CASCA_ERR_UNIMPLEMENTED, text);
+        return;
+    }
+    if (atomic_load(&srv->shutting_down)) {
+        finish_call(ctx, NULL, CASCA_ERR_UNAVAILABLE, "server is shutting down: retry elsewhere");
+        return;
+    }
+    char why[256];
+    int err = authorize(ctx, why, sizeof(why));
+    if (err) {
+        finish_call(ctx, NULL, err, why);
+        return;
+    }
+    if (ctx->method->unavailable) {
+        finish_call(ctx, NULL, CASCA_ERR_UNIMPLEMENTED, ctx->method->unavailable);
+        return;
+    }
+    start_recv(ctx);
+}
+
+static void on_close(struct rpc_ctx *ctx, bool success)
+{
+    if (!ctx->close_cancelled && success)
+        return;
+    atomic_store(&ctx->cancelled, true);
+    pthread_mutex_lock(&ctx->lock);
+    rpc_cancel_fn fn = ctx->finishing ? NULL : ctx->on_cancel;
+    void *arg = ctx->cancel_arg;
+    ctx->on_cancel = NULL;
+    drop_queue_locked(ctx);
+    pthread_mutex_unlock(&ctx->lock);
+    if (fn)
+        fn(ctx, arg);
+}
+
+static void on_send(struct rpc_ctx *ctx, bool success)
+{
+    pthread_mutex_lock(&ctx->lock);
+    if (ctx->inflight) {
+        grpc_byte_buffer_destroy(ctx->inflight);
+        ctx->inflight = NULL;
+    }
+    ctx->send_busy = false;
+    if (!success) { /* the transport is gone; the close batch reports the cancellation */
+        ctx->broken = true;
+        drop_queue_locked(ctx);
+    } else if (ctx->q_head || ctx->finishing) {
+        start_send_locked(ctx);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+static void *cq_thread(void *arg)
+{
+    struct rpc_server *srv = arg;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct rpc_tag *tag = ev.tag;
+        struct rpc_ctx *ctx = tag->ctx;
+        switch (tag->kind) {
+        case TAG_NEW:
+            if (!ev.success) { /* the server is shutting down: the request is void */
+                ctx_free(ctx);
+                break;
+            }
+            if (!atomic_load(&srv->shutting_down))
+                request_call(srv);
+            on_new_call(ctx);
+            break;
+        case TAG_RECV:
+            on_recv(ctx, ev.success);
+            ctx_unref(ctx);
+            break;
+        case TAG_SEND:
+            on_send(ctx, ev.success);
+            ctx_unref(ctx);
+            break;
+        case TAG_CLOSE:
+            on_close(ctx, ev.success);
+            ctx_unref(ctx);
+            break;
+        case TAG_SHUTDOWN:
+            pthread_mutex_lock(&srv->shutdown_lock);
+            srv->shutdown_done = true;
+            pthread_cond_broadcast(&srv->shutdown_cond);
+            pthread_mutex_unlock(&srv->shutdown_lock);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- server ---- */
+
+struct rpc_server *rpc_server_create(const struct rpc_options *opts)
+{
+    struct rpc_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return NULL;
+    srv->opts = *opts;
+    if (!srv->opts.cq_threads)
+        srv->opts.cq_threads = 2;
+    if (!srv->opts.workers)
+        srv->opts.workers = 4;
+    if (!srv->opts.max_message_bytes)
+        srv->opts.max_message_bytes = 4u << 20;
+    if (!srv->opts.stream_queue)
+        srv->opts.stream_queue = 64;
+    pthread_mutex_init(&srv->shutdown_lock, NULL);
+    pthread_cond_init(&srv->shutdown_cond, NULL);
+    srv->t_shutdown = (struct rpc_tag){TAG_SHUTDOWN, NULL};
+
+    grpc_init();
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)srv->opts.max_message_bytes},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = -1},
+        /* a second daemon on the same port must fail, not share it */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+    };
+    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
+    srv->server = grpc_server_create(&chargs, NULL);
+    srv->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+    return srv;
+}
+
+int rpc_server_listen(struct rpc_server *srv, const char *addr, const struct rpc_tls *tls)
+{
+    grpc_server_credentials *creds;
+    if (tls) {
+        grpc_ssl_pem_key_cert_pair pair = {tls->key_pem, tls->cert_pem};
+        grpc_ssl_client_certificate_request_type req =
+            !tls->client_ca_pem      ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : tls->require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                       : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+        creds = grpc_ssl_server_credentials_create_ex(tls->client_ca_pem, &pair, 1, req, NULL);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    if (!creds)
+        return 0;
+    int port = grpc_server_add_http2_port(srv->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    return port;
+}
+
+int rpc_server_start(struct rpc_server *srv)
+{
+    srv->pool = pool_create(srv->opts.workers, srv->opts.worker_queue);
+    srv->threads = calloc(srv->opts.cq_threads, sizeof(pthread_t));
+    if (!srv->pool || !srv->threads)
+        return CASCA_ERR_NOMEM;
+    grpc_server_start(srv->server);
+    srv->started = true;
+    for (int i = 0; i < PENDING_REQUESTS; i++)
+        request_call(srv);
+    for (; srv->nthreads < srv->opts.cq_threads; srv->nthreads++)
+        if (pthread_create(&srv->threads[srv->nthreads], NULL, cq_thread, srv) != 0)
+            return CASCA_ERR_NOMEM;
+    return CASCA_OK;
+}
+
+void rpc_server_destroy(struct rpc_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->started) {
+        /* stop accepting, let calls in flight end within a grace period, then cancel the rest
+         * (streams never end on their own); wait until every call is gone */
+        atomic_store(&srv->shutting_down, true);
+        grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->t_shutdown);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 500 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&srv->shutdown_lock);
+        while (!srv->shutdown_done &&
+               pthread_cond_timedwait(&srv->shutdown_cond, &srv->shutdown_lock, &until) == 0)
+            ;
+        pthread_mutex_unlock(&srv->shutdown_lock);
+        grpc_server_cancel_all_calls(srv->server);
+        pthread_mutex_lock(&srv->shutdown_lock);
+        while (!srv->shutdown_done)
+            pthread_cond_wait(&srv->shutdown_cond, &srv->shutdown_lock);
+        pthread_mutex_unlock(&srv->shutdown_lock);
+    }
+    pool_destroy(srv->pool); /* jobs left see their calls cancelled */
+    grpc_completion_queue_shutdown(srv->cq);
+    for (unsigned i = 0; i < srv->nthreads; i++)
+        pthread_join(srv->threads[i], NULL);
+    if (!srv->started) { /* nobody drains the queue: do it here */
+        while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+    }
+    grpc_server_destroy(srv->server);
+    grpc_completion_queue_destroy(srv->cq);
+    grpc_shutdown();
+    for (size_t i = 0; i < srv->nservices; i++)
+        free((char *)srv->services[i]);
+    free(srv->services);
+    free(srv->table);
+    free(srv->threads);
+    pthread_cond_destroy(&srv->shutdown_cond);
+    pthread_mutex_destroy(&srv->shutdown_lock);
+    free(srv);
+}
+
+size_t rpc_server_services(const struct rpc_server *srv, const char *const **names)
+{
+    *names = srv->services;
+    return srv->nservices;
+}
+
+void rpc_server_stats(const struct rpc_server *srv, struct rpc_stats *st)
+{
+    st->calls_total = atomic_load(&srv->calls_total);
+    st->calls_active = atomic_load(&srv->calls_active);
+    st->calls_failed = atomic_load(&srv->calls_failed);
+}

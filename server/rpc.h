@@ -1,0 +1,149 @@
+/* rpc: the gRPC call layer of cascad, on the grpc C core. One completion queue served by a small
+ * pool of threads, a method table, one state machine per call; services see protobuf-c messages.
+ *
+ * All grpc_* calls of casca live in rpc.c. A service registers methods (struct rpc_method) before
+ * rpc_server_start. For every call the layer checks the method, the caller's role, the deadline and
+ * the request's encoding, then calls the method's handler:
+ *   - unary and server-stream: handler(ctx, request) once;
+ *   - client-stream and bidi: handler(ctx, message) for each message, then handler(ctx, NULL) when
+ *     the client half-closes (or the call is cancelled: rpc_cancelled tells).
+ * The next message is read only after the handler returns, so a handler sees messages in order.
+ * A handler runs on a completion-queue thread and must not block there; a method flagged
+ * RPC_BLOCKING runs its handler on the worker pool instead.
+ *
+ * Ownership: the request message is owned by the layer and freed when the handler returns (copy
+ * what you keep). Every call handed to a handler must end with exactly one rpc_reply or rpc_finish,
+ * from any thread, even after cancellation (then it is cheap and sends nothing); after it the ctx
+ * must not be touched. A service that keeps a ctx beyond its handler (a watch) registers
+ * rpc_on_cancel so it can drop it when the client goes away, the deadline passes, or the server
+ * shuts down. */
+#ifndef CASCA_RPC_H
+#define CASCA_RPC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "casca_err.h"
+
+enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM, RPC_CLIENT_STREAM, RPC_BIDI };
+
+/* Roles from bearer tokens; each method lists the roles that may call it. The operator may call
+ * everything. With no tokens configured every caller is an operator (loopback only). */
+enum rpc_role {
+    RPC_ROLE_NONE = 0,
+    RPC_ROLE_VIEWER = 1u << 0,
+    RPC_ROLE_REPORTER = 1u << 1,
+    RPC_ROLE_AGENT = 1u << 2,
+    RPC_ROLE_OPERATOR = 1u << 3,
+};
+#define RPC_ROLES_ANY (RPC_ROLE_VIEWER | RPC_ROLE_REPORTER | RPC_ROLE_AGENT | RPC_ROLE_OPERATOR)
+#define RPC_ROLES_READ (RPC_ROLE_VIEWER | RPC_ROLE_AGENT | RPC_ROLE_OPERATOR)
+
+/* Name of one role ("operator"), and the role of a name (RPC_ROLE_NONE if unknown). */
+const char *rpc_role_name(enum rpc_role role);
+enum rpc_role rpc_role_parse(const char *name);
+
+enum rpc_flags {
+    RPC_BLOCKING = 1u << 0, /* run the handler on the worker pool */
+    RPC_PUBLIC = 1u << 1,   /* callable without a token (health checks) */
+};
+
+struct rpc_ctx; /* one call, opaque */
+
+typedef void (*rpc_handler_fn)(struct rpc_ctx *ctx, const ProtobufCMessage *msg);
+typedef void (*rpc_cancel_fn)(struct rpc_ctx *ctx, void *arg);
+
+struct rpc_method {
+    const char *path; /* "/casca.v1.AdminService/GetStatus" */
+    const ProtobufCMessageDescriptor *request;
+    const ProtobufCMessageDescriptor *response;
+    enum rpc_kind kind;
+    unsigned roles; /* RPC_ROLE_* that may call it (operator always may) */
+    unsigned flags; /* enum rpc_flags */
+    rpc_handler_fn handler;
+    void *arg;             /* the service's state, given back by rpc_method_arg */
+    const char *unavailable; /* if set: answer UNIMPLEMENTED with this message, handler unused */
+};
+
+/* Answers a bearer token (not NUL-terminated) with a role and a caller name (copied into name,
+ * at most namelen bytes). Called on completion-queue threads for every call; must not block. */
+typedef int (*rpc_auth_fn)(void *arg, const char *token, size_t len, enum rpc_role *role,
+                           char *name, size_t namelen);
+
+struct rpc_options {
+    unsigned cq_threads;      /* completion-queue threads, default 2 */
+    unsigned workers;         /* worker-pool threads for RPC_BLOCKING handlers, default 4 */
+    unsigned worker_queue;    /* jobs waiting for a worker before RESOURCE_EXHAUSTED, default 4096 */
+    size_t max_message_bytes; /* largest request accepted, default 4 MiB */
+    unsigned stream_queue;    /* messages queued behind the one in flight, default 64 */
+    rpc_auth_fn auth;         /* NULL: every caller is an operator named "local" */
+    void *auth_arg;
+};
+
+struct rpc_tls {
+    const char *cert_pem; /* server certificate chain */
+    const char *key_pem;  /* its private key */
+    const char *client_ca_pem; /* NULL: no client certificates asked for */
+    bool require_client_cert;
+};
+
+struct rpc_stats {
+    uint64_t calls_total, calls_active, calls_failed;
+};
+
+struct rpc_server;
+
+/* Creates a server (not yet listening). Returns NULL on allocation failure. Main thread only. */
+struct rpc_server *rpc_server_create(const struct rpc_options *opts);
+/* Adds methods; the table must outlive the server. Before rpc_server_start only. */
+int rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods, size_t n);
+/* Listens on addr ("127.0.0.1:50051"), plaintext when tls is NULL. Returns the bound port (useful
+ * with port 0) or 0 on failure. Before rpc_server_start only. */
+int rpc_server_listen(struct rpc_server *srv, const char *addr, const struct rpc_tls *tls);
+/* Starts the completion-queue threads and the worker pool. */
+int rpc_server_start(struct rpc_server *srv);
+/* Graceful shutdown: stops accepting, cancels open calls (their rpc_on_cancel callbacks run),
+ * waits for every call to end, stops the threads. Then frees everything. Safe on NULL. */
+void rpc_server_destroy(struct rpc_server *srv);
+/* Paths of the services served ("grpc.health.v1.Health"), unique, in registration order;
+ * valid until destroy. Any thread after start. */
+size_t rpc_server_services(const struct rpc_server *srv, const char *const **names);
+void rpc_server_stats(const struct rpc_server *srv, struct rpc_stats *st);
+
+/* ---- inside a call (any thread, until the call's rpc_reply / rpc_finish) ---- */
+
+/* Unary and server-stream end: sends msg (may be NULL for none) and status OK. */
+void rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg);
+/* Ends the call with err (CASCA_OK for success) and a message for the caller (printf format; it
+ * must say what was wrong and how to fix it, and never leak private details to non-operators). */
+void rpc_finish(struct rpc_ctx *ctx, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void rpc_vfinish(struct rpc_ctx *ctx, int err, const char *fmt, va_list ap);
+/* Streams: queues msg behind the send in flight (it is serialised now; the caller keeps msg).
+ * CASCA_ERR_FULL when the bounded queue is full (nothing queued: coalesce and retry later),
+ * CASCA_ERR_CANCELLED when the call is over. */
+int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg);
+/* Messages queued and not yet written to the transport. */
+unsigned rpc_send_pending(struct rpc_ctx *ctx);
+
+/* fn(ctx, arg) runs once, on a completion-queue thread, when the call is cancelled (client gone,
+ * deadline passed, server shutting down) before the service finished it. It must not block; it
+ * should make the service drop the ctx and call rpc_finish. Set it at most once, from the handler. */
+void rpc_on_cancel(struct rpc_ctx *ctx, rpc_cancel_fn fn, void *arg);
+bool rpc_cancelled(const struct rpc_ctx *ctx);
+/* Milliseconds before the call's deadline (INT64_MAX if none; <= 0 when passed). */
+int64_t rpc_deadline_ms(const struct rpc_ctx *ctx);
+
+void *rpc_method_arg(const struct rpc_ctx *ctx);
+const struct rpc_method *rpc_method_of(const struct rpc_ctx *ctx);
+enum rpc_role rpc_caller_role(const struct rpc_ctx *ctx);
+const char *rpc_caller_name(const struct rpc_ctx *ctx);
+/* Per-call service state: freed with free_fn when the call is destroyed. */
+void rpc_set_data(struct rpc_ctx *ctx, void *data, void (*free_fn)(void *));
+void *rpc_data(const struct rpc_ctx *ctx);
+
+#endif
