@@ -513,6 +513,7 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
     int rc = yd_parse_file(path, &doc, err, sizeof(err));
     if (rc) {
         add_line(errs, strdup(err));
+        rc = CASCA_ERR_CONFIG; /* unreadable or unparsable: either way the file is the problem */
     } else {
         if (doc->root)
             load_section(&ld, root_keys, doc->root, "(top level)", c);

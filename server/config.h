@@ -55,7 +55,7 @@ struct config_overrides {
 };
 
 /* Loads and validates path. On success *out holds one reference. On failure returns
- * CASCA_ERR_CONFIG (or CASCA_ERR_IO), *out is NULL and errs lists every problem. Any thread. */
+ * CASCA_ERR_CONFIG (also for an unreadable file), *out is NULL and errs lists every problem. Any thread. */
 int config_load(const char *path, const struct config_overrides *ov, struct config **out,
                 struct config_errors *errs);
 struct config *config_ref(struct config *c);
