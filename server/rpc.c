@@ -56,7 +56,7 @@ struct rpc_ctx {
     atomic_bool cancelled;
 
     pthread_mutex_t lock; /* guards the send side and on_cancel */
-    bool md_sent, send_busy, finishing, broken;
+    bool md_sent, send_busy, finishing, status_sent, broken;
     struct out_msg *q_head, *q_tail;
     unsigned q_len;
     grpc_byte_buffer *inflight;
@@ -341,7 +341,8 @@ static void start_send_locked(struct rpc_ctx *ctx)
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = ctx->inflight;
     }
-    if (ctx->finishing && !ctx->q_head) {
+    if (ctx->finishing && !ctx->q_head && !ctx->status_sent) {
+        ctx->status_sent = true;
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n].data.send_status_from_server.status = ctx->status;
         ops[n++].data.send_status_from_server.status_details =
@@ -764,7 +765,7 @@ static void on_send(struct rpc_ctx *ctx, bool success)
     if (!success) { /* the transport is gone; the close batch reports the cancellation */
         ctx->broken = true;
         drop_queue_locked(ctx);
-    } else if (ctx->q_head || ctx->finishing) {
+    } else if (ctx->q_head || (ctx->finishing && !ctx->status_sent)) {
         start_send_locked(ctx);
     }
     pthread_mutex_unlock(&ctx->lock);

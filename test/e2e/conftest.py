@@ -1,6 +1,7 @@
 """End-to-end fixtures: start the real cascad on a free loopback port with a config written by the
 test, talk to it with Debian's grpcio, and stop it with SIGTERM, checking it exits cleanly."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -144,6 +145,9 @@ def make_daemon(tmp_path):
         if d.proc and d.proc.returncode is None:
             rc = d.stop()
             assert rc == 0, f"cascad exited {rc}:\n{d.output()}"
+        # an error-level line means the daemon hit something it did not expect
+        errors = [l for l in d.output().splitlines() if re.search(r"Z error ", l)]
+        assert not errors, "cascad logged errors:\n" + "\n".join(errors)
 
 
 @pytest.fixture
