@@ -1,0 +1,45 @@
+/* audit: an append-only log in one named database of a store. Each record has a sequence number
+ * (1, 2, 3... in commit order), a time and an opaque payload (a packed protobuf, by convention). */
+#ifndef CASCA_AUDIT_H
+#define CASCA_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* On disk: key = seq as 8 bytes big-endian (so keys sort in sequence order), value = time_ns as
+ * 8 bytes big-endian (two's complement) followed by the payload bytes. */
+struct audit;
+
+/* Opens (creating if needed) the log `name` of s. The caller owns *out and frees it with
+ * audit_close, before store_close. Any thread except the store's writer thread; blocks. */
+int audit_open(struct store *s, const char *name, struct audit **out);
+
+/* Frees the handle; the records stay in the store. Safe on NULL. */
+void audit_close(struct audit *a);
+
+/* Appends a record and sets *seq_out (may be NULL) to its sequence number: one more than the last
+ * record's, assigned inside the writer's transaction, so sequence order is commit order and the
+ * numbers continue after a reopen. time_ns is nanoseconds since the Unix epoch, as the caller
+ * says (records are not required to be in time order). The payload is copied. Blocks until
+ * committed: durable on return when the store syncs every commit; with periodic or no sync, a
+ * crash of the machine (not of the process) may lose it. Any thread except the store's writer
+ * thread; appends from many threads are safe. */
+int audit_append(struct audit *a, int64_t time_ns, const void *payload, size_t len,
+                 uint64_t *seq_out);
+
+/* Calls fn, in sequence order, for the records with seq > after_seq and
+ * start_ns <= time_ns < end_ns (INT64_MIN, INT64_MAX: any time), at most limit of them (0: no
+ * limit). The time filter reads every record after after_seq: page with after_seq. payload is
+ * LMDB's memory, valid only during that call of fn. Stops when fn returns non-zero and returns
+ * that value; otherwise returns 0 or a casca_err. fn must not call audit_append (it could deadlock
+ * with a map resize). Any thread. */
+int audit_scan(struct audit *a, int64_t start_ns, int64_t end_ns, uint64_t after_seq, size_t limit,
+               int (*fn)(uint64_t seq, int64_t time_ns, const void *payload, size_t len, void *arg),
+               void *arg);
+
+/* The number of records, or 0 if it cannot be read. Any thread. */
+uint64_t audit_count(struct audit *a);
+
+#endif
