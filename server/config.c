@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 
 /* ---- errors ---- */
 
-struct loader {
+struct config_loader {
     const char *file;
     char *dir; /* the file's directory, for relative paths */
     struct config_errors *errs;
@@ -32,20 +33,50 @@ static void add_line(struct config_errors *e, char *line)
     e->lines[e->n++] = line;
 }
 
-__attribute__((format(printf, 3, 4))) static void
-error_at(struct loader *ld, const struct yd_node *at, const char *fmt, ...)
+static void verror_in(struct config_loader *ld, const char *file, const struct yd_node *at,
+                      const char *fmt, va_list ap)
 {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     char *line = NULL;
-    int n = at ? asprintf(&line, "%s:%u:%u: %s", ld->file, at->line, at->col, msg)
-               : asprintf(&line, "%s: %s", ld->file, msg);
+    int n = at ? asprintf(&line, "%s:%u:%u: %s", file, at->line, at->col, msg)
+               : asprintf(&line, "%s: %s", file, msg);
     if (n < 0)
         line = NULL;
     add_line(ld->errs, line);
+}
+
+void config_error_in(struct config_loader *ld, const char *file, const struct yd_node *at,
+                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verror_in(ld, file, at, fmt, ap);
+    va_end(ap);
+}
+
+void config_error(struct config_loader *ld, const struct yd_node *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verror_in(ld, ld->file, at, fmt, ap);
+    va_end(ap);
+}
+
+size_t config_error_count(const struct config_loader *ld)
+{
+    return ld->errs->n;
+}
+
+const char *config_parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v))
+        return "expected a finite number";
+    *out = v;
+    return NULL;
 }
 
 void config_errors_free(struct config_errors *e)
@@ -59,7 +90,7 @@ void config_errors_free(struct config_errors *e)
 
 /* ---- value parsers: text -> typed value, or an error message ---- */
 
-static const char *parse_uint(const char *s, uint64_t *out)
+const char *config_parse_uint(const char *s, uint64_t *out)
 {
     if (!isdigit((unsigned char)*s))
         return "expected a whole number";
@@ -73,7 +104,7 @@ static const char *parse_uint(const char *s, uint64_t *out)
 }
 
 /* "64MiB", "4096", "1GB": bytes. */
-static const char *parse_size(const char *s, uint64_t *out)
+const char *config_parse_size(const char *s, uint64_t *out)
 {
     static const struct { const char *suffix; uint64_t mult; } units[] = {
         {"", 1},           {"B", 1},           {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
@@ -99,7 +130,7 @@ static const char *parse_size(const char *s, uint64_t *out)
 }
 
 /* "500ms", "1s", "5m", "1h", "250us": milliseconds (rounded down, sub-ms values to 0). */
-static const char *parse_duration_ms(const char *s, uint64_t *out)
+const char *config_parse_duration_ms(const char *s, uint64_t *out)
 {
     static const struct { const char *suffix; double ms; } units[] = {
         {"us", 0.001}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
@@ -118,7 +149,7 @@ static const char *parse_duration_ms(const char *s, uint64_t *out)
     return "expected a duration such as 500ms, 1s, 5m or 1h (a unit is required)";
 }
 
-static const char *parse_bool(const char *s, bool *out)
+const char *config_parse_bool(const char *s, bool *out)
 {
     if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")) {
         *out = true;
@@ -136,7 +167,7 @@ static const char *parse_bool(const char *s, bool *out)
 enum key_type { K_STR, K_PATH, K_UINT, K_SIZE, K_MS, K_BOOL, K_CHOICE, K_SECTION, K_LIST };
 
 struct key;
-typedef void (*list_fn)(struct loader *ld, const struct yd_node *seq, struct config *c);
+typedef void (*list_fn)(struct config_loader *ld, const struct yd_node *seq, struct config *c);
 
 struct key {
     const char *name;
@@ -175,7 +206,7 @@ static const struct key server_keys[] = {
     {NULL},
 };
 
-static void load_tokens(struct loader *ld, const struct yd_node *seq, struct config *c);
+static void load_tokens(struct config_loader *ld, const struct yd_node *seq, struct config *c);
 
 static const struct key auth_keys[] = {
     {"tokens", K_LIST, 0, .list = load_tokens},
@@ -197,7 +228,43 @@ static const struct key root_keys[] = {
     {NULL},
 };
 
-static char *resolve_path(const struct loader *ld, const char *p)
+/* Feature sections: a feature owns some top-level keys and parses them into its own immutable
+ * struct, kept in config->sections[id]. Adding a feature adds one row here. */
+#define SECTION_KEYS 4
+struct config_section {
+    enum config_section_id id;
+    const char *keys[SECTION_KEYS]; /* the top-level keys it owns */
+    /* values[i] is the node of keys[i], or NULL when absent. Called on every load, so the
+     * feature can fill its defaults. Returns the section (NULL is allowed when it has nothing)
+     * and records problems with config_error. */
+    void *(*parse)(struct config_loader *ld, const struct yd_node *const values[SECTION_KEYS]);
+    void (*free)(void *section);
+};
+
+static const struct config_section sections[] = {
+    {CONFIG_SECTION__COUNT}, /* end */
+};
+
+static bool section_owns(const char *key)
+{
+    for (const struct config_section *sec = sections; sec->parse; sec++)
+        for (int i = 0; i < SECTION_KEYS && sec->keys[i]; i++)
+            if (!strcmp(sec->keys[i], key))
+                return true;
+    return false;
+}
+
+static void load_sections(struct config_loader *ld, const struct yd_node *root, struct config *c)
+{
+    for (const struct config_section *sec = sections; sec->parse; sec++) {
+        const struct yd_node *values[SECTION_KEYS] = {NULL};
+        for (int i = 0; i < SECTION_KEYS && sec->keys[i]; i++)
+            values[i] = yd_get(root, sec->keys[i]);
+        c->sections[sec->id] = sec->parse(ld, values);
+    }
+}
+
+char *config_resolve_path(const struct config_loader *ld, const char *p)
 {
     char *out = NULL;
     if (p[0] == '/' || !ld->dir)
@@ -206,7 +273,7 @@ static char *resolve_path(const struct loader *ld, const char *p)
 }
 
 /* Parses text for k into the config; at locates errors (NULL for defaults). */
-static void set_value(struct loader *ld, const struct key *k, const char *text,
+static void set_value(struct config_loader *ld, const struct key *k, const char *text,
                       const struct yd_node *at, struct config *c)
 {
     void *field = (char *)c + k->offset;
@@ -225,7 +292,7 @@ static void set_value(struct loader *ld, const struct key *k, const char *text,
                 for (i = 0; k->choices[i]; i++)
                     snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
                              i ? ", " : "", k->choices[i]);
-                error_at(ld, at, "%s: '%s' is not one of: %s", k->name, text, list);
+                config_error(ld, at, "%s: '%s' is not one of: %s", k->name, text, list);
                 return;
             }
         }
@@ -234,33 +301,33 @@ static void set_value(struct loader *ld, const struct key *k, const char *text,
             *(char **)field = strdup(text);
         } else {
             free(*(char **)field);
-            *(char **)field = resolve_path(ld, text);
+            *(char **)field = config_resolve_path(ld, text);
         }
         return;
     }
     case K_BOOL:
-        why = parse_bool(text, (bool *)field);
+        why = config_parse_bool(text, (bool *)field);
         break;
     case K_UINT:
-        why = parse_uint(text, &u);
+        why = config_parse_uint(text, &u);
         break;
     case K_SIZE:
-        why = parse_size(text, &u);
+        why = config_parse_size(text, &u);
         break;
     case K_MS:
-        why = parse_duration_ms(text, &u);
+        why = config_parse_duration_ms(text, &u);
         break;
     default:
         return;
     }
     if (why) {
-        error_at(ld, at, "%s: '%s': %s", k->name, text, why);
+        config_error(ld, at, "%s: '%s': %s", k->name, text, why);
         return;
     }
     if (k->type == K_BOOL)
         return;
     if (u < k->min || (k->max && u > k->max)) {
-        error_at(ld, at, "%s: %s is out of range [%llu, %llu]", k->name, text,
+        config_error(ld, at, "%s: %s is out of range [%llu, %llu]", k->name, text,
                  (unsigned long long)k->min, (unsigned long long)k->max);
         return;
     }
@@ -270,7 +337,7 @@ static void set_value(struct loader *ld, const struct key *k, const char *text,
         *(uint64_t *)field = u;
 }
 
-static void apply_defaults(struct loader *ld, const struct key *keys, struct config *c)
+static void apply_defaults(struct config_loader *ld, const struct key *keys, struct config *c)
 {
     for (const struct key *k = keys; k->name; k++) {
         if (k->type == K_SECTION)
@@ -280,13 +347,13 @@ static void apply_defaults(struct loader *ld, const struct key *keys, struct con
     }
 }
 
-static void load_section(struct loader *ld, const struct key *keys, const struct yd_node *map,
+static void load_section(struct config_loader *ld, const struct key *keys, const struct yd_node *map,
                          const char *where, struct config *c)
 {
     if (!map || (map->kind == YD_SCALAR && map->plain && !strcmp(map->scalar, "null")))
         return; /* "server:" with nothing under it */
     if (map->kind != YD_MAP) {
-        error_at(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
+        config_error(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
         return;
     }
     for (size_t i = 0; i < map->n; i++) {
@@ -294,12 +361,19 @@ static void load_section(struct loader *ld, const struct key *keys, const struct
         const struct key *k = keys;
         while (k->name && strcmp(k->name, key->scalar))
             k++;
+        if (!k->name && keys == root_keys && section_owns(key->scalar))
+            continue; /* a feature section: load_sections parses it */
         if (!k->name) {
             char list[512] = "";
             for (const struct key *o = keys; o->name; o++)
                 snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
                          o == keys ? "" : ", ", o->name);
-            error_at(ld, key, "unknown key '%s' in %s (known: %s)", key->scalar, where, list);
+            for (const struct config_section *sec = sections; keys == root_keys && sec->parse;
+                 sec++)
+                for (int j = 0; j < SECTION_KEYS && sec->keys[j]; j++)
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), ", %s",
+                             sec->keys[j]);
+            config_error(ld, key, "unknown key '%s' in %s (known: %s)", key->scalar, where, list);
             continue;
         }
         char sub[128];
@@ -311,9 +385,9 @@ static void load_section(struct loader *ld, const struct key *keys, const struct
             if (val->kind == YD_SEQ)
                 k->list(ld, val, c);
             else if (!(val->kind == YD_SCALAR && val->plain && !strcmp(val->scalar, "null")))
-                error_at(ld, val, "%s must be a list", sub);
+                config_error(ld, val, "%s must be a list", sub);
         } else if (val->kind != YD_SCALAR) {
-            error_at(ld, val, "%s must be a single value, not a %s", sub, yd_kind_name(val->kind));
+            config_error(ld, val, "%s must be a single value, not a %s", sub, yd_kind_name(val->kind));
         } else {
             set_value(ld, k, val->scalar, val, c);
         }
@@ -335,7 +409,7 @@ static char *read_first_line(const char *path)
     return line;
 }
 
-static void load_tokens(struct loader *ld, const struct yd_node *seq, struct config *c)
+static void load_tokens(struct config_loader *ld, const struct yd_node *seq, struct config *c)
 {
     c->auth.tokens = calloc(seq->n ? seq->n : 1, sizeof(*c->auth.tokens));
     if (!c->auth.tokens)
@@ -343,7 +417,7 @@ static void load_tokens(struct loader *ld, const struct yd_node *seq, struct con
     for (size_t i = 0; i < seq->n; i++) {
         const struct yd_node *t = seq->values[i];
         if (t->kind != YD_MAP) {
-            error_at(ld, t, "auth.tokens[%zu] must be a map {name, role, token_env | token_file "
+            config_error(ld, t, "auth.tokens[%zu] must be a map {name, role, token_env | token_file "
                             "| token}", i);
             continue;
         }
@@ -351,28 +425,28 @@ static void load_tokens(struct loader *ld, const struct yd_node *seq, struct con
             const char *name = t->keys[k]->scalar;
             if (strcmp(name, "name") && strcmp(name, "role") && strcmp(name, "token") &&
                 strcmp(name, "token_env") && strcmp(name, "token_file"))
-                error_at(ld, t->keys[k],
+                config_error(ld, t->keys[k],
                          "unknown key '%s' in auth.tokens (known: name, role, token_env, "
                          "token_file, token)", name);
             else if (t->values[k]->kind != YD_SCALAR)
-                error_at(ld, t->values[k], "auth.tokens.%s must be a single value", name);
+                config_error(ld, t->values[k], "auth.tokens.%s must be a single value", name);
         }
         const struct yd_node *name = yd_get(t, "name"), *role = yd_get(t, "role");
         const struct yd_node *env = yd_get(t, "token_env"), *file = yd_get(t, "token_file");
         const struct yd_node *lit = yd_get(t, "token");
         if (!name || name->kind != YD_SCALAR || !role || role->kind != YD_SCALAR) {
-            error_at(ld, t, "auth.tokens[%zu] needs a name and a role", i);
+            config_error(ld, t, "auth.tokens[%zu] needs a name and a role", i);
             continue;
         }
         enum rpc_role r = rpc_role_parse(role->scalar);
         if (r == RPC_ROLE_NONE) {
-            error_at(ld, role, "role '%s' is not one of: operator, agent, reporter, viewer",
+            config_error(ld, role, "role '%s' is not one of: operator, agent, reporter, viewer",
                      role->scalar);
             continue;
         }
         int sources = !!env + !!file + !!lit;
         if (sources != 1) {
-            error_at(ld, t, "token '%s' needs exactly one of token_env, token_file or token",
+            config_error(ld, t, "token '%s' needs exactly one of token_env, token_file or token",
                      name->scalar);
             continue;
         }
@@ -383,16 +457,16 @@ static void load_tokens(struct loader *ld, const struct yd_node *seq, struct con
         if (env) {
             const char *v = getenv(env->scalar);
             if (!v || !*v) {
-                error_at(ld, env, "token '%s': environment variable %s is not set", name->scalar,
+                config_error(ld, env, "token '%s': environment variable %s is not set", name->scalar,
                          env->scalar);
                 continue;
             }
             secret = strdup(v);
         } else if (file) {
-            char *p = resolve_path(ld, file->scalar);
+            char *p = config_resolve_path(ld, file->scalar);
             secret = p ? read_first_line(p) : NULL;
             if (!secret)
-                error_at(ld, file, "token '%s': cannot read token_file %s: %s", name->scalar,
+                config_error(ld, file, "token '%s': cannot read token_file %s: %s", name->scalar,
                          file->scalar, strerror(errno));
             free(p);
             if (!secret)
@@ -403,7 +477,7 @@ static void load_tokens(struct loader *ld, const struct yd_node *seq, struct con
         if (!secret)
             continue;
         if (strlen(secret) < 16) {
-            error_at(ld, src, "token '%s' is too short (%zu characters): use at least 16 random "
+            config_error(ld, src, "token '%s' is too short (%zu characters): use at least 16 random "
                               "characters, e.g. from 'openssl rand -hex 24'",
                      name->scalar, strlen(secret));
             free(secret);
@@ -411,7 +485,7 @@ static void load_tokens(struct loader *ld, const struct yd_node *seq, struct con
         }
         for (size_t j = 0; j < c->auth.ntokens; j++)
             if (!strcmp(c->auth.tokens[j].name, name->scalar))
-                error_at(ld, name, "duplicate token name '%s'", name->scalar);
+                config_error(ld, name, "duplicate token name '%s'", name->scalar);
         c->auth.tokens[c->auth.ntokens++] =
             (struct config_token){strdup(name->scalar), secret, r};
     }
@@ -428,34 +502,34 @@ static bool is_loopback(const char *listen)
            !strncmp(listen, "ipv4:127.", 9);
 }
 
-static void validate(struct loader *ld, const struct yd_doc *doc, struct config *c)
+static void validate(struct config_loader *ld, const struct yd_doc *doc, struct config *c)
 {
     const struct yd_node *server = yd_get(doc->root, "server");
     const struct yd_node *listen_at = yd_get(server, "listen");
     const char *colon = strrchr(c->server.listen, ':');
     if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
         if (strncmp(c->server.listen, "unix:", 5))
-            error_at(ld, listen_at, "server.listen: '%s' is not host:port (e.g. 127.0.0.1:50051)",
+            config_error(ld, listen_at, "server.listen: '%s' is not host:port (e.g. 127.0.0.1:50051)",
                      c->server.listen);
     if (c->auth.ntokens == 0 && !is_loopback(c->server.listen))
-        error_at(ld, listen_at,
+        config_error(ld, listen_at,
                  "server.listen: refusing to listen on %s with no auth tokens: add auth.tokens, "
                  "or listen on 127.0.0.1",
                  c->server.listen);
     const struct yd_node *tls = yd_get(server, "tls");
     if (!c->server.tls_cert != !c->server.tls_key)
-        error_at(ld, tls, "server.tls needs both cert and key");
+        config_error(ld, tls, "server.tls needs both cert and key");
     const char *files[] = {c->server.tls_cert, c->server.tls_key, c->server.tls_client_ca};
     const char *names[] = {"cert", "key", "client_ca"};
     for (int i = 0; i < 3; i++)
         if (files[i] && access(files[i], R_OK) != 0)
-            error_at(ld, yd_get(tls, names[i]), "server.tls.%s: cannot read %s: %s", names[i],
+            config_error(ld, yd_get(tls, names[i]), "server.tls.%s: cannot read %s: %s", names[i],
                      files[i], strerror(errno));
     if (c->server.tls_require_client_cert && !c->server.tls_client_ca)
-        error_at(ld, yd_get(tls, "require_client_cert"),
+        config_error(ld, yd_get(tls, "require_client_cert"),
                  "server.tls.require_client_cert needs client_ca to verify them");
     if (c->store.map_size > c->store.max_map_size)
-        error_at(ld, yd_get(yd_get(doc->root, "store"), "map_size"),
+        config_error(ld, yd_get(yd_get(doc->root, "store"), "map_size"),
                  "store.map_size is larger than store.max_map_size");
 }
 
@@ -479,6 +553,9 @@ static void config_free(struct config *c)
     }
     free(c->auth.tokens);
     free(c->store.sync);
+    for (const struct config_section *sec = sections; sec->parse; sec++)
+        if (c->sections[sec->id])
+            sec->free(c->sections[sec->id]);
     free(c);
 }
 
@@ -503,7 +580,7 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
         return CASCA_ERR_NOMEM;
     atomic_init(&c->refs, 1);
     c->path = strdup(path);
-    struct loader ld = {.file = path, .errs = errs};
+    struct config_loader ld = {.file = path, .errs = errs};
     const char *slash = strrchr(path, '/');
     ld.dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
     apply_defaults(&ld, root_keys, c);
@@ -515,8 +592,12 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
         add_line(errs, strdup(err));
         rc = CASCA_ERR_CONFIG; /* unreadable or unparsable: either way the file is the problem */
     } else {
-        if (doc->root)
+        if (doc->root && doc->root->kind != YD_MAP)
+            config_error(&ld, doc->root, "the configuration must be a map of sections "
+                                         "(server:, auth:, store:, ...)");
+        else if (doc->root)
             load_section(&ld, root_keys, doc->root, "(top level)", c);
+        load_sections(&ld, doc->root && doc->root->kind == YD_MAP ? doc->root : NULL, c);
         if (ov && ov->listen) {
             free(c->server.listen);
             c->server.listen = strdup(ov->listen);

@@ -13,11 +13,18 @@
 #include <stdint.h>
 
 #include "rpc.h"
+#include "yamldoc.h"
 
 struct config_token {
     char *name;   /* who, in logs and audit ("ops", "gds-agent") */
     char *secret; /* the bearer token */
     enum rpc_role role;
+};
+
+/* Feature sections: each feature parses and validates its own top-level keys into its own
+ * immutable struct (see config_section in config.c: one row per feature). */
+enum config_section_id {
+    CONFIG_SECTION__COUNT
 };
 
 struct config {
@@ -41,7 +48,29 @@ struct config {
         char *sync; /* every_commit | periodic | none */
         uint64_t sync_interval_ms, map_size, max_map_size;
     } store;
+    void *sections[CONFIG_SECTION__COUNT + 1]; /* each feature's parsed section, or NULL */
 };
+
+/* ---- for feature section parsers (called while a file loads, on the loading thread) ---- */
+
+struct config_loader;
+
+/* Records an error at node at (NULL: no position) of the file being loaded. */
+void config_error(struct config_loader *ld, const struct yd_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Same, for a node of another file the section reads (an SLO file named by the config). */
+void config_error_in(struct config_loader *ld, const char *file, const struct yd_node *at,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Errors recorded so far (a parser may stop early once its own part failed). */
+size_t config_error_count(const struct config_loader *ld);
+/* p resolved against the config file's directory; malloc'ed, caller frees. */
+char *config_resolve_path(const struct config_loader *ld, const char *p);
+/* Value parsers shared by every section: NULL on success, else why the text is wrong. */
+const char *config_parse_uint(const char *s, uint64_t *out);
+const char *config_parse_size(const char *s, uint64_t *out);        /* 4096, 64MiB, 1GiB */
+const char *config_parse_duration_ms(const char *s, uint64_t *out); /* 500ms, 1s, 5m, 1h */
+const char *config_parse_bool(const char *s, bool *out);
+const char *config_parse_double(const char *s, double *out); /* finite numbers only */
 
 struct config_errors {
     char **lines; /* "file:line:col: message" */
