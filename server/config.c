@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -347,10 +348,16 @@ static void apply_defaults(struct config_loader *ld, const struct key *keys, str
     }
 }
 
+/* A YAML null: "key:" with nothing after it (an empty plain value), or null. */
+static bool is_null(const struct yd_node *n)
+{
+    return n->kind == YD_SCALAR && n->plain && (!n->scalar[0] || !strcmp(n->scalar, "null"));
+}
+
 static void load_section(struct config_loader *ld, const struct key *keys, const struct yd_node *map,
                          const char *where, struct config *c)
 {
-    if (!map || (map->kind == YD_SCALAR && map->plain && !strcmp(map->scalar, "null")))
+    if (!map || is_null(map))
         return; /* "server:" with nothing under it */
     if (map->kind != YD_MAP) {
         config_error(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
@@ -384,7 +391,7 @@ static void load_section(struct config_loader *ld, const struct key *keys, const
         } else if (k->type == K_LIST) {
             if (val->kind == YD_SEQ)
                 k->list(ld, val, c);
-            else if (!(val->kind == YD_SCALAR && val->plain && !strcmp(val->scalar, "null")))
+            else if (!is_null(val))
                 config_error(ld, val, "%s must be a list", sub);
         } else if (val->kind != YD_SCALAR) {
             config_error(ld, val, "%s must be a single value, not a %s", sub, yd_kind_name(val->kind));
@@ -493,13 +500,35 @@ static void load_tokens(struct config_loader *ld, const struct yd_node *seq, str
 
 /* ---- cross-key validation ---- */
 
+/* Whether listen ("host:port", "[v6]:port", "unix:path") only accepts local connections: a unix
+ * socket, "localhost", or a literal address in 127.0.0.0/8 or ::1. Host names other than
+ * localhost are not loopback, whatever they start with. */
 static bool is_loopback(const char *listen)
 {
     if (!strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14))
         return true;
-    return !strncmp(listen, "127.", 4) || !strncmp(listen, "localhost:", 10) ||
-           !strncmp(listen, "[::1]:", 6) || !strncmp(listen, "ipv6:[::1]:", 11) ||
-           !strncmp(listen, "ipv4:127.", 9);
+    if (!strncmp(listen, "ipv4:", 5) || !strncmp(listen, "ipv6:", 5))
+        listen += 5;
+    const char *colon = strrchr(listen, ':');
+    if (!colon)
+        return false;
+    char host[INET6_ADDRSTRLEN + 2];
+    size_t len = (size_t)(colon - listen);
+    if (len >= sizeof(host))
+        return false;
+    memcpy(host, listen, len);
+    host[len] = 0;
+    if (!strcmp(host, "localhost"))
+        return true;
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (len > 2 && host[0] == '[' && host[len - 1] == ']') {
+        host[len - 1] = 0;
+        return inet_pton(AF_INET6, host + 1, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+    }
+    return false;
 }
 
 static void validate(struct config_loader *ld, const struct yd_doc *doc, struct config *c)

@@ -195,7 +195,7 @@ static int parse(struct parse *p, struct yd_doc **out)
         return CASCA_ERR_NOMEM;
     }
     yaml_event_t ev;
-    bool in_doc = false;
+    bool in_doc = false, seen_doc = false;
     while (!p->failed && next_event(p, &ev)) {
         yaml_event_type_t t = ev.type;
         if (t == YAML_STREAM_END_EVENT) {
@@ -203,14 +203,20 @@ static int parse(struct parse *p, struct yd_doc **out)
             break;
         }
         if (t == YAML_DOCUMENT_START_EVENT) {
-            if (doc->root || in_doc)
+            if (seen_doc || in_doc)
                 fail(p, (unsigned)ev.start_mark.line + 1, (unsigned)ev.start_mark.column + 1,
                      "only one YAML document per file");
-            in_doc = true;
+            in_doc = seen_doc = true;
         } else if (t == YAML_DOCUMENT_END_EVENT) {
             in_doc = false;
         } else if (t != YAML_STREAM_START_EVENT) {
             doc->root = parse_node(p, &ev, 0);
+            /* "---" with nothing after it: libyaml reports an empty plain scalar ('' is quoted) */
+            if (doc->root && doc->root->kind == YD_SCALAR && doc->root->plain &&
+                !doc->root->scalar[0]) {
+                node_free(doc->root);
+                doc->root = NULL;
+            }
         }
         yaml_event_delete(&ev);
     }
