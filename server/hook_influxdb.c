@@ -1,0 +1,205 @@
+/* The influxdb connector: points become InfluxDB line protocol ("series,tag=v value=1.5 <ns>"),
+ * buffered and POSTed to /write of an InfluxDB 1.x HTTP API with libcurl when batch points are
+ * buffered or the oldest is flush_interval old. A batch InfluxDB refuses or cannot be reached for
+ * is counted as errors (one per message in it) and logged at warn; it is not retried, so an
+ * unreachable database costs the hook one timeout per batch and never grows memory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "casca_err.h"
+#include "hooks.h"
+#include "log.h"
+#include "warnlimit.h"
+
+struct influx_conn {
+    const struct hook_config *h;
+    struct hook_counters *ctr;
+    CURL *curl;
+    char *write_url;
+    char *buf;
+    size_t len, cap;
+    size_t points, messages;
+    int64_t oldest_ns; /* monotonic time of the first buffered point */
+    char reply[512];
+    size_t reply_len;
+    struct warn_limit warn;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool reserve(struct influx_conn *c, size_t more)
+{
+    if (c->len + more <= c->cap) return true;
+    size_t cap = c->cap ? c->cap : 65536;
+    while (cap < c->len + more)
+        cap *= 2;
+    char *b = realloc(c->buf, cap);
+    if (!b) return false;
+    c->buf = b;
+    c->cap = cap;
+    return true;
+}
+
+/* Appends s with a backslash before each character of special. */
+static bool put_escaped(struct influx_conn *c, const char *s, const char *special)
+{
+    size_t n = strlen(s);
+    if (!reserve(c, 2 * n)) return false;
+    for (; *s; s++) {
+        if (strchr(special, *s)) c->buf[c->len++] = '\\';
+        c->buf[c->len++] = *s == '\n' ? ' ' : *s;
+    }
+    return true;
+}
+
+static bool put_char(struct influx_conn *c, char ch)
+{
+    if (!reserve(c, 1)) return false;
+    c->buf[c->len++] = ch;
+    return true;
+}
+
+static size_t on_reply(char *data, size_t size, size_t n, void *arg)
+{
+    struct influx_conn *c = arg;
+    size_t take = size * n;
+    if (take > sizeof(c->reply) - 1 - c->reply_len) take = sizeof(c->reply) - 1 - c->reply_len;
+    memcpy(c->reply + c->reply_len, data, take);
+    c->reply_len += take;
+    c->reply[c->reply_len] = 0;
+    return size * n;
+}
+
+static int influx_open(const struct hook_config *h, const struct hook_env *env,
+                       struct hook_counters *ctr, void **state, char *err, size_t errlen)
+{
+    (void)env;
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted; paired in influx_close */
+    struct influx_conn *c = calloc(1, sizeof(*c));
+    if (!c || !(c->curl = curl_easy_init())) {
+        free(c);
+        curl_global_cleanup();
+        snprintf(err, errlen, "hook %s: cannot set up libcurl", h->name);
+        return CASCA_ERR_NOMEM;
+    }
+    c->h = h;
+    c->ctr = ctr;
+    char *db = curl_easy_escape(c->curl, h->influx.database, 0);
+    if (!db || asprintf(&c->write_url, "%s/write?db=%s&precision=ns", h->influx.url, db) < 0)
+        c->write_url = NULL;
+    curl_free(db);
+    if (!c->write_url) {
+        curl_easy_cleanup(c->curl);
+        free(c);
+        curl_global_cleanup();
+        return CASCA_ERR_NOMEM;
+    }
+    curl_easy_setopt(c->curl, CURLOPT_URL, c->write_url);
+    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)h->influx.timeout_ms);
+    curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)h->influx.timeout_ms);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_reply);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+    if (h->influx.username) {
+        curl_easy_setopt(c->curl, CURLOPT_USERNAME, h->influx.username);
+        curl_easy_setopt(c->curl, CURLOPT_PASSWORD, h->influx.password ? h->influx.password : "");
+    }
+    *state = c;
+    return CASCA_OK;
+}
+
+static void post(struct influx_conn *c)
+{
+    uint64_t left_out = 0;
+    c->reply_len = 0;
+    c->reply[0] = 0;
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, c->buf);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)c->len);
+    CURLcode cc = curl_easy_perform(c->curl);
+    long status = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (cc == CURLE_OK && status / 100 == 2) {
+        atomic_fetch_add(&c->ctr->stored, c->points);
+    } else {
+        atomic_fetch_add(&c->ctr->errors, c->messages);
+        if (warn_limit_allow(&c->warn, &left_out)) {
+            if (cc != CURLE_OK)
+                log_warn("hooks", "hook %s: cannot reach InfluxDB at %s: %s; %zu points lost%s",
+                         c->h->name, c->h->influx.url, curl_easy_strerror(cc), c->points,
+                         left_out ? " (more suppressed)" : "");
+            else
+                log_warn("hooks", "hook %s: InfluxDB at %s refused %zu points: HTTP %ld %s%s",
+                         c->h->name, c->h->influx.url, c->points, status, c->reply,
+                         left_out ? " (more suppressed)" : "");
+        }
+    }
+    c->len = c->points = c->messages = 0;
+}
+
+static uint64_t influx_flush(void *state, bool force)
+{
+    struct influx_conn *c = state;
+    if (!c->points) return UINT64_MAX;
+    int64_t age_ms = (mono_ns() - c->oldest_ns) / 1000000;
+    if (!force && c->points < c->h->influx.batch_points && age_ms < (int64_t)c->h->influx.flush_ms)
+        return c->h->influx.flush_ms - (uint64_t)age_ms;
+    post(c);
+    return UINT64_MAX;
+}
+
+static int influx_write(void *state, const struct tsdb_point *pts, size_t n, char *why,
+                        size_t whylen)
+{
+    struct influx_conn *c = state;
+    size_t mark = c->len;
+    if (!c->points) c->oldest_ns = mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        const struct tsdb_point *p = &pts[i];
+        if (!put_escaped(c, p->series, ", ")) goto nomem;
+        for (size_t t = 0; t < p->ntags; t++) {
+            if (!*p->tags[t].value || !*p->tags[t].key)
+                continue; /* InfluxDB has no empty tag values: absent is the same */
+            if (!put_char(c, ',') || !put_escaped(c, p->tags[t].key, ",= ") || !put_char(c, '=') ||
+                !put_escaped(c, p->tags[t].value, ",= "))
+                goto nomem;
+        }
+        if (!reserve(c, 64)) goto nomem;
+        c->len += (size_t)snprintf(c->buf + c->len, 64, " value=%.17g %lld\n", p->value,
+                                   (long long)p->time_ns);
+    }
+    c->points += n;
+    c->messages++;
+    if (c->points >= c->h->influx.batch_points) post(c);
+    return CASCA_OK;
+nomem:
+    c->len = mark;
+    snprintf(why, whylen, "out of memory for the InfluxDB batch");
+    return CASCA_ERR_NOMEM;
+}
+
+static void influx_close(void *state)
+{
+    struct influx_conn *c = state;
+    curl_easy_cleanup(c->curl);
+    free(c->write_url);
+    free(c->buf);
+    free(c);
+    curl_global_cleanup();
+}
+
+const struct hook_connector_ops hook_connector_influxdb = {
+    .name = "influxdb",
+    .open = influx_open,
+    .write = influx_write,
+    .flush = influx_flush,
+    .close = influx_close,
+};

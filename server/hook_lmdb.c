@@ -1,0 +1,109 @@
+/* The lmdb connector (the default): points go to casca's own time-series store with tsdb_write,
+ * which copies them for the store's writer thread (group commit) and returns at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "casca_err.h"
+#include "hooks.h"
+
+struct lmdb_conn {
+    struct tsdb *db;
+    struct hook_counters *ctr;
+};
+
+struct pending {
+    struct hook_counters *ctr; /* one reference, so the hook may be gone when the store answers */
+    size_t n;
+};
+
+/* On the store's writer thread. */
+static void written(int err, void *arg)
+{
+    struct pending *p = arg;
+    if (err)
+        atomic_fetch_add(&p->ctr->errors, 1);
+    else
+        atomic_fetch_add(&p->ctr->stored, p->n);
+    hook_counters_unref(p->ctr);
+    free(p);
+}
+
+static int lmdb_open(const struct hook_config *h, const struct hook_env *env,
+                     struct hook_counters *ctr, void **state, char *err, size_t errlen)
+{
+    if (!env || !env->tsdb) {
+        snprintf(err, errlen,
+                 "hook %s: connector lmdb needs a local time-series store (in "
+                 "casca-hook: server.data_dir)",
+                 h->name);
+        return CASCA_ERR_CONFIG;
+    }
+    struct lmdb_conn *c = calloc(1, sizeof(*c));
+    if (!c) return CASCA_ERR_NOMEM;
+    c->db = env->tsdb;
+    c->ctr = ctr;
+    *state = c;
+    return CASCA_OK;
+}
+
+static int queue_points(struct lmdb_conn *c, const struct tsdb_point *pts, size_t n)
+{
+    struct pending *p = malloc(sizeof(*p));
+    if (!p) return CASCA_ERR_NOMEM;
+    p->ctr = c->ctr;
+    p->n = n;
+    atomic_fetch_add(&c->ctr->refs, 1);
+    int rc = tsdb_write(c->db, pts, n, written, p);
+    if (rc != CASCA_OK) { /* nothing queued: done will not be called */
+        atomic_fetch_sub(&c->ctr->refs, 1);
+        free(p);
+    }
+    return rc;
+}
+
+/* tsdb_write takes all of a call or nothing: when it refuses a point, the good ones are written
+ * without it and the first reason is reported. */
+static int lmdb_write(void *state, const struct tsdb_point *pts, size_t n, char *why, size_t whylen)
+{
+    struct lmdb_conn *c = state;
+    int rc = queue_points(c, pts, n);
+    if (rc != CASCA_ERR_INVALID) return rc;
+    struct tsdb_point *good = malloc(n * sizeof(*good));
+    if (!good) return CASCA_ERR_NOMEM;
+    size_t ngood = 0;
+    bool told = false;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    for (size_t i = 0; i < n; i++) {
+        char one[200];
+        if (tsdb_check_point(c->db, &pts[i], now, one, sizeof(one)) == CASCA_OK)
+            good[ngood++] = pts[i];
+        else if (!told && (told = true)) /* the first refusal */
+            snprintf(why, whylen, "series %s: %s", pts[i].series, one);
+    }
+    int wrc = ngood ? queue_points(c, good, ngood) : CASCA_OK;
+    free(good);
+    return wrc == CASCA_OK ? CASCA_ERR_INVALID : wrc;
+}
+
+static uint64_t lmdb_flush(void *state, bool force)
+{
+    (void)state; /* the store's writer commits on its own */
+    (void)force;
+    return UINT64_MAX;
+}
+
+static void lmdb_close(void *state)
+{
+    free(state);
+}
+
+const struct hook_connector_ops hook_connector_lmdb = {
+    .name = "lmdb",
+    .open = lmdb_open,
+    .write = lmdb_write,
+    .flush = lmdb_flush,
+    .close = lmdb_close,
+};

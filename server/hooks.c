@@ -1,0 +1,1160 @@
+/* hooks: the config sections bus: and hooks:, the message batch, time parsing, and the running
+ * hooks (subscription, bounded queue, thread, connector). Interpreters are in hook_json.c and
+ * hook_protobuf.c, connectors in hook_lmdb.c and hook_influxdb.c. */
+#include "hooks.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "bus.h"
+#include "casca/v1/admin.pb-c.h"
+#include "casca_err.h"
+#include "config.h"
+#include "log.h"
+#include "tz.h"
+#include "warnlimit.h"
+#include "yamldoc.h"
+
+#define HOOK_DEFAULT_QUEUE "1024"
+#define HOOK_DEFAULT_QUEUE_BYTES "64MiB"
+#define HOOK_DEFAULT_MAX_MESSAGE "1MiB"
+#define BUS_DEFAULT_MAX_MESSAGE "16MiB"
+#define HOOK_SUB_RECVBUF 128 /* messages nng holds for a hook before its callback takes them */
+#define HOOK_DRAIN_MS 2000   /* at stop, queued messages still get this long to be stored */
+
+/* ---- the connector table: one row per connector ---- */
+
+static const struct hook_connector_ops *const connectors[] = {
+    &hook_connector_lmdb,
+    &hook_connector_influxdb,
+};
+
+const struct hook_connector_ops *hook_connector_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(connectors) / sizeof(connectors[0]); i++)
+        if (!strcmp(connectors[i]->name, name)) return connectors[i];
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    enum hook_format format;
+    hook_interpret_fn interpret;
+} interpreters[] = {
+    {"json", HOOK_FORMAT_JSON, hook_json_interpret},
+    {"protobuf", HOOK_FORMAT_PROTOBUF, hook_protobuf_interpret},
+};
+
+/* ---- batch and arena ---- */
+
+struct hook_arena_chunk {
+    struct hook_arena_chunk *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+};
+
+void *hook_batch_alloc(struct hook_batch *b, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    struct hook_arena_chunk *c = b->arena;
+    if (!c || c->size - c->used < size) {
+        size_t want = size > 60000 ? size : 60000;
+        struct hook_arena_chunk *n = malloc(sizeof(*n) + want);
+        if (!n) return NULL;
+        n->used = 0;
+        n->size = want;
+        n->next = c;
+        b->arena = c = n;
+    }
+    void *p = c->data + c->used;
+    c->used += size;
+    return p;
+}
+
+struct tsdb_point *hook_batch_add(struct hook_batch *b)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct tsdb_point *p = realloc(b->pts, cap * sizeof(*p));
+        if (!p) return NULL;
+        b->pts = p;
+        b->cap = cap;
+    }
+    struct tsdb_point *p = &b->pts[b->n++];
+    memset(p, 0, sizeof(*p));
+    return p;
+}
+
+void hook_json_release(void *json); /* hook_json.c */
+
+void hook_batch_reset(struct hook_batch *b)
+{
+    b->n = 0;
+    if (b->json) {
+        hook_json_release(b->json);
+        b->json = NULL;
+    }
+    struct hook_arena_chunk *c = b->arena;
+    if (!c) return;
+    while (c->next) { /* keep the oldest chunk: the usual message fits in it */
+        struct hook_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    c->used = 0;
+    b->arena = c;
+}
+
+void hook_batch_free(struct hook_batch *b)
+{
+    hook_batch_reset(b);
+    free(b->arena);
+    free(b->pts);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ---- time ---- */
+
+static int unix_to_ns(enum hook_time_kind kind, double v, int64_t *out)
+{
+    /* long double: its 64-bit mantissa keeps integer milliseconds exact when scaled to ns */
+    static const long double per[] = {[HOOK_TIME_UNIX_S] = 1e9L,
+                                      [HOOK_TIME_UNIX_MS] = 1e6L,
+                                      [HOOK_TIME_UNIX_US] = 1e3L,
+                                      [HOOK_TIME_UNIX_NS] = 1};
+    long double ns = (long double)v * per[kind];
+    if (!isfinite(ns) || ns < -9.2e18L || ns > 9.2e18L) return CASCA_ERR_INVALID;
+    *out = (int64_t)llroundl(ns);
+    return CASCA_OK;
+}
+
+int hook_time_parse_number(const struct hook_time *t, double v, int64_t *out_ns)
+{
+    if (t->kind < HOOK_TIME_UNIX_S)
+        return CASCA_ERR_INVALID; /* a number where a formatted time was expected */
+    return unix_to_ns(t->kind, v, out_ns);
+}
+
+/* "2026-01-05T10:00:00[.fff][Z|+hh:mm]" ('T' or ' '); no zone = t->tz. */
+static int parse_rfc3339(const struct hook_time *t, const char *s, int64_t *out)
+{
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%d", &tm);
+    if (!p || (*p != 'T' && *p != 't' && *p != ' ')) return CASCA_ERR_INVALID;
+    if (!(p = strptime(p + 1, "%H:%M:%S", &tm))) return CASCA_ERR_INVALID;
+    int64_t frac = 0;
+    if (*p == '.') {
+        int64_t scale = 100000000;
+        if (!isdigit((unsigned char)*++p)) return CASCA_ERR_INVALID;
+        for (; isdigit((unsigned char)*p); p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    }
+    int64_t secs = (int64_t)timegm(&tm);
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int h, m;
+        if (strlen(p) != 6 || p[3] != ':' || sscanf(p + 1, "%2d:%2d", &h, &m) != 2 || h > 23 ||
+            m > 59)
+            return CASCA_ERR_INVALID;
+        secs -= (*p == '-' ? -1 : 1) * (h * 3600 + m * 60);
+        p += 6;
+    } else {
+        secs = tz_local_to_utc(t->tz, secs);
+    }
+    if (*p) return CASCA_ERR_INVALID;
+    *out = secs * 1000000000 + frac;
+    return CASCA_OK;
+}
+
+int hook_time_parse_string(const struct hook_time *t, const char *s, int64_t *out_ns)
+{
+    if (t->kind >= HOOK_TIME_UNIX_S) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || *end || errno) return CASCA_ERR_INVALID;
+        return unix_to_ns(t->kind, v, out_ns);
+    }
+    if (t->kind == HOOK_TIME_RFC3339) return parse_rfc3339(t, s, out_ns);
+    struct tm tm = {0};
+    const char *end = strptime(s, t->format, &tm);
+    if (!end || *end) return CASCA_ERR_INVALID;
+    int64_t secs = (int64_t)timegm(&tm);
+    if (t->format_has_zone)
+        secs -= tm.tm_gmtoff;
+    else
+        secs = tz_local_to_utc(t->tz, secs);
+    *out_ns = secs * 1000000000;
+    return CASCA_OK;
+}
+
+/* ---- config: bus: and hooks: ---- */
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t fingerprint(uint64_t h, const struct yd_node *n)
+{
+    if (!n) return fnv(h, "~", 1);
+    h = fnv(h, (const char *)&n->kind, sizeof(n->kind));
+    if (n->kind == YD_SCALAR) return fnv(h, n->scalar, strlen(n->scalar) + 1);
+    for (size_t i = 0; i < n->n; i++) {
+        if (n->kind == YD_MAP) h = fingerprint(h, n->keys[i]);
+        h = fingerprint(h, n->values[i]);
+    }
+    return h;
+}
+
+static bool is_null(const struct yd_node *n)
+{
+    return n && n->kind == YD_SCALAR && n->plain && !strcmp(n->scalar, "null");
+}
+
+static const char *scalar(struct config_loader *ld, const struct yd_node *n, const char *where)
+{
+    if (n->kind != YD_SCALAR) {
+        config_error(ld, n, "%s must be a single value, not a %s", where, yd_kind_name(n->kind));
+        return NULL;
+    }
+    return n->scalar;
+}
+
+/* Checks that map only has keys from known (NULL-terminated). */
+static bool check_keys(struct config_loader *ld, const struct yd_node *map, const char *where,
+                       const char *const *known)
+{
+    if (map->kind != YD_MAP) {
+        config_error(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < map->n; i++) {
+        size_t k = 0;
+        while (known[k] && strcmp(known[k], map->keys[i]->scalar))
+            k++;
+        if (!known[k]) {
+            char list[256] = "";
+            for (k = 0; known[k]; k++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? ", " : "",
+                         known[k]);
+            config_error(ld, map->keys[i], "unknown key '%s' in %s (known: %s)",
+                         map->keys[i]->scalar, where, list);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* A scalar or a list of scalars -> a string array. */
+static void string_list(struct config_loader *ld, const struct yd_node *n, const char *where,
+                        char ***out, size_t *nout)
+{
+    if (!n || is_null(n)) return;
+    size_t cnt = n->kind == YD_SEQ ? n->n : 1;
+    *out = calloc(cnt ? cnt : 1, sizeof(char *));
+    for (size_t i = 0; *out && i < cnt; i++) {
+        const struct yd_node *item = n->kind == YD_SEQ ? n->values[i] : n;
+        const char *s = scalar(ld, item, where);
+        char why[256];
+        if (!s) continue;
+        if (!bus_address_ok(s, why, sizeof(why))) {
+            config_error(ld, item, "%s: %s", where, why);
+            continue;
+        }
+        (*out)[(*nout)++] = strdup(s);
+    }
+}
+
+static void size_value(struct config_loader *ld, const struct yd_node *n, const char *where,
+                       const char *def, uint64_t min, uint64_t max, bool bytes, uint64_t *out)
+{
+    const char *s = n ? scalar(ld, n, where) : def;
+    if (!s) return;
+    const char *why = bytes ? config_parse_size(s, out) : config_parse_uint(s, out);
+    if (why)
+        config_error(ld, n, "%s: '%s': %s", where, s, why);
+    else if (*out < min || *out > max)
+        config_error(ld, n, "%s: %s is out of range [%llu, %llu]", where, s,
+                     (unsigned long long)min, (unsigned long long)max);
+}
+
+static void ms_value(struct config_loader *ld, const struct yd_node *n, const char *where,
+                     const char *def, uint64_t min, uint64_t max, uint64_t *out)
+{
+    const char *s = n ? scalar(ld, n, where) : def;
+    if (!s) return;
+    const char *why = config_parse_duration_ms(s, out);
+    if (why)
+        config_error(ld, n, "%s: '%s': %s", where, s, why);
+    else if (*out < min || *out > max)
+        config_error(ld, n, "%s: %s is out of range", where, s);
+}
+
+static void parse_buses(struct config_loader *ld, const struct yd_node *n, struct hooks_section *s)
+{
+    if (!n || is_null(n)) return;
+    size_t cnt = n->kind == YD_SEQ ? n->n : 1;
+    if (!(s->buses = calloc(cnt ? cnt : 1, sizeof(*s->buses)))) return;
+    static const char *const keys[] = {"name", "listen", "publish", "max_message", NULL};
+    for (size_t i = 0; i < cnt; i++) {
+        const struct yd_node *b = n->kind == YD_SEQ ? n->values[i] : n;
+        if (!check_keys(ld, b, "bus", keys)) continue;
+        struct bus_config *bc = &s->buses[s->nbuses++];
+        const struct yd_node *name = yd_get(b, "name");
+        const char *nm = name ? scalar(ld, name, "bus.name") : (i == 0 ? "main" : NULL);
+        if (!name && !nm) config_error(ld, b, "bus: every bus after the first needs a name");
+        if (nm && (!*nm || strspn(nm, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_-.") != strlen(nm)))
+            config_error(ld, name, "bus.name '%s': use letters, digits, '_', '-' and '.'", nm);
+        bc->name = strdup(nm ? nm : "");
+        for (size_t j = 0; j + 1 < s->nbuses; j++)
+            if (!strcmp(s->buses[j].name, bc->name))
+                config_error(ld, name ? name : b, "bus: duplicate bus name '%s'", bc->name);
+        string_list(ld, yd_get(b, "listen"), "bus.listen", &bc->listen, &bc->nlisten);
+        string_list(ld, yd_get(b, "publish"), "bus.publish", &bc->publish, &bc->npublish);
+        size_value(ld, yd_get(b, "max_message"), "bus.max_message", BUS_DEFAULT_MAX_MESSAGE, 1024,
+                   1ull << 30, true, &bc->max_message);
+    }
+}
+
+/* Splits an RFC 6901 pointer "/a~1b/0" into unescaped tokens. */
+static bool split_pointer(const char *ptr, char ***out, size_t *n)
+{
+    size_t cnt = 0;
+    for (const char *p = ptr; *p; p++)
+        cnt += *p == '/';
+    char **t = calloc(cnt ? cnt : 1, sizeof(char *));
+    if (!t) return false;
+    *out = t;
+    const char *p = ptr + 1;
+    for (size_t i = 0; i < cnt; i++) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char *tok = malloc(len + 1), *w = tok;
+        if (!tok) return false;
+        for (size_t k = 0; k < len; k++) {
+            if (p[k] == '~' && k + 1 < len && (p[k + 1] == '0' || p[k + 1] == '1')) {
+                *w++ = p[k + 1] == '0' ? '~' : '/';
+                k++;
+            } else {
+                *w++ = p[k];
+            }
+        }
+        *w = 0;
+        t[(*n)++] = tok;
+        p += len + 1;
+    }
+    return true;
+}
+
+enum field_use { USE_VALUE, USE_TAG, USE_TIME };
+
+static void field_text(struct config_loader *ld, const struct yd_node *at, const char *text,
+                       enum field_use use, const char *where, struct hook_field *f)
+{
+    f->text = strdup(text);
+    if (!strcmp(text, "$TOPIC") && use == USE_TAG) {
+        f->kind = HOOK_FIELD_TOPIC;
+    } else if (!strcmp(text, "$RECEIVED") && use == USE_TIME) {
+        f->kind = HOOK_FIELD_RECEIVED;
+    } else if (text[0] == '/') {
+        f->kind = HOOK_FIELD_POINTER;
+        if (!split_pointer(text, &f->tokens, &f->ntokens))
+            config_error(ld, at, "%s: out of memory", where);
+    } else if (use == USE_TAG && text[0] != '$') {
+        f->kind = HOOK_FIELD_LITERAL;
+    } else {
+        config_error(ld, at,
+                     "%s: '%s' is not a JSON pointer (write \"/Field\", \"/ENERGY/Power\")%s",
+                     where, text,
+                     use == USE_TAG    ? ", $TOPIC or a constant"
+                     : use == USE_TIME ? " or $RECEIVED"
+                                       : "");
+    }
+}
+
+/* "/ptr" | {field: "/ptr", default: X} */
+static void parse_field(struct config_loader *ld, const struct yd_node *n, enum field_use use,
+                        const char *where, struct hook_field *f)
+{
+    if (n->kind == YD_SCALAR) {
+        field_text(ld, n, n->scalar, use, where, f);
+        return;
+    }
+    static const char *const keys[] = {"field", "default", NULL};
+    if (!check_keys(ld, n, where, keys)) return;
+    const struct yd_node *field = yd_get(n, "field"), *def = yd_get(n, "default");
+    const char *text = field ? scalar(ld, field, where) : NULL;
+    if (!field) config_error(ld, n, "%s needs a field (a JSON pointer such as \"/Power\")", where);
+    if (text) field_text(ld, field, text, use, where, f);
+    if (def && (text = scalar(ld, def, where))) {
+        f->has_default = true;
+        const char *why = use == USE_VALUE ? config_parse_double(text, &f->def_num) : NULL;
+        if (why) config_error(ld, def, "%s.default: '%s': %s", where, text, why);
+        f->def_str = strdup(text);
+    }
+}
+
+static void parse_time(struct config_loader *ld, const struct yd_node *n, struct hook_time *t)
+{
+    t->kind = HOOK_TIME_RFC3339;
+    if (!n || is_null(n)) {
+        t->f.kind = HOOK_FIELD_RECEIVED;
+        return;
+    }
+    if (n->kind == YD_SCALAR) {
+        field_text(ld, n, n->scalar, USE_TIME, "time", &t->f);
+        return;
+    }
+    static const char *const keys[] = {"field", "format", "timezone", "default", NULL};
+    if (!check_keys(ld, n, "time", keys)) return;
+    const struct yd_node *field = yd_get(n, "field"), *fmt = yd_get(n, "format"),
+                         *zone = yd_get(n, "timezone"), *def = yd_get(n, "default");
+    const char *s;
+    if (!field) {
+        config_error(ld, n, "time needs a field (a JSON pointer, or $RECEIVED)");
+        return;
+    }
+    if ((s = scalar(ld, field, "time.field")))
+        field_text(ld, field, s, USE_TIME, "time.field", &t->f);
+    if (fmt && (s = scalar(ld, fmt, "time.format"))) {
+        static const struct {
+            const char *name;
+            enum hook_time_kind kind;
+        } kinds[] = {
+            {"rfc3339", HOOK_TIME_RFC3339}, {"iso8601", HOOK_TIME_RFC3339},
+            {"unix", HOOK_TIME_UNIX_S},     {"unix_ms", HOOK_TIME_UNIX_MS},
+            {"unix_us", HOOK_TIME_UNIX_US}, {"unix_ns", HOOK_TIME_UNIX_NS},
+        };
+        size_t k = 0;
+        while (k < sizeof(kinds) / sizeof(kinds[0]) && strcmp(kinds[k].name, s))
+            k++;
+        if (k < sizeof(kinds) / sizeof(kinds[0])) {
+            t->kind = kinds[k].kind;
+        } else if (strchr(s, '%')) {
+            t->kind = HOOK_TIME_STRPTIME;
+            t->format = strdup(s);
+            t->format_has_zone = strstr(s, "%z") != NULL;
+        } else {
+            config_error(ld, fmt,
+                         "time.format '%s': use rfc3339, unix, unix_ms, unix_us, unix_ns "
+                         "or a strptime format such as \"%%Y-%%m-%%d %%H:%%M:%%S\"",
+                         s);
+        }
+    }
+    if (zone && (s = scalar(ld, zone, "time.timezone"))) {
+        char why[256];
+        if (!(t->tz = tz_load(s, why, sizeof(why))))
+            config_error(ld, zone, "time.timezone: %s", why);
+    }
+    if (def && (s = scalar(ld, def, "time.default"))) {
+        t->f.has_default = true;
+        t->f.def_str = strdup(s);
+        int64_t ns;
+        if (strcmp(s, "$RECEIVED") && hook_time_parse_string(t, s, &ns))
+            config_error(ld, def,
+                         "time.default: '%s' is neither $RECEIVED nor a time in the "
+                         "format of time.format",
+                         s);
+    }
+}
+
+static bool valid_name(const char *s)
+{
+    return *s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/") ==
+                     strlen(s);
+}
+
+static void parse_influx(struct config_loader *ld, const struct yd_node *n,
+                         const struct yd_node *hook, struct hook_influx_config *ic)
+{
+    static const char *const keys[] = {"url",   "database",       "username", "password_env",
+                                       "batch", "flush_interval", "timeout",  NULL};
+    if (n && !check_keys(ld, n, "influxdb", keys)) return;
+    const struct yd_node *v;
+    const char *s;
+    if (n && (v = yd_get(n, "url")) && (s = scalar(ld, v, "influxdb.url"))) {
+        if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8))
+            config_error(ld, v, "influxdb.url '%s' must start with http:// or https://", s);
+        ic->url = strdup(s);
+        size_t len = strlen(ic->url);
+        while (len > 8 && ic->url[len - 1] == '/')
+            ic->url[--len] = 0;
+    }
+    if (n && (v = yd_get(n, "database")) && (s = scalar(ld, v, "influxdb.database")))
+        ic->database = strdup(s);
+    if (n && (v = yd_get(n, "username")) && (s = scalar(ld, v, "influxdb.username")))
+        ic->username = strdup(s);
+    if (n && (v = yd_get(n, "password_env")) && (s = scalar(ld, v, "influxdb.password_env"))) {
+        const char *pw = getenv(s);
+        if (!pw)
+            config_error(ld, v, "influxdb.password_env: environment variable %s is not set", s);
+        else
+            ic->password = strdup(pw);
+    }
+    if (!ic->url || !ic->database)
+        config_error(ld, n ? n : hook,
+                     "the influxdb connector needs influxdb: {url: http://HOST:8086, "
+                     "database: NAME}");
+    size_value(ld, n ? yd_get(n, "batch") : NULL, "influxdb.batch", "5000", 1, 1000000, false,
+               &ic->batch_points);
+    ms_value(ld, n ? yd_get(n, "flush_interval") : NULL, "influxdb.flush_interval", "1s", 1,
+             3600000, &ic->flush_ms);
+    ms_value(ld, n ? yd_get(n, "timeout") : NULL, "influxdb.timeout", "5s", 1, 600000,
+             &ic->timeout_ms);
+}
+
+static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct hooks_section *s,
+                       struct hook_config *h)
+{
+    static const char *const keys[] = {
+        "name", "bus",       "topic",    "format", "series",      "value",       "values", "tags",
+        "time", "connector", "influxdb", "queue",  "queue_bytes", "max_message", NULL};
+    if (!check_keys(ld, n, "hooks[]", keys) && n->kind != YD_MAP) {
+        h->name = strdup("?");
+        return;
+    }
+    const struct yd_node *v;
+    const char *str;
+    if (!(v = yd_get(n, "name")) || !(str = scalar(ld, v, "hooks.name")) || !valid_name(str)) {
+        config_error(ld, v ? v : n, "every hook needs a name (letters, digits, '_', '-', '.')");
+        h->name = strdup("?");
+    } else {
+        h->name = strdup(str);
+    }
+    for (struct hook_config *o = s->hooks; o < h; o++)
+        if (!strcmp(o->name, h->name)) config_error(ld, v, "duplicate hook name '%s'", h->name);
+
+    str = (v = yd_get(n, "bus")) ? scalar(ld, v, "hooks.bus") : NULL;
+    if (str && !strstr(str, "://")) {
+        size_t b = 0;
+        while (b < s->nbuses && strcmp(s->buses[b].name, str))
+            b++;
+        if (b == s->nbuses)
+            config_error(ld, v,
+                         "hook %s: bus '%s' is not defined in bus: (or give the address "
+                         "of a remote bus's publish side, tcp://HOST:PORT)",
+                         h->name, str);
+    } else if (str) {
+        char why[256];
+        if (!bus_address_ok(str, why, sizeof(why)))
+            config_error(ld, v, "hook %s: bus: %s", h->name, why);
+    } else if (!s->nbuses) {
+        config_error(ld, n,
+                     "hook %s: there is no bus to subscribe to: add a bus: section, or "
+                     "bus: tcp://HOST:PORT for a remote bus",
+                     h->name);
+    }
+    h->bus = strdup(str ? str : s->nbuses ? s->buses[0].name : "");
+
+    str = (v = yd_get(n, "topic")) ? scalar(ld, v, "hooks.topic") : "";
+    if (str && strlen(str) > BUS_MAX_TOPIC)
+        config_error(ld, v, "hook %s: topic is longer than %d bytes", h->name, BUS_MAX_TOPIC);
+    h->topic = strdup(str ? str : "");
+
+    str = (v = yd_get(n, "format")) ? scalar(ld, v, "hooks.format") : "json";
+    size_t f = 0;
+    while (str && f < sizeof(interpreters) / sizeof(interpreters[0]) &&
+           strcmp(interpreters[f].name, str))
+        f++;
+    if (str && f == sizeof(interpreters) / sizeof(interpreters[0]))
+        config_error(ld, v, "hook %s: format '%s' is not one of: json, protobuf", h->name, str);
+    else if (str)
+        h->format = interpreters[f].format;
+
+    /* values: {series: "/ptr" | {field, default}}, or series: + value: for one */
+    const struct yd_node *values = yd_get(n, "values"), *series = yd_get(n, "series"),
+                         *value = yd_get(n, "value");
+    if (values && (series || value))
+        config_error(ld, values, "hook %s: give either values: or series: with value:", h->name);
+    if (values && values->kind == YD_MAP) {
+        h->values = calloc(values->n ? values->n : 1, sizeof(*h->values));
+        for (size_t i = 0; h->values && i < values->n; i++) {
+            struct hook_series *hs = &h->values[h->nvalues++];
+            hs->series = strdup(values->keys[i]->scalar);
+            if (!*hs->series)
+                config_error(ld, values->keys[i], "hook %s: empty series name", h->name);
+            parse_field(ld, values->values[i], USE_VALUE, "values", &hs->f);
+        }
+    } else if (values) {
+        config_error(ld, values, "hook %s: values must be a map of series: \"/json/pointer\"",
+                     h->name);
+    } else if (series || value) {
+        const char *sn = series ? scalar(ld, series, "series") : NULL;
+        if (!series || !value || !sn || !*sn) {
+            config_error(ld, n, "hook %s: series: and value: go together", h->name);
+        } else if ((h->values = calloc(1, sizeof(*h->values)))) {
+            h->nvalues = 1;
+            h->values[0].series = strdup(sn);
+            parse_field(ld, value, USE_VALUE, "value", &h->values[0].f);
+        }
+    }
+    if (h->format == HOOK_FORMAT_JSON && !h->nvalues && !values)
+        config_error(ld, n,
+                     "hook %s: a json hook needs values: {series: \"/json/pointer\"} (or "
+                     "series: and value:)",
+                     h->name);
+    if (h->format == HOOK_FORMAT_PROTOBUF && h->nvalues)
+        config_error(ld,
+                     values   ? values
+                     : series ? series
+                              : value,
+                     "hook %s: a protobuf hook takes series and values from each Point: remove "
+                     "values:/series:/value:",
+                     h->name);
+
+    if ((v = yd_get(n, "tags")) && !is_null(v)) {
+        if (v->kind != YD_MAP) {
+            config_error(ld, v,
+                         "hook %s: tags must be a map of tag: \"/json/pointer\" | $TOPIC "
+                         "| constant",
+                         h->name);
+        } else if ((h->tags = calloc(v->n ? v->n : 1, sizeof(*h->tags)))) {
+            for (size_t i = 0; i < v->n; i++) {
+                struct hook_tagspec *t = &h->tags[h->ntags++];
+                t->key = strdup(v->keys[i]->scalar);
+                parse_field(ld, v->values[i], USE_TAG, "tags", &t->f);
+                if (h->format == HOOK_FORMAT_PROTOBUF && t->f.kind == HOOK_FIELD_POINTER)
+                    config_error(ld, v->values[i],
+                                 "hook %s: a protobuf hook's tags can only be "
+                                 "$TOPIC or constants",
+                                 h->name);
+            }
+        }
+    }
+    parse_time(ld, yd_get(n, "time"), &h->time);
+    if (h->format == HOOK_FORMAT_PROTOBUF && yd_get(n, "time"))
+        config_error(ld, yd_get(n, "time"),
+                     "hook %s: a protobuf hook takes the time from each "
+                     "Point (unset: $RECEIVED): remove time:",
+                     h->name);
+
+    str = (v = yd_get(n, "connector")) ? scalar(ld, v, "hooks.connector") : "lmdb";
+    if (str && !(h->connector = hook_connector_find(str)))
+        config_error(ld, v, "hook %s: connector '%s' is not one of: lmdb, influxdb", h->name, str);
+    const struct yd_node *influx = yd_get(n, "influxdb");
+    if (h->connector == &hook_connector_influxdb)
+        parse_influx(ld, influx, n, &h->influx);
+    else if (influx)
+        config_error(ld, influx, "hook %s: influxdb: is only for connector: influxdb", h->name);
+
+    size_value(ld, yd_get(n, "queue"), "hooks.queue", HOOK_DEFAULT_QUEUE, 1, 1000000, false,
+               &h->queue);
+    size_value(ld, yd_get(n, "queue_bytes"), "hooks.queue_bytes", HOOK_DEFAULT_QUEUE_BYTES, 1024,
+               1ull << 34, true, &h->queue_bytes);
+    size_value(ld, yd_get(n, "max_message"), "hooks.max_message", HOOK_DEFAULT_MAX_MESSAGE, 64,
+               1ull << 30, true, &h->max_message);
+}
+
+void *hooks_section_parse(struct config_loader *ld, const struct yd_node *const values[4])
+{
+    const struct yd_node *bus = values[0], *hooks = values[1];
+    if ((!bus || is_null(bus)) && (!hooks || is_null(hooks))) return NULL;
+    struct hooks_section *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->fingerprint = fingerprint(fingerprint(14695981039346656037ull, bus), hooks);
+    if (bus && bus->kind == YD_SCALAR && !is_null(bus))
+        config_error(ld, bus, "bus must be a map {name, listen, publish} or a list of them");
+    else
+        parse_buses(ld, bus, s);
+    if (hooks && !is_null(hooks)) {
+        if (hooks->kind != YD_SEQ) {
+            config_error(ld, hooks, "hooks must be a list of hooks (- name: ...)");
+        } else if ((s->hooks = calloc(hooks->n ? hooks->n : 1, sizeof(*s->hooks)))) {
+            for (size_t i = 0; i < hooks->n; i++)
+                parse_hook(ld, hooks->values[i], s, &s->hooks[s->nhooks++]);
+        }
+    }
+    return s;
+}
+
+static void field_free(struct hook_field *f)
+{
+    free(f->text);
+    for (size_t i = 0; i < f->ntokens; i++)
+        free(f->tokens[i]);
+    free(f->tokens);
+    free(f->def_str);
+}
+
+void hooks_section_free(void *section)
+{
+    struct hooks_section *s = section;
+    if (!s) return;
+    for (size_t i = 0; i < s->nbuses; i++) {
+        struct bus_config *b = &s->buses[i];
+        for (size_t j = 0; j < b->nlisten; j++)
+            free(b->listen[j]);
+        for (size_t j = 0; j < b->npublish; j++)
+            free(b->publish[j]);
+        free(b->listen);
+        free(b->publish);
+        free(b->name);
+    }
+    free(s->buses);
+    for (size_t i = 0; i < s->nhooks; i++) {
+        struct hook_config *h = &s->hooks[i];
+        free(h->name);
+        free(h->bus);
+        free(h->topic);
+        for (size_t j = 0; j < h->nvalues; j++) {
+            free(h->values[j].series);
+            field_free(&h->values[j].f);
+        }
+        free(h->values);
+        for (size_t j = 0; j < h->ntags; j++) {
+            free(h->tags[j].key);
+            field_free(&h->tags[j].f);
+        }
+        free(h->tags);
+        field_free(&h->time.f);
+        free(h->time.format);
+        tz_free(h->time.tz);
+        free(h->influx.url);
+        free(h->influx.database);
+        free(h->influx.username);
+        free(h->influx.password);
+    }
+    free(s->hooks);
+    free(s);
+}
+
+/* ---- running hooks ---- */
+
+void hook_counters_unref(struct hook_counters *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1) free(c);
+}
+
+struct queued {
+    nng_msg *msg;
+    int64_t received_ns;
+};
+
+struct hook {
+    const struct hook_config *cfg;
+    hook_interpret_fn interpret;
+    struct bus *local; /* the bus of this process it subscribes to, or NULL: a remote one */
+    nng_socket sub;    /* remote buses only */
+    bool sub_open;
+    nng_aio *aio;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct queued *ring;
+    size_t head, count;
+    uint64_t bytes;
+    bool stop;
+    pthread_t thread;
+    bool thread_started;
+    void *conn;
+    struct hook_counters *ctr;
+    struct warn_limit warn_in, warn_work;
+    struct hook_batch batch;
+};
+
+struct hooks {
+    const struct hooks_section *sec;
+    struct bus **buses;
+    size_t nbuses;
+    struct hook **hooks;
+    size_t nhooks;
+};
+
+static int64_t now_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Takes the message into the queue, or drops and counts it. Never blocks. */
+static void take(struct hook *h, nng_msg *m)
+{
+    size_t len = nng_msg_len(m);
+    uint64_t left_out = 0;
+    if (len > h->cfg->max_message) {
+        atomic_fetch_add(&h->ctr->errors, 1);
+        if (warn_limit_allow(&h->warn_in, &left_out))
+            log_warn("hooks",
+                     "hook %s: dropped a message of %zu bytes: over max_message %llu "
+                     "(raise hooks.max_message if it is real)%s",
+                     h->cfg->name, len, (unsigned long long)h->cfg->max_message,
+                     left_out ? " (more suppressed)" : "");
+        nng_msg_free(m);
+    } else {
+        pthread_mutex_lock(&h->lock);
+        bool full = h->count == h->cfg->queue || h->bytes + len > h->cfg->queue_bytes;
+        if (!full) {
+            h->ring[(h->head + h->count++) % h->cfg->queue] =
+                (struct queued){m, now_ns(CLOCK_REALTIME)};
+            h->bytes += len;
+            pthread_cond_signal(&h->cond);
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (full) {
+            atomic_fetch_add(&h->ctr->dropped, 1);
+            if (warn_limit_allow(&h->warn_in, &left_out))
+                log_warn("hooks",
+                         "hook %s: queue full (%llu messages): dropping messages until "
+                         "it catches up%s",
+                         h->cfg->name, (unsigned long long)h->cfg->queue,
+                         left_out ? " (more suppressed)" : "");
+            nng_msg_free(m);
+        }
+    }
+}
+
+/* A local bus hands a message over (bus_deliver_fn), on its forwarding thread. */
+static void deliver(void *arg, nng_msg *m)
+{
+    take(arg, m);
+}
+
+/* A remote bus: a message arrived on the SUB socket, on an nng task thread. */
+static void on_message(void *arg)
+{
+    struct hook *h = arg;
+    if (nng_aio_result(h->aio) != 0) return; /* the socket closed */
+    take(h, nng_aio_get_msg(h->aio));
+    nng_recv_aio(h->sub, h->aio);
+}
+
+static void process(struct hook *h, nng_msg *m, int64_t received_ns)
+{
+    const char *topic;
+    size_t tlen, plen;
+    const void *payload;
+    char topic_z[BUS_MAX_TOPIC + 1], err[512] = "";
+    uint64_t left_out = 0;
+    if (!bus_split(nng_msg_body(m), nng_msg_len(m), &topic, &tlen, &payload, &plen)) {
+        atomic_fetch_add(&h->ctr->errors, 1);
+        if (warn_limit_allow(&h->warn_work, &left_out))
+            log_warn("hooks", "hook %s: a message without topic framing: dropped", h->cfg->name);
+        return;
+    }
+    memcpy(topic_z, topic, tlen);
+    topic_z[tlen] = 0;
+    int rc = h->interpret(h->cfg, topic_z, payload, plen, received_ns, &h->batch, err, sizeof(err));
+    if (rc != CASCA_OK) {
+        atomic_fetch_add(&h->ctr->errors, 1);
+        if (warn_limit_allow(&h->warn_work, &left_out))
+            log_warn("hooks", "hook %s: message on topic '%s' %s: %s%s", h->cfg->name, topic_z,
+                     h->batch.n ? "partly stored" : "dropped", err,
+                     left_out ? " (more suppressed)" : "");
+    }
+    if (h->batch.n) {
+        bool counted = rc != CASCA_OK; /* one error per message */
+        char why[256] = "";
+        int wrc = h->cfg->connector->write(h->conn, h->batch.pts, h->batch.n, why, sizeof(why));
+        if (wrc == CASCA_ERR_FULL) {
+            atomic_fetch_add(&h->ctr->dropped, 1);
+            if (warn_limit_allow(&h->warn_work, &left_out))
+                log_warn("hooks", "hook %s: the %s store is overloaded: dropped %zu points%s",
+                         h->cfg->name, h->cfg->connector->name, h->batch.n,
+                         left_out ? " (more suppressed)" : "");
+        } else if (wrc != CASCA_OK) {
+            if (!counted) atomic_fetch_add(&h->ctr->errors, 1);
+            if (warn_limit_allow(&h->warn_work, &left_out))
+                log_warn("hooks", "hook %s: message on topic '%s': cannot store %s%s", h->cfg->name,
+                         topic_z, *why ? why : casca_strerror(wrc),
+                         left_out ? " (more suppressed)" : "");
+        }
+    }
+    hook_batch_reset(&h->batch);
+}
+
+static void *hook_thread(void *arg)
+{
+    struct hook *h = arg;
+    const struct hook_connector_ops *ops = h->cfg->connector;
+    uint64_t next_flush_ms = UINT64_MAX;
+    int64_t drain_deadline = 0;
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->count && !h->stop) {
+            if (next_flush_ms == UINT64_MAX) {
+                pthread_cond_wait(&h->cond, &h->lock);
+            } else {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                int64_t at =
+                    (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)next_flush_ms * 1000000;
+                ts.tv_sec = at / 1000000000;
+                ts.tv_nsec = at % 1000000000;
+                if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) == ETIMEDOUT) {
+                    pthread_mutex_unlock(&h->lock);
+                    next_flush_ms = ops->flush(h->conn, false);
+                    pthread_mutex_lock(&h->lock);
+                }
+            }
+        }
+        if (h->stop && !drain_deadline)
+            drain_deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)HOOK_DRAIN_MS * 1000000;
+        if (!h->count || (h->stop && now_ns(CLOCK_MONOTONIC) > drain_deadline)) break;
+        struct queued q = h->ring[h->head];
+        h->head = (h->head + 1) % h->cfg->queue;
+        h->count--;
+        h->bytes -= nng_msg_len(q.msg);
+        pthread_mutex_unlock(&h->lock);
+        process(h, q.msg, q.received_ns);
+        nng_msg_free(q.msg);
+        next_flush_ms = ops->flush(h->conn, false);
+        pthread_mutex_lock(&h->lock);
+    }
+    size_t left = h->count;
+    pthread_mutex_unlock(&h->lock);
+    if (left)
+        log_warn("hooks",
+                 "hook %s: stopping with %zu messages not stored (the store did not keep "
+                 "up within %d ms)",
+                 h->cfg->name, left, HOOK_DRAIN_MS);
+    ops->flush(h->conn, true);
+    return NULL;
+}
+
+static void hook_destroy(struct hook *h)
+{
+    if (!h) return;
+    if (h->local) bus_unsubscribe(h->local, h); /* no delivery runs once it returns */
+    if (h->sub_open) nng_close(h->sub);
+    if (h->aio) nng_aio_stop(h->aio);
+    nng_aio_free(h->aio);
+    if (h->thread_started) {
+        pthread_mutex_lock(&h->lock);
+        h->stop = true;
+        pthread_cond_signal(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->thread, NULL);
+    }
+    if (h->conn) h->cfg->connector->close(h->conn);
+    for (size_t i = 0; i < h->count; i++) {
+        struct queued *q = &h->ring[(h->head + i) % h->cfg->queue];
+        atomic_fetch_add(&h->ctr->dropped, 1);
+        nng_msg_free(q->msg);
+    }
+    uint64_t stored = atomic_load(&h->ctr->stored), dropped = atomic_load(&h->ctr->dropped),
+             errors = atomic_load(&h->ctr->errors);
+    log_info("hooks", "hook %s stopped: %llu points stored, %llu messages dropped, %llu errors",
+             h->cfg->name, (unsigned long long)stored, (unsigned long long)dropped,
+             (unsigned long long)errors);
+    hook_counters_unref(h->ctr);
+    hook_batch_free(&h->batch);
+    free(h->ring);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    free(h);
+}
+
+static int hook_start(const struct hook_config *cfg, struct bus *local, const char *address,
+                      const struct hook_env *env, struct hook **out, char *err, size_t errlen)
+{
+    struct hook *h = calloc(1, sizeof(*h));
+    if (!h) return CASCA_ERR_NOMEM;
+    h->cfg = cfg;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    for (size_t i = 0; i < sizeof(interpreters) / sizeof(interpreters[0]); i++)
+        if (interpreters[i].format == cfg->format) h->interpret = interpreters[i].interpret;
+    h->ctr = calloc(1, sizeof(*h->ctr));
+    h->ring = calloc(cfg->queue, sizeof(*h->ring));
+    if (!h->ctr || !h->ring) {
+        hook_destroy(h);
+        return CASCA_ERR_NOMEM;
+    }
+    atomic_init(&h->ctr->refs, 1);
+    int rc = cfg->connector->open(cfg, env, h->ctr, &h->conn, err, errlen);
+    if (rc) {
+        hook_destroy(h);
+        return rc;
+    }
+    if (pthread_create(&h->thread, NULL, hook_thread, h)) {
+        snprintf(err, errlen, "hook %s: cannot start its thread", cfg->name);
+        hook_destroy(h);
+        return CASCA_ERR_INTERNAL;
+    }
+    h->thread_started = true;
+    if (local) { /* in this process: the bus hands messages over, nothing lost on the way */
+        if ((rc = bus_subscribe(local, cfg->topic, deliver, h))) {
+            snprintf(err, errlen, "hook %s: cannot subscribe to bus %s", cfg->name,
+                     bus_name(local));
+            hook_destroy(h);
+            return rc;
+        }
+        h->local = local;
+        *out = h;
+        return CASCA_OK;
+    }
+    int rv;
+    if ((rv = nng_sub0_open(&h->sub)) || !(h->sub_open = true) ||
+        (rv = nng_socket_set(h->sub, NNG_OPT_SUB_SUBSCRIBE, cfg->topic, strlen(cfg->topic))) ||
+        (rv = nng_socket_set_size(h->sub, NNG_OPT_RECVMAXSZ, 0)) || /* the bus limits sizes */
+        (rv = nng_socket_set_int(h->sub, NNG_OPT_RECVBUF, HOOK_SUB_RECVBUF)) ||
+        (rv = nng_aio_alloc(&h->aio, on_message, h))) {
+        snprintf(err, errlen, "hook %s: cannot open its socket: %s", cfg->name, nng_strerror(rv));
+        hook_destroy(h);
+        return CASCA_ERR_INTERNAL;
+    }
+    /* a remote bus may be down now: the dialer keeps retrying in the background */
+    if ((rv = nng_dial(h->sub, address, NULL, NNG_FLAG_NONBLOCK))) {
+        snprintf(err, errlen, "hook %s: cannot subscribe to %s: %s", cfg->name, address,
+                 nng_strerror(rv));
+        hook_destroy(h);
+        return CASCA_ERR_UNAVAILABLE;
+    }
+    nng_recv_aio(h->sub, h->aio);
+    *out = h;
+    return CASCA_OK;
+}
+
+int hooks_create(const struct hooks_section *sec, const struct hook_env *env, struct hooks **out,
+                 char *err, size_t errlen)
+{
+    *out = NULL;
+    struct hooks *hs = calloc(1, sizeof(*hs));
+    if (!hs) return CASCA_ERR_NOMEM;
+    hs->sec = sec;
+    int rc = CASCA_OK;
+    if (sec && ((sec->nbuses && !(hs->buses = calloc(sec->nbuses, sizeof(*hs->buses)))) ||
+                (sec->nhooks && !(hs->hooks = calloc(sec->nhooks, sizeof(*hs->hooks)))))) {
+        hooks_destroy(hs);
+        return CASCA_ERR_NOMEM;
+    }
+    for (size_t i = 0; sec && i < sec->nbuses && !rc; i++) {
+        const struct bus_config *bc = &sec->buses[i];
+        const char **routes = calloc(sec->nhooks + 1, sizeof(char *));
+        size_t nroutes = 0;
+        for (size_t j = 0; routes && j < sec->nhooks; j++)
+            if (!strcmp(sec->hooks[j].bus, bc->name)) routes[nroutes++] = sec->hooks[j].topic;
+        struct bus_options o = {
+            .name = bc->name,
+            .listen = (const char *const *)bc->listen,
+            .nlisten = bc->nlisten,
+            .publish = (const char *const *)bc->publish,
+            .npublish = bc->npublish,
+            .max_message = bc->max_message,
+            .routes = routes,
+            .nroutes = nroutes,
+        };
+        rc = routes ? bus_create(&o, &hs->buses[hs->nbuses], err, errlen) : CASCA_ERR_NOMEM;
+        free(routes);
+        if (!rc) {
+            hs->nbuses++;
+            log_info("hooks", "bus %s: listening on %zu address(es) + %s, publishing on %zu + %s",
+                     bc->name, bc->nlisten, bus_ingress_inproc(hs->buses[i]), bc->npublish,
+                     bus_publish_inproc(hs->buses[i]));
+        }
+    }
+    for (size_t i = 0; sec && i < sec->nhooks && !rc; i++) {
+        const struct hook_config *hc = &sec->hooks[i];
+        struct bus *local = NULL;
+        for (size_t b = 0; b < hs->nbuses; b++)
+            if (!strcmp(bus_name(hs->buses[b]), hc->bus))
+                local = hs->buses[b];
+        if ((rc = hook_start(hc, local, hc->bus, env, &hs->hooks[hs->nhooks], err, errlen)) ==
+            CASCA_OK) {
+            hs->nhooks++;
+            log_info("hooks", "hook %s: topic '%s' on %s, format %s, connector %s", hc->name,
+                     hc->topic, hc->bus, hc->format == HOOK_FORMAT_JSON ? "json" : "protobuf",
+                     hc->connector->name);
+        }
+    }
+    if (rc) {
+        hooks_destroy(hs);
+        return rc;
+    }
+    *out = hs;
+    return CASCA_OK;
+}
+
+void hooks_destroy(struct hooks *hs)
+{
+    if (!hs) return;
+    for (size_t i = 0; i < hs->nhooks; i++)
+        hook_destroy(hs->hooks[i]);
+    for (size_t i = 0; i < hs->nbuses; i++)
+        bus_destroy(hs->buses[i]);
+    free(hs->hooks);
+    free(hs->buses);
+    free(hs);
+}
+
+void hooks_reload(struct hooks *hs, const struct hooks_section *next)
+{
+    uint64_t a = hs && hs->sec ? hs->sec->fingerprint : 0, b = next ? next->fingerprint : 0;
+    if (a != b)
+        log_warn("hooks", "bus: or hooks: changed: the running buses and hooks stay as they are "
+                          "until the next restart");
+}
+
+size_t hooks_count(const struct hooks *hs)
+{
+    return hs ? hs->nhooks : 0;
+}
+
+size_t hooks_stats(const struct hooks *hs, struct hook_stats *out, size_t max)
+{
+    size_t n = 0;
+    for (; hs && n < hs->nhooks && n < max; n++) {
+        struct hook *h = hs->hooks[n];
+        pthread_mutex_lock(&h->lock);
+        out[n].queued = h->count;
+        pthread_mutex_unlock(&h->lock);
+        out[n].name = h->cfg->name;
+        out[n].dropped = atomic_load(&h->ctr->dropped);
+        out[n].stored = atomic_load(&h->ctr->stored);
+        out[n].errors = atomic_load(&h->ctr->errors);
+    }
+    return n;
+}
+
+void hooks_bus_stats(const struct hooks *hs, uint64_t *received, uint64_t *malformed,
+                     uint64_t *unrouted)
+{
+    *received = *malformed = *unrouted = 0;
+    for (size_t i = 0; hs && i < hs->nbuses; i++) {
+        struct bus_stats st;
+        bus_stats(hs->buses[i], &st);
+        *received += st.received;
+        *malformed += st.malformed;
+        *unrouted += st.unrouted;
+    }
+}
+
+Casca__V1__HookStatus **hooks_status_pb(const struct hooks *hs, size_t *n)
+{
+    *n = 0;
+    size_t cnt = hooks_count(hs);
+    if (!cnt) return NULL;
+    /* one block: the pointer array, the messages, the stats */
+    Casca__V1__HookStatus **ptrs =
+        malloc(cnt * (sizeof(*ptrs) + sizeof(Casca__V1__HookStatus) + sizeof(struct hook_stats)));
+    if (!ptrs) return NULL;
+    Casca__V1__HookStatus *msgs = (Casca__V1__HookStatus *)(ptrs + cnt);
+    struct hook_stats *st = (struct hook_stats *)(msgs + cnt);
+    cnt = hooks_stats(hs, st, cnt);
+    for (size_t i = 0; i < cnt; i++) {
+        casca__v1__hook_status__init(&msgs[i]);
+        msgs[i].name = (char *)st[i].name;
+        msgs[i].queued = st[i].queued;
+        msgs[i].dropped = st[i].dropped;
+        msgs[i].stored = st[i].stored;
+        msgs[i].errors = st[i].errors;
+        ptrs[i] = &msgs[i];
+    }
+    *n = cnt;
+    return ptrs;
+}

@@ -1,0 +1,348 @@
+#include "probe.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "casca_err.h"
+#include "config.h"
+#include "log.h"
+#include "warnlimit.h"
+#include "yamldoc.h"
+
+/* ---- config ---- */
+
+static bool is_null(const struct yd_node *n)
+{
+    return n && n->kind == YD_SCALAR && n->plain && (!*n->scalar || !strcmp(n->scalar, "null"));
+}
+
+static const char *scalar_of(struct config_loader *ld, const struct yd_node *n, const char *where)
+{
+    if (n->kind == YD_SCALAR) return n->scalar;
+    config_error(ld, n, "%s must be a single value, not a %s", where, yd_kind_name(n->kind));
+    return NULL;
+}
+
+static uint64_t fingerprint(uint64_t h, const struct yd_node *n)
+{
+    const char *s = !n ? "~" : n->kind == YD_SCALAR ? n->scalar : n->kind == YD_MAP ? "{" : "[";
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (size_t i = 0; n && n->kind != YD_SCALAR && i < n->n; i++) {
+        if (n->kind == YD_MAP) h = fingerprint(h, n->keys[i]);
+        h = fingerprint(h, n->values[i]);
+    }
+    return (h ^ '}') * 1099511628211ull;
+}
+
+static void parse_probe(struct config_loader *ld, const struct yd_node *n, struct probes_section *s,
+                        struct probe_config *p)
+{
+    static const char *const keys[] = {"name",          "url",    "method", "period", "timeout",
+                                       "expect_status", "series", "tags",   NULL};
+    if (n->kind != YD_MAP) {
+        config_error(ld, n, "each probe must be a map {name, url, period, ...}");
+        return;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        size_t k = 0;
+        while (keys[k] && strcmp(keys[k], n->keys[i]->scalar))
+            k++;
+        if (!keys[k])
+            config_error(ld, n->keys[i],
+                         "unknown key '%s' in probes[] (known: name, url, method, "
+                         "period, timeout, expect_status, series, tags)",
+                         n->keys[i]->scalar);
+    }
+    const struct yd_node *v;
+    const char *str;
+    str = (v = yd_get(n, "name")) ? scalar_of(ld, v, "probes.name") : NULL;
+    if (!str || !*str) config_error(ld, v ? v : n, "every probe needs a name");
+    p->name = strdup(str && *str ? str : "?");
+    for (struct probe_config *o = s->probes; o < p; o++)
+        if (!strcmp(o->name, p->name)) config_error(ld, v, "duplicate probe name '%s'", p->name);
+    str = (v = yd_get(n, "url")) ? scalar_of(ld, v, "probes.url") : NULL;
+    if (!str || (strncmp(str, "http://", 7) && strncmp(str, "https://", 8)))
+        config_error(ld, v ? v : n, "probe %s needs a url starting with http:// or https://",
+                     p->name);
+    p->url = strdup(str ? str : "");
+    str = (v = yd_get(n, "method")) ? scalar_of(ld, v, "probes.method") : "GET";
+    if (str && strcmp(str, "GET") && strcmp(str, "HEAD"))
+        config_error(ld, v, "probe %s: method '%s' is not one of: GET, HEAD", p->name, str);
+    p->method = strdup(str ? str : "GET");
+    const char *why;
+    str = (v = yd_get(n, "period")) ? scalar_of(ld, v, "probes.period") : "10s";
+    if (str && ((why = config_parse_duration_ms(str, &p->period_ms)) ||
+                (why = p->period_ms < 10 ? "at least 10ms" : NULL)))
+        config_error(ld, v, "probe %s: period '%s': %s", p->name, str, why);
+    str = (v = yd_get(n, "timeout")) ? scalar_of(ld, v, "probes.timeout") : NULL;
+    if (str && ((why = config_parse_duration_ms(str, &p->timeout_ms)) ||
+                (why = !p->timeout_ms ? "at least 1ms" : NULL)))
+        config_error(ld, v, "probe %s: timeout '%s': %s", p->name, str, why);
+    if (!str) p->timeout_ms = p->period_ms < 5000 ? p->period_ms : 5000;
+    uint64_t status = 0;
+    str = (v = yd_get(n, "expect_status")) ? scalar_of(ld, v, "probes.expect_status") : NULL;
+    if (str && (config_parse_uint(str, &status) || status < 100 || status > 599))
+        config_error(ld, v, "probe %s: expect_status '%s' is not an HTTP status (100-599)", p->name,
+                     str);
+    p->expect_status = (long)status;
+    const struct yd_node *series = yd_get(n, "series");
+    const struct yd_node *rt =
+        series && series->kind == YD_MAP ? yd_get(series, "response_time") : NULL;
+    const struct yd_node *ok = series && series->kind == YD_MAP ? yd_get(series, "success") : NULL;
+    if (series && (series->kind != YD_MAP || series->n != (size_t)(!!rt + !!ok)))
+        config_error(ld, series, "probe %s: series is a map {response_time: NAME, success: NAME}",
+                     p->name);
+    str = rt ? scalar_of(ld, rt, "series.response_time") : NULL;
+    p->time_series = strdup(str && *str ? str : "probe_response_ms");
+    str = ok ? scalar_of(ld, ok, "series.success") : NULL;
+    p->success_series = strdup(str && *str ? str : "probe_success");
+    const struct yd_node *tags = yd_get(n, "tags");
+    if (tags && !is_null(tags) && tags->kind != YD_MAP)
+        config_error(ld, tags, "probe %s: tags must be a map of tag: value", p->name);
+    size_t nt = tags && tags->kind == YD_MAP ? tags->n : 0;
+    p->tags = calloc(nt + 1, sizeof(*p->tags));
+    if (!p->tags) return;
+    p->tags[p->ntags++] = (struct tsdb_tag){strdup("probe"), strdup(p->name)};
+    for (size_t i = 0; i < nt; i++) {
+        if (!strcmp(tags->keys[i]->scalar, "probe")) {
+            config_error(ld, tags->keys[i], "probe %s: the tag 'probe' is set to the probe's name",
+                         p->name);
+            continue;
+        }
+        if ((str = scalar_of(ld, tags->values[i], "probes.tags")))
+            p->tags[p->ntags++] = (struct tsdb_tag){strdup(tags->keys[i]->scalar), strdup(str)};
+    }
+}
+
+void *probes_section_parse(struct config_loader *ld, const struct yd_node *const values[4])
+{
+    const struct yd_node *n = values[0];
+    if (!n || is_null(n)) return NULL;
+    struct probes_section *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->fingerprint = fingerprint(14695981039346656037ull, n);
+    if (n->kind != YD_SEQ) {
+        config_error(ld, n, "probes must be a list of probes (- name: ...)");
+        return s;
+    }
+    if (!(s->probes = calloc(n->n ? n->n : 1, sizeof(*s->probes)))) return s;
+    for (size_t i = 0; i < n->n; i++)
+        parse_probe(ld, n->values[i], s, &s->probes[s->n++]);
+    return s;
+}
+
+void probes_section_free(void *section)
+{
+    struct probes_section *s = section;
+    if (!s) return;
+    for (size_t i = 0; i < s->n; i++) {
+        struct probe_config *p = &s->probes[i];
+        free(p->name);
+        free(p->url);
+        free(p->method);
+        free(p->time_series);
+        free(p->success_series);
+        for (size_t t = 0; t < p->ntags; t++) {
+            free((char *)p->tags[t].key);
+            free((char *)p->tags[t].value);
+        }
+        free(p->tags);
+    }
+    free(s->probes);
+    free(s);
+}
+
+/* ---- running ---- */
+
+struct probe {
+    const struct probe_config *cfg;
+    probe_sink_fn sink;
+    void *sink_arg;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    struct warn_limit warn;
+};
+
+struct probes {
+    const struct probes_section *sec;
+    struct probe *p;
+    size_t n;
+};
+
+static size_t discard(char *data, size_t size, size_t n, void *arg)
+{
+    (void)data;
+    (void)arg;
+    return size * n;
+}
+
+static int64_t clock_ns(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    struct probe *p = arg;
+    (void)a, (void)b, (void)c, (void)d;
+    pthread_mutex_lock(&p->lock);
+    bool stop = p->stop;
+    pthread_mutex_unlock(&p->lock);
+    return stop; /* non-zero aborts the transfer at shutdown */
+}
+
+static void probe_once(struct probe *p, CURL *curl)
+{
+    const struct probe_config *c = p->cfg;
+    int64_t start_wall = clock_ns(CLOCK_REALTIME), start = clock_ns(CLOCK_MONOTONIC);
+    CURLcode cc = curl_easy_perform(curl);
+    double ms = (double)(clock_ns(CLOCK_MONOTONIC) - start) / 1e6;
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    bool ok = cc == CURLE_OK &&
+              (c->expect_status ? status == c->expect_status : status >= 200 && status < 400);
+    uint64_t left_out = 0;
+    if (!ok && warn_limit_allow(&p->warn, &left_out)) {
+        if (cc != CURLE_OK)
+            log_warn("probe", "probe %s: %s %s failed after %.1f ms: %s", c->name, c->method,
+                     c->url, ms, curl_easy_strerror(cc));
+        else
+            log_warn("probe", "probe %s: %s %s answered HTTP %ld (expected %s)", c->name, c->method,
+                     c->url, status, c->expect_status ? "that status" : "2xx or 3xx");
+    }
+    struct tsdb_point pts[2] = {
+        {c->time_series, c->tags, c->ntags, start_wall, ms},
+        {c->success_series, c->tags, c->ntags, start_wall, ok ? 1.0 : 0.0},
+    };
+    p->sink(p->sink_arg, pts, 2);
+}
+
+static void *probe_thread(void *arg)
+{
+    struct probe *p = arg;
+    const struct probe_config *c = p->cfg;
+    CURL *curl = curl_easy_init();
+    if (!curl) {
+        log_warn("probe", "probe %s: cannot set up libcurl: not probing", c->name);
+        return NULL;
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, c->url);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, p);
+    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L); /* each probe measures a fresh connection */
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, "casca-probe/" CASCA_VERSION);
+    if (!strcmp(c->method, "HEAD")) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    int64_t next = clock_ns(CLOCK_MONOTONIC), period = (int64_t)c->period_ms * 1000000;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stop) {
+        int64_t now = clock_ns(CLOCK_MONOTONIC);
+        if (now < next) {
+            /* the condvar runs on CLOCK_REALTIME: wait for the remaining interval from now */
+            int64_t at = clock_ns(CLOCK_REALTIME) + (next - now);
+            struct timespec ts = {at / 1000000000, at % 1000000000};
+            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&p->lock);
+        probe_once(p, curl);
+        next += period;
+        now = clock_ns(CLOCK_MONOTONIC);
+        if (next < now) /* a slow request: skip the missed slots, keep the phase */
+            next += ((now - next) / period + 1) * period;
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    curl_easy_cleanup(curl);
+    return NULL;
+}
+
+void probe_sink_tsdb(void *arg, const struct tsdb_point *pts, size_t n)
+{
+    int rc = tsdb_write(arg, pts, n, NULL, NULL);
+    if (rc != CASCA_OK)
+        log_warn("probe", "probe results for %s not stored: %s", pts[0].tags[0].value,
+                 casca_strerror(rc));
+}
+
+int probes_create(const struct probes_section *sec, probe_sink_fn sink, void *sink_arg,
+                  struct probes **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct probes *ps = calloc(1, sizeof(*ps));
+    if (!ps || (sec && sec->n && !(ps->p = calloc(sec->n, sizeof(*ps->p))))) {
+        free(ps);
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
+    ps->sec = sec;
+    if (sec && sec->n) curl_global_init(CURL_GLOBAL_DEFAULT); /* paired in probes_destroy */
+    for (size_t i = 0; sec && i < sec->n; i++) {
+        struct probe *p = &ps->p[i];
+        p->cfg = &sec->probes[i];
+        p->sink = sink;
+        p->sink_arg = sink_arg;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        if (pthread_create(&p->thread, NULL, probe_thread, p)) {
+            pthread_mutex_destroy(&p->lock);
+            pthread_cond_destroy(&p->cond);
+            snprintf(err, errlen, "probe %s: cannot start its thread", p->cfg->name);
+            probes_destroy(ps);
+            return CASCA_ERR_INTERNAL;
+        }
+        ps->n++;
+        log_info("probe", "probe %s: %s %s every %llu ms", p->cfg->name, p->cfg->method,
+                 p->cfg->url, (unsigned long long)p->cfg->period_ms);
+    }
+    *out = ps;
+    return CASCA_OK;
+}
+
+void probes_destroy(struct probes *ps)
+{
+    if (!ps) return;
+    for (size_t i = 0; i < ps->n; i++) {
+        struct probe *p = &ps->p[i];
+        pthread_mutex_lock(&p->lock);
+        p->stop = true;
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+    for (size_t i = 0; i < ps->n; i++) {
+        pthread_join(ps->p[i].thread, NULL);
+        pthread_mutex_destroy(&ps->p[i].lock);
+        pthread_cond_destroy(&ps->p[i].cond);
+    }
+    if (ps->sec && ps->sec->n) curl_global_cleanup();
+    free(ps->p);
+    free(ps);
+}
+
+void probes_reload(struct probes *ps, const struct probes_section *next)
+{
+    uint64_t a = ps && ps->sec ? ps->sec->fingerprint : 0, b = next ? next->fingerprint : 0;
+    if (a != b)
+        log_warn("probe", "probes: changed: the running probes stay as they are until the next "
+                          "restart");
+}
+
+size_t probes_count(const struct probes *ps)
+{
+    return ps ? ps->n : 0;
+}

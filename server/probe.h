@@ -1,0 +1,58 @@
+/* probe: black-box HTTP probes. Each configured probe requests its URL every period with libcurl
+ * and records two points: the response time in milliseconds and success (1 or 0), tagged
+ * probe=NAME plus the configured tags, so an SLO such as "p90 of the response time over 5 min
+ * below 100 ms" needs no change to the service. A failed request (refused, timed out, unexpected
+ * status) records success 0 and the time it took (a timeout counts as the whole timeout), so
+ * failures show in response-time quantiles too. One thread per probe; the `probes:` section. */
+#ifndef CASCA_PROBE_H
+#define CASCA_PROBE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsdb.h"
+
+struct config_loader;
+struct yd_node;
+
+struct probe_config {
+    char *name;
+    char *url;
+    char *method; /* GET or HEAD */
+    uint64_t period_ms, timeout_ms;
+    long expect_status;    /* 0: any 2xx or 3xx */
+    char *time_series;     /* default "probe_response_ms" */
+    char *success_series;  /* default "probe_success" */
+    struct tsdb_tag *tags; /* probe=NAME first, then the configured ones */
+    size_t ntags;
+};
+
+/* config->sections[CONFIG_SECTION_PROBES] */
+struct probes_section {
+    struct probe_config *probes;
+    size_t n;
+    uint64_t fingerprint;
+};
+
+/* The config section row (config.c): key "probes". Loading thread. */
+void *probes_section_parse(struct config_loader *ld, const struct yd_node *const values[4]);
+void probes_section_free(void *section);
+
+/* Where a probe's points go; called on the probe's thread. */
+typedef void (*probe_sink_fn)(void *arg, const struct tsdb_point *pts, size_t n);
+/* A sink that writes to a struct tsdb (arg), logging refusals at warn. */
+void probe_sink_tsdb(void *arg, const struct tsdb_point *pts, size_t n);
+
+struct probes;
+
+/* Starts one thread per probe of sec (NULL: none); the first request goes out at once. sec must
+ * outlive the probes. Main thread. */
+int probes_create(const struct probes_section *sec, probe_sink_fn sink, void *sink_arg,
+                  struct probes **out, char *err, size_t errlen);
+/* Stops the probes (an in-flight request is abandoned within its timeout). Safe on NULL. */
+void probes_destroy(struct probes *p);
+/* A reload: probes do not change while running; says so when next differs. */
+void probes_reload(struct probes *p, const struct probes_section *next);
+size_t probes_count(const struct probes *p);
+
+#endif

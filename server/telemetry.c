@@ -1,0 +1,806 @@
+#include "telemetry.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "casca_err.h"
+#include "log.h"
+
+#define MAX_ERRORS 10                      /* rejection reasons in one PublishResponse */
+#define MAX_TS_SECONDS INT64_C(9223372035) /* the last second whose ns fit in an int64 */
+
+/* ---- the `tsdb:` configuration section ---- */
+
+static const struct telemetry_config defaults = {
+    .tsdb = {.raw_retention_ns = 7 * TSDB_DAY_NS,
+             .minute_retention_ns = 90 * TSDB_DAY_NS,
+             .hour_retention_ns = 0,
+             .purge_interval_ns = TSDB_MINUTE_NS,
+             .queue_points = 1000000},
+    .max_publish_points = 100000,
+    .max_query_samples = 100000,
+};
+
+enum key_kind { DURATION, COUNT };
+
+static const struct {
+    const char *key;
+    enum key_kind kind;
+    size_t offset;
+    uint64_t min, max; /* ms for durations; 0 max = none */
+    bool zero_is_forever;
+} keys[] = {
+    {"raw_retention", DURATION, offsetof(struct telemetry_config, tsdb.raw_retention_ns), 60000, 0,
+     false},
+    {"minute_retention", DURATION, offsetof(struct telemetry_config, tsdb.minute_retention_ns),
+     60000, 0, false},
+    {"hour_retention", DURATION, offsetof(struct telemetry_config, tsdb.hour_retention_ns), 0, 0,
+     true},
+    {"purge_interval", DURATION, offsetof(struct telemetry_config, tsdb.purge_interval_ns), 1000,
+     86400000, false},
+    {"queue_points", COUNT, offsetof(struct telemetry_config, tsdb.queue_points), 1000, 100000000,
+     false},
+    {"max_publish_points", COUNT, offsetof(struct telemetry_config, max_publish_points), 1,
+     10000000, false},
+    {"max_query_samples", COUNT, offsetof(struct telemetry_config, max_query_samples), 1, 100000000,
+     false},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static void parse_key(struct config_loader *ld, const struct yd_node *v, size_t i,
+                      struct telemetry_config *c)
+{
+    char *field = (char *)c + keys[i].offset;
+    if (v->kind != YD_SCALAR) {
+        config_error(ld, v, "tsdb.%s must be a single value, not a %s", keys[i].key,
+                     yd_kind_name(v->kind));
+        return;
+    }
+    uint64_t u;
+    const char *why;
+    if (keys[i].zero_is_forever && !strcmp(v->scalar, "forever")) {
+        *(int64_t *)field = 0;
+        return;
+    }
+    why = keys[i].kind == DURATION ? config_parse_duration_ms(v->scalar, &u)
+                                   : config_parse_uint(v->scalar, &u);
+    if (!why && keys[i].zero_is_forever && u == 0) {
+        *(int64_t *)field = 0;
+        return;
+    }
+    if (!why && (u < keys[i].min || (keys[i].max && u > keys[i].max))) why = "out of range";
+    if (!why && keys[i].kind == DURATION && u > (uint64_t)INT64_MAX / 1000000 / 4) why = "too long";
+    if (why) {
+        if (keys[i].max)
+            config_error(ld, v, "tsdb.%s: '%s': %s (allowed: %llu%s to %llu%s)", keys[i].key,
+                         v->scalar, why, (unsigned long long)keys[i].min,
+                         keys[i].kind == DURATION ? "ms" : "", (unsigned long long)keys[i].max,
+                         keys[i].kind == DURATION ? "ms" : "");
+        else
+            config_error(ld, v, "tsdb.%s: '%s': %s (at least %llu%s%s)", keys[i].key, v->scalar,
+                         why, (unsigned long long)keys[i].min, keys[i].kind == DURATION ? "ms" : "",
+                         keys[i].zero_is_forever ? ", or forever" : "");
+        return;
+    }
+    if (keys[i].kind == DURATION)
+        *(int64_t *)field = (int64_t)u * 1000000;
+    else if (keys[i].offset == offsetof(struct telemetry_config, tsdb.queue_points))
+        *(size_t *)field = (size_t)u;
+    else
+        *(uint64_t *)field = u;
+}
+
+void *telemetry_config_parse(struct config_loader *ld, const struct yd_node *const values[])
+{
+    const struct yd_node *root = values[0];
+    struct telemetry_config *c = malloc(sizeof(*c));
+    if (!c) return NULL;
+    *c = defaults;
+    if (!root || (root->kind == YD_SCALAR && root->plain &&
+                  (!root->scalar[0] || !strcmp(root->scalar, "null"))))
+        return c;
+    if (root->kind != YD_MAP) {
+        config_error(ld, root, "tsdb must be a map (raw_retention, minute_retention, ...)");
+        return c;
+    }
+    for (size_t k = 0; k < root->n; k++) {
+        size_t i = 0;
+        while (i < NKEYS && strcmp(keys[i].key, root->keys[k]->scalar))
+            i++;
+        if (i == NKEYS)
+            config_error(ld, root->keys[k],
+                         "unknown key '%s' in tsdb (known: raw_retention, minute_retention, "
+                         "hour_retention, purge_interval, queue_points, max_publish_points, "
+                         "max_query_samples)",
+                         root->keys[k]->scalar);
+        else
+            parse_key(ld, root->values[k], i, c);
+    }
+    const struct tsdb_options *o = &c->tsdb;
+    if (o->minute_retention_ns < o->raw_retention_ns)
+        config_error(ld, root,
+                     "tsdb.minute_retention must be at least tsdb.raw_retention (rollups are "
+                     "built from raw points)");
+    if (o->hour_retention_ns && o->hour_retention_ns < o->minute_retention_ns)
+        config_error(ld, root,
+                     "tsdb.hour_retention must be at least tsdb.minute_retention, or forever");
+    return c;
+}
+
+void telemetry_config_free(void *section)
+{
+    free(section);
+}
+
+const struct telemetry_config *telemetry_config_of(const struct config *c)
+{
+    const struct telemetry_config *t = c ? c->sections[CONFIG_SECTION_TSDB] : NULL;
+    return t ? t : &defaults;
+}
+
+/* ---- the service ---- */
+
+struct telemetry {
+    struct config_live *live;
+    struct tsdb *db;
+    _Atomic uint64_t accepted, rejected;
+    struct rpc_method methods[4];
+};
+
+void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejected)
+{
+    *accepted = atomic_load(&t->accepted);
+    *rejected = atomic_load(&t->rejected);
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A Timestamp as ns since the epoch; NULL when it cannot be one (why says so). */
+static const char *ts_ns(const Google__Protobuf__Timestamp *t, int64_t *out)
+{
+    if (t->seconds < 0 || t->seconds > MAX_TS_SECONDS || t->nanos < 0 || t->nanos > 999999999)
+        return "the time is outside 1970..2262 or its nanos outside [0, 999999999]";
+    int64_t ns = t->seconds * 1000000000;
+    if (ns > INT64_MAX - t->nanos) return "the time is after 2262";
+    *out = ns + t->nanos;
+    return NULL;
+}
+
+static const char *duration_ns(const Google__Protobuf__Duration *d, int64_t *out)
+{
+    if (d->seconds < 0 || d->nanos < 0 || d->nanos > 999999999 || d->seconds > MAX_TS_SECONDS)
+        return "the step must be a positive duration (or unset for one sample)";
+    int64_t ns = d->seconds * 1000000000;
+    if (ns > INT64_MAX - d->nanos) return "the step is too long";
+    *out = ns + d->nanos;
+    return NULL;
+}
+
+static void ns_ts(int64_t ns, Google__Protobuf__Timestamp *t)
+{
+    google__protobuf__timestamp__init(t);
+    t->seconds = ns / 1000000000;
+    t->nanos = (int32_t)(ns % 1000000000);
+}
+
+/* What a Publish or a whole PublishStream tells its caller. */
+struct report {
+    int64_t accepted, rejected;
+    char *errors[MAX_ERRORS];
+    size_t nerrors;
+};
+
+static void report_reject(struct report *r, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report_reject(struct report *r, size_t n, const char *fmt, ...)
+{
+    r->rejected += (int64_t)n;
+    if (r->nerrors == MAX_ERRORS) return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&r->errors[r->nerrors], fmt, ap) >= 0) r->nerrors++;
+    va_end(ap);
+}
+
+static void report_free(struct report *r)
+{
+    for (size_t i = 0; i < r->nerrors; i++)
+        free(r->errors[i]);
+}
+
+static void report_reply(struct rpc_ctx *ctx, struct report *r)
+{
+    Casca__V1__PublishResponse resp = CASCA__V1__PUBLISH_RESPONSE__INIT;
+    resp.accepted = r->accepted;
+    resp.rejected = r->rejected;
+    resp.n_errors = r->nerrors;
+    resp.errors = r->errors;
+    rpc_reply(ctx, &resp.base);
+}
+
+/* The valid points of one request, as tsdb points (strings borrowed from the request). */
+struct batch {
+    struct tsdb_point *pts;
+    struct tsdb_tag *tags;
+    size_t n;
+};
+
+/* Converts req's points; rejects the bad ones into r (first is the index of req's first point
+ * in the call, for the messages). Returns CASCA_ERR_NOMEM or 0. */
+static int convert(struct tsdb *db, const Casca__V1__PublishRequest *req, int64_t now,
+                   int64_t first, struct batch *b, struct report *r)
+{
+    size_t ntags = 0;
+    for (size_t i = 0; i < req->n_points; i++)
+        ntags += req->points[i]->n_tags;
+    b->n = 0;
+    b->pts = malloc((req->n_points ? req->n_points : 1) * sizeof(*b->pts));
+    b->tags = malloc((ntags ? ntags : 1) * sizeof(*b->tags));
+    if (!b->pts || !b->tags) return CASCA_ERR_NOMEM;
+    struct tsdb_tag *tags = b->tags;
+    for (size_t i = 0; i < req->n_points; i++) {
+        const Casca__V1__Point *p = req->points[i];
+        int64_t index = first + (int64_t)i;
+        struct tsdb_point *tp = &b->pts[b->n];
+        *tp = (struct tsdb_point){p->series, tags, p->n_tags, now, p->value};
+        for (size_t k = 0; k < p->n_tags; k++)
+            tags[k] = (struct tsdb_tag){p->tags[k]->key, p->tags[k]->value};
+        const char *bad = p->time ? ts_ns(p->time, &tp->time_ns) : NULL;
+        char why[200];
+        if (bad) {
+            report_reject(r, 1, "point %lld: %s", (long long)index, bad);
+            continue;
+        }
+        if (tsdb_check_point(db, tp, now, why, sizeof why) != CASCA_OK) {
+            report_reject(r, 1, "point %lld: %s", (long long)index, why);
+            continue;
+        }
+        tags += p->n_tags;
+        b->n++;
+    }
+    return CASCA_OK;
+}
+
+static void batch_free(struct batch *b)
+{
+    free(b->pts);
+    free(b->tags);
+}
+
+static uint64_t max_publish(struct telemetry *t)
+{
+    struct config *c = config_live_get(t->live);
+    uint64_t max = telemetry_config_of(c)->max_publish_points;
+    config_unref(c);
+    return max;
+}
+
+/* -- Publish -- */
+
+struct publish {
+    struct rpc_ctx *ctx;
+    struct telemetry *t;
+    struct report r;
+    size_t n; /* points written */
+};
+
+static void publish_done(int err, void *arg)
+{
+    struct publish *p = arg;
+    if (err) {
+        atomic_fetch_add(&p->t->rejected, p->n + (uint64_t)p->r.rejected);
+        log_warn("telemetry", "a Publish batch of %zu points failed to commit: %s", p->n,
+                 casca_strerror(err));
+        rpc_finish(p->ctx, err, "the store could not commit the points: %s; retry later",
+                   casca_strerror(err));
+    } else {
+        atomic_fetch_add(&p->t->accepted, p->n);
+        atomic_fetch_add(&p->t->rejected, (uint64_t)p->r.rejected);
+        p->r.accepted = (int64_t)p->n;
+        report_reply(p->ctx, &p->r);
+    }
+    report_free(&p->r);
+    free(p);
+}
+
+static void publish(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct telemetry *t = rpc_method_arg(ctx);
+    const Casca__V1__PublishRequest *req = (const Casca__V1__PublishRequest *)msg;
+    uint64_t max = max_publish(t);
+    if (req->n_points > max) {
+        atomic_fetch_add(&t->rejected, req->n_points);
+        rpc_finish(ctx, CASCA_ERR_INVALID,
+                   "%zu points in one request is over the limit of %llu (tsdb.max_publish_points):"
+                   " split the batch",
+                   req->n_points, (unsigned long long)max);
+        return;
+    }
+    struct publish *p = calloc(1, sizeof(*p));
+    struct batch b = {0};
+    if (!p || convert(t->db, req, now_ns(), 0, &b, &p->r)) {
+        if (p) report_free(&p->r);
+        free(p);
+        batch_free(&b);
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory: retry with a smaller batch");
+        return;
+    }
+    p->ctx = ctx;
+    p->t = t;
+    p->n = b.n;
+    int rc = b.n ? tsdb_write(t->db, b.pts, b.n, publish_done, p) : CASCA_OK;
+    batch_free(&b);
+    if (!b.n) { /* nothing valid: answer now */
+        publish_done(0, p);
+        return;
+    }
+    if (rc == CASCA_OK) return; /* publish_done answers */
+    atomic_fetch_add(&t->rejected, req->n_points);
+    report_free(&p->r);
+    free(p);
+    if (rc == CASCA_ERR_FULL)
+        rpc_finish(ctx, rc,
+                   "the store's write queue is full: nothing was stored; retry in a "
+                   "moment or raise tsdb.queue_points");
+    else
+        rpc_finish(ctx, rc, "cannot queue the points: %s", casca_strerror(rc));
+}
+
+/* -- PublishStream -- */
+
+struct stream {
+    pthread_mutex_t mu;
+    struct rpc_ctx *ctx;
+    struct telemetry *t;
+    struct report r;
+    int64_t seen;         /* points received, for the messages' indexes */
+    unsigned outstanding; /* tsdb_write batches not done */
+    bool closed, answered;
+    int err; /* a commit that failed */
+};
+
+struct stream_write {
+    struct stream *s;
+    size_t n;
+};
+
+/* Answers once the client has closed and every batch is done. Takes s->mu; frees s. */
+static void stream_maybe_answer(struct stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool now = s->closed && s->outstanding == 0 && !s->answered;
+    if (now) s->answered = true;
+    pthread_mutex_unlock(&s->mu);
+    if (!now) return;
+    if (s->err)
+        rpc_finish(s->ctx, s->err,
+                   "the store could not commit some points (%lld accepted so "
+                   "far): %s; retry later",
+                   (long long)s->r.accepted, casca_strerror(s->err));
+    else if (rpc_cancelled(s->ctx))
+        rpc_finish(s->ctx, CASCA_ERR_CANCELLED, "the stream was cancelled");
+    else
+        report_reply(s->ctx, &s->r);
+    report_free(&s->r);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static void stream_done(int err, void *arg)
+{
+    struct stream_write *w = arg;
+    struct stream *s = w->s;
+    pthread_mutex_lock(&s->mu);
+    if (err) {
+        s->err = err;
+        s->r.rejected += (int64_t)w->n;
+        atomic_fetch_add(&s->t->rejected, w->n);
+    } else {
+        s->r.accepted += (int64_t)w->n;
+        atomic_fetch_add(&s->t->accepted, w->n);
+    }
+    s->outstanding--;
+    pthread_mutex_unlock(&s->mu);
+    free(w);
+    stream_maybe_answer(s);
+}
+
+static void publish_stream(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct telemetry *t = rpc_method_arg(ctx);
+    struct stream *s = rpc_data(ctx);
+    if (!s) {
+        if (!(s = calloc(1, sizeof(*s)))) {
+            rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+            return;
+        }
+        pthread_mutex_init(&s->mu, NULL);
+        s->ctx = ctx;
+        s->t = t;
+        rpc_set_data(ctx, s, NULL); /* freed by stream_maybe_answer */
+    }
+    if (!msg) {
+        pthread_mutex_lock(&s->mu);
+        s->closed = true;
+        pthread_mutex_unlock(&s->mu);
+        stream_maybe_answer(s);
+        return;
+    }
+    const Casca__V1__PublishRequest *req = (const Casca__V1__PublishRequest *)msg;
+    int64_t first = s->seen;
+    s->seen += (int64_t)req->n_points; /* only this thread touches seen */
+    uint64_t max = max_publish(t);
+    struct report local = {0};
+    struct batch b = {0};
+    if (req->n_points > max) {
+        report_reject(&local, req->n_points,
+                      "points %lld to %lld: %zu points in one message is over the limit of %llu "
+                      "(tsdb.max_publish_points): split the message",
+                      (long long)first, (long long)(s->seen - 1), req->n_points,
+                      (unsigned long long)max);
+    } else if (convert(t->db, req, now_ns(), first, &b, &local)) {
+        report_reject(&local, req->n_points, "points %lld to %lld: out of memory", (long long)first,
+                      (long long)(s->seen - 1));
+    } else if (b.n) {
+        struct stream_write *w = malloc(sizeof(*w));
+        if (w) {
+            *w = (struct stream_write){s, b.n};
+            pthread_mutex_lock(&s->mu);
+            s->outstanding++;
+            pthread_mutex_unlock(&s->mu);
+        }
+        int rc = w ? tsdb_write(t->db, b.pts, b.n, stream_done, w) : CASCA_ERR_NOMEM;
+        if (rc) {
+            if (w) {
+                pthread_mutex_lock(&s->mu);
+                s->outstanding--;
+                pthread_mutex_unlock(&s->mu);
+                free(w);
+            }
+            report_reject(&local, b.n,
+                          "points %lld to %lld: %zu valid points dropped: %s; slow down and "
+                          "resend them",
+                          (long long)first, (long long)(s->seen - 1), b.n,
+                          rc == CASCA_ERR_FULL ? "the store's write queue is full"
+                                               : casca_strerror(rc));
+        }
+    }
+    batch_free(&b);
+    atomic_fetch_add(&t->rejected, (uint64_t)local.rejected);
+    pthread_mutex_lock(&s->mu);
+    s->r.rejected += local.rejected;
+    for (size_t i = 0; i < local.nerrors; i++) {
+        if (s->r.nerrors < MAX_ERRORS)
+            s->r.errors[s->r.nerrors++] = local.errors[i];
+        else
+            free(local.errors[i]);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- Query ---- */
+
+/* A bump allocator for one response: every part of it is freed at once. */
+struct telemetry_arena {
+    struct telemetry_arena *next;
+    size_t used, cap;
+    _Alignas(max_align_t) unsigned char data[];
+};
+
+static void *arena_alloc(struct telemetry_arena **a, size_t size)
+{
+    size = (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+    if (!*a || (*a)->cap - (*a)->used < size) {
+        size_t cap = size > 65536 ? size : 65536;
+        struct telemetry_arena *n = malloc(sizeof(*n) + cap);
+        if (!n) return NULL;
+        n->next = *a;
+        n->used = 0;
+        n->cap = cap;
+        *a = n;
+    }
+    void *p = (*a)->data + (*a)->used;
+    (*a)->used += size;
+    return p;
+}
+
+static char *arena_strdup(struct telemetry_arena **a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = arena_alloc(a, n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+void telemetry_arena_free(struct telemetry_arena *a)
+{
+    while (a) {
+        struct telemetry_arena *next = a->next;
+        free(a);
+        a = next;
+    }
+}
+
+/* The growing list of series of a QueryResponse. */
+struct qbuild {
+    struct telemetry_arena **arena;
+    Casca__V1__QuerySeries **series;
+    size_t n, cap;
+    bool nomem;
+};
+
+static int add_series(const struct tsdb_series_result *r, void *arg)
+{
+    struct qbuild *qb = arg;
+    if (qb->n == qb->cap) {
+        size_t cap = qb->cap ? 2 * qb->cap : 8;
+        Casca__V1__QuerySeries **grown = arena_alloc(qb->arena, cap * sizeof(*grown));
+        if (!grown) goto nomem;
+        if (qb->n) memcpy(grown, qb->series, qb->n * sizeof(*grown));
+        qb->series = grown;
+        qb->cap = cap;
+    }
+    Casca__V1__QuerySeries *qs = arena_alloc(qb->arena, sizeof(*qs));
+    Casca__V1__QuerySeries__TagsEntry *tags =
+        arena_alloc(qb->arena, (r->ntags ? r->ntags : 1) * sizeof(*tags));
+    Casca__V1__QuerySeries__TagsEntry **tagp =
+        arena_alloc(qb->arena, (r->ntags ? r->ntags : 1) * sizeof(*tagp));
+    Casca__V1__Sample *smp = arena_alloc(qb->arena, r->nsamples * sizeof(*smp));
+    Casca__V1__Sample **smpp = arena_alloc(qb->arena, r->nsamples * sizeof(*smpp));
+    Google__Protobuf__Timestamp *ts = arena_alloc(qb->arena, r->nsamples * sizeof(*ts));
+    if (!qs || !tags || !tagp || !smp || !smpp || !ts) goto nomem;
+    casca__v1__query_series__init(qs);
+    if (!(qs->series = arena_strdup(qb->arena, r->series))) goto nomem;
+    for (size_t i = 0; i < r->ntags; i++) {
+        casca__v1__query_series__tags_entry__init(&tags[i]);
+        tags[i].key = arena_strdup(qb->arena, r->tags[i].key);
+        tags[i].value = arena_strdup(qb->arena, r->tags[i].value);
+        if (!tags[i].key || !tags[i].value) goto nomem;
+        tagp[i] = &tags[i];
+    }
+    qs->n_tags = r->ntags;
+    qs->tags = tagp;
+    for (size_t i = 0; i < r->nsamples; i++) {
+        casca__v1__sample__init(&smp[i]);
+        ns_ts(r->samples[i].time_ns, &ts[i]);
+        smp[i].time = &ts[i];
+        smp[i].value = r->samples[i].value;
+        smp[i].count = (int64_t)r->samples[i].count;
+        smpp[i] = &smp[i];
+    }
+    qs->n_samples = r->nsamples;
+    qs->samples = smpp;
+    qb->series[qb->n++] = qs;
+    return 0;
+nomem:
+    qb->nomem = true;
+    return CASCA_ERR_NOMEM;
+}
+
+/* Aggregation enum -> tsdb_agg, in the proto's order. */
+static const enum tsdb_agg aggs[] = {
+    [CASCA__V1__AGGREGATION__AGGREGATION_UNSPECIFIED] = TSDB_AGG_MEAN,
+    [CASCA__V1__AGGREGATION__AGGREGATION_MEAN] = TSDB_AGG_MEAN,
+    [CASCA__V1__AGGREGATION__AGGREGATION_MIN] = TSDB_AGG_MIN,
+    [CASCA__V1__AGGREGATION__AGGREGATION_MAX] = TSDB_AGG_MAX,
+    [CASCA__V1__AGGREGATION__AGGREGATION_SUM] = TSDB_AGG_SUM,
+    [CASCA__V1__AGGREGATION__AGGREGATION_COUNT] = TSDB_AGG_COUNT,
+    [CASCA__V1__AGGREGATION__AGGREGATION_LAST] = TSDB_AGG_LAST,
+    [CASCA__V1__AGGREGATION__AGGREGATION_RATE] = TSDB_AGG_RATE,
+    [CASCA__V1__AGGREGATION__AGGREGATION_QUANTILE] = TSDB_AGG_QUANTILE,
+};
+
+int telemetry_query(struct tsdb *db, const Casca__V1__QueryRequest *req, int64_t now,
+                    size_t max_samples, Casca__V1__QueryResponse *resp,
+                    struct telemetry_arena **arena, char *why, size_t whylen)
+{
+    casca__v1__query_response__init(resp);
+    *arena = NULL;
+    const char *bad;
+    if (!req->series || !*req->series) {
+        snprintf(why, whylen, "series is empty: name the series to query");
+        return CASCA_ERR_INVALID;
+    }
+    if (!req->start) {
+        snprintf(why, whylen, "start is required: set the beginning of the range");
+        return CASCA_ERR_INVALID;
+    }
+    struct tsdb_query q = {.end_ns = now};
+    if ((bad = ts_ns(req->start, &q.start_ns)) ||
+        (req->end && (bad = ts_ns(req->end, &q.end_ns)))) {
+        snprintf(why, whylen, "%s", bad);
+        return CASCA_ERR_INVALID;
+    }
+    if (q.end_ns < q.start_ns) {
+        snprintf(why, whylen, "end is before start: swap them, or leave end unset for now");
+        return CASCA_ERR_INVALID;
+    }
+    if ((unsigned)req->aggregation >= sizeof aggs / sizeof aggs[0]) {
+        snprintf(why, whylen,
+                 "aggregation %d is unknown: use MEAN, MIN, MAX, SUM, COUNT, LAST, RATE or "
+                 "QUANTILE",
+                 (int)req->aggregation);
+        return CASCA_ERR_INVALID;
+    }
+    q.agg = aggs[req->aggregation];
+    q.q = req->quantile;
+    if (q.agg == TSDB_AGG_QUANTILE && !(q.q >= 0 && q.q <= 1)) {
+        snprintf(why, whylen, "quantile %g is outside [0, 1]: use e.g. 0.5, 0.9 or 0.99", q.q);
+        return CASCA_ERR_INVALID;
+    }
+    if (req->step && (bad = duration_ns(req->step, &q.step_ns))) {
+        snprintf(why, whylen, "%s", bad);
+        return CASCA_ERR_INVALID;
+    }
+    if (q.step_ns && (q.end_ns - q.start_ns) / q.step_ns >= 1000000) {
+        snprintf(why, whylen,
+                 "the step is too small for the range (over 1,000,000 steps): widen "
+                 "the step or narrow the range");
+        return CASCA_ERR_INVALID;
+    }
+    q.max_samples = max_samples;
+
+    struct tsdb_tag filter[req->n_tags ? req->n_tags : 1];
+    for (size_t i = 0; i < req->n_tags; i++)
+        filter[i] = (struct tsdb_tag){req->tags[i]->key, req->tags[i]->value};
+    struct tsdb_selector *sel;
+    int rc = tsdb_select(db, req->series, filter, req->n_tags, &sel);
+    if (rc) {
+        snprintf(why, whylen, "bad tag filter: give each tag key once");
+        return rc;
+    }
+    struct qbuild qb = {.arena = arena};
+    rc = tsdb_query(db, sel, &q, add_series, &qb);
+    tsdb_selector_free(sel);
+    if (rc == CASCA_ERR_FULL)
+        snprintf(why, whylen,
+                 "the result would hold more than %zu samples (tsdb.max_query_samples): narrow "
+                 "the range, widen the step or filter by tags",
+                 max_samples);
+    else if (rc == CASCA_ERR_INVALID)
+        snprintf(why, whylen, "the query is not valid: check the range, step and aggregation");
+    else if (rc)
+        snprintf(why, whylen, "cannot read the store: %s", casca_strerror(rc));
+    if (rc) return rc;
+    resp->n_series = qb.n;
+    resp->series = qb.series;
+    return CASCA_OK;
+}
+
+static void query(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct telemetry *t = rpc_method_arg(ctx);
+    struct config *c = config_live_get(t->live);
+    size_t max = (size_t)telemetry_config_of(c)->max_query_samples;
+    config_unref(c);
+    Casca__V1__QueryResponse resp;
+    struct telemetry_arena *arena;
+    char why[300];
+    int rc = telemetry_query(t->db, (const Casca__V1__QueryRequest *)msg, now_ns(), max, &resp,
+                             &arena, why, sizeof why);
+    if (rc)
+        rpc_finish(ctx, rc, "%s", why);
+    else
+        rpc_reply(ctx, &resp.base);
+    telemetry_arena_free(arena);
+}
+
+/* ---- ListSeries ---- */
+
+struct lbuild {
+    struct telemetry_arena *arena;
+    Casca__V1__SeriesInfo **series;
+    size_t n, cap;
+};
+
+static int add_info(const struct tsdb_series_info *info, void *arg)
+{
+    struct lbuild *lb = arg;
+    struct telemetry_arena **a = &lb->arena;
+    if (lb->n == lb->cap) {
+        size_t cap = lb->cap ? 2 * lb->cap : 16;
+        Casca__V1__SeriesInfo **grown = arena_alloc(a, cap * sizeof(*grown));
+        if (!grown) return CASCA_ERR_NOMEM;
+        if (lb->n) memcpy(grown, lb->series, lb->n * sizeof(*grown));
+        lb->series = grown;
+        lb->cap = cap;
+    }
+    size_t nt = info->ntags ? info->ntags : 1;
+    Casca__V1__SeriesInfo *si = arena_alloc(a, sizeof(*si));
+    Casca__V1__SeriesInfo__TagsEntry *tags = arena_alloc(a, nt * sizeof(*tags));
+    Casca__V1__SeriesInfo__TagsEntry **tagp = arena_alloc(a, nt * sizeof(*tagp));
+    Google__Protobuf__Timestamp *ts = arena_alloc(a, 2 * sizeof(*ts));
+    if (!si || !tags || !tagp || !ts) return CASCA_ERR_NOMEM;
+    casca__v1__series_info__init(si);
+    if (!(si->series = arena_strdup(a, info->series))) return CASCA_ERR_NOMEM;
+    for (size_t i = 0; i < info->ntags; i++) {
+        casca__v1__series_info__tags_entry__init(&tags[i]);
+        tags[i].key = arena_strdup(a, info->tags[i].key);
+        tags[i].value = arena_strdup(a, info->tags[i].value);
+        if (!tags[i].key || !tags[i].value) return CASCA_ERR_NOMEM;
+        tagp[i] = &tags[i];
+    }
+    si->n_tags = info->ntags;
+    si->tags = tagp;
+    si->points = (int64_t)info->points;
+    if (info->points) {
+        ns_ts(info->first_ns, &ts[0]);
+        ns_ts(info->last_ns, &ts[1]);
+        si->first = &ts[0];
+        si->last = &ts[1];
+    }
+    lb->series[lb->n++] = si;
+    return 0;
+}
+
+static void list_series(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct telemetry *t = rpc_method_arg(ctx);
+    const Casca__V1__ListSeriesRequest *req = (const Casca__V1__ListSeriesRequest *)msg;
+    struct lbuild lb = {0};
+    int rc = tsdb_list(t->db, req->prefix ? req->prefix : "", add_info, &lb);
+    if (rc) {
+        rpc_finish(ctx, rc, "cannot list the series: %s", casca_strerror(rc));
+    } else {
+        Casca__V1__ListSeriesResponse resp = CASCA__V1__LIST_SERIES_RESPONSE__INIT;
+        resp.n_series = lb.n;
+        resp.series = lb.series;
+        rpc_reply(ctx, &resp.base);
+    }
+    telemetry_arena_free(lb.arena);
+}
+
+/* ---- registration ---- */
+
+struct telemetry *telemetry_create(struct rpc_server *srv, struct config_live *live,
+                                   struct tsdb *db)
+{
+    struct telemetry *t = calloc(1, sizeof(*t));
+    if (!t) return NULL;
+    t->live = live;
+    t->db = db;
+    const unsigned publishers = RPC_ROLE_REPORTER | RPC_ROLE_OPERATOR;
+#define M(name, req, resp, kind, roles, flags, fn)                                                 \
+    (struct rpc_method){"/casca.v1.TelemetryService/" name,                                        \
+                        &casca__v1__##req##__descriptor,                                           \
+                        &casca__v1__##resp##__descriptor,                                          \
+                        kind,                                                                      \
+                        roles,                                                                     \
+                        flags,                                                                     \
+                        fn,                                                                        \
+                        t,                                                                         \
+                        NULL}
+    /* Publish only queues (tsdb_write never blocks): it stays on the completion-queue thread.
+     * Reads may touch the disk through LMDB's map, so they run on the worker pool. */
+    t->methods[0] =
+        M("Publish", publish_request, publish_response, RPC_UNARY, publishers, 0, publish);
+    t->methods[1] = M("PublishStream", publish_request, publish_response, RPC_CLIENT_STREAM,
+                      publishers, 0, publish_stream);
+    t->methods[2] = M("Query", query_request, query_response, RPC_UNARY, RPC_ROLE_OPERATOR,
+                      RPC_BLOCKING, query);
+    t->methods[3] = M("ListSeries", list_series_request, list_series_response, RPC_UNARY,
+                      RPC_ROLE_OPERATOR, RPC_BLOCKING, list_series);
+#undef M
+    if (rpc_server_add_methods(srv, t->methods, 4) != CASCA_OK) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void telemetry_destroy(struct telemetry *t)
+{
+    free(t);
+}

@@ -1,0 +1,51 @@
+/* telemetry: casca.v1.TelemetryService on the time-series store (stores/tsdb.h): Publish and
+ * PublishStream (reporter and operator roles) write points through tsdb_write; Query and
+ * ListSeries (operator only: agents get SLOs, never raw series) read them. Also the `tsdb:`
+ * configuration section: retention, rollups and the service's limits. */
+#ifndef CASCA_TELEMETRY_H
+#define CASCA_TELEMETRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "casca/v1/telemetry.pb-c.h"
+#include "config.h"
+#include "rpc.h"
+#include "tsdb.h"
+
+/* The `tsdb:` section (config->sections[CONFIG_SECTION_TSDB]); immutable once loaded. */
+struct telemetry_config {
+    struct tsdb_options tsdb;    /* retentions, purge interval, queue size */
+    uint64_t max_publish_points; /* points in one Publish request (or stream message) */
+    uint64_t max_query_samples;  /* samples in one Query response */
+};
+
+/* Section parser and destructor for the table in config.c. */
+void *telemetry_config_parse(struct config_loader *ld, const struct yd_node *const values[]);
+void telemetry_config_free(void *section);
+/* The section of c, or the defaults when c has none. Never NULL; valid as long as c. */
+const struct telemetry_config *telemetry_config_of(const struct config *c);
+
+struct telemetry;
+
+/* Registers TelemetryService on srv (before rpc_server_start). live and db must outlive it.
+ * NULL on failure. Main thread. */
+struct telemetry *telemetry_create(struct rpc_server *srv, struct config_live *live,
+                                   struct tsdb *db);
+/* After rpc_server_destroy (no call is running). Safe on NULL. */
+void telemetry_destroy(struct telemetry *t);
+
+/* Points accepted and rejected by Publish and PublishStream since start. Any thread. */
+void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejected);
+
+/* The work of Query without the call layer (the handler and the benchmark use it): validates req,
+ * runs it against db with now as the default end, and fills *resp (owned by *arena, freed with
+ * telemetry_arena_free even on error). On error returns a casca_err and a message for the caller
+ * in why. Any thread. */
+struct telemetry_arena;
+int telemetry_query(struct tsdb *db, const Casca__V1__QueryRequest *req, int64_t now_ns,
+                    size_t max_samples, Casca__V1__QueryResponse *resp,
+                    struct telemetry_arena **arena, char *why, size_t whylen);
+void telemetry_arena_free(struct telemetry_arena *a); /* safe on NULL */
+
+#endif
