@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Overhead of ServiceControl.GetSetting / SetSetting through cascad against the same operation made
+# directly on a local HTTP JSON service, side by side in one run (see control_bench.c).
+#   test/bench/control.sh [BUILD_DIR] [ITERATIONS]     (defaults: build, 5000)
+# SetSetting returns after its audit entry is committed; with the default store.sync (periodic)
+# each commit still fdatasyncs its data pages. STORE_SYNC=none|every_commit|periodic picks the
+# mode, to see what durability costs. Needs h2load (nghttp2-client). A benchmark: nothing fails.
+set -euo pipefail
+build=${1:-build}
+iters=${2:-5000}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cc -O2 -Wall -Wextra -o "$work/control_bench" "$here/control_bench.c" \
+  $(pkg-config --cflags --libs libcurl jansson) -lpthread
+echo "$(nproc) cores, shared by cascad, the service and the client"
+"$work/control_bench" "$build/server/cascad" "$work" "$iters"
