@@ -1,0 +1,656 @@
+#include "slo_service.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "carbon.h"
+#include "casca/v1/slo.pb-c.h"
+#include "casca_err.h"
+#include "log.h"
+#include "slo_engine.h"
+
+#define FULL_RETRY_NS (20 * 1000000LL) /* a watch whose send queue was full retries this often */
+#define MAX_NS (INT64_C(1) << 62)
+
+typedef Casca__V1__SloStatus SloStatus;
+
+/* The public face of an SLO: what any caller may see. Strings borrowed or owned (see users). */
+struct pub {
+    char *id, *description, *unit, *aggregation;
+    int kind;
+    bool has_min, has_max;
+    double min, max;
+    int64_t window_ns; /* 0 when hidden */
+};
+
+static void pub_of(const struct slo_def *d, struct pub *p)
+{
+    *p = (struct pub){
+        .id = d->id,
+        .description = d->description,
+        .unit = d->unit,
+        .aggregation = d->hide_aggregation ? "" : d->aggregation,
+        .kind = (int)d->kind,
+        .has_min = d->has_min,
+        .has_max = d->has_max,
+        .min = d->min,
+        .max = d->max,
+        .window_ns = d->hide_window ? 0 : d->window_ns,
+    };
+}
+
+static void pub_clear(struct pub *p)
+{
+    free(p->id);
+    free(p->description);
+    free(p->unit);
+    free(p->aggregation);
+    memset(p, 0, sizeof(*p));
+}
+
+static int pub_copy(struct pub *dst, const struct pub *src)
+{
+    pub_clear(dst);
+    *dst = *src;
+    dst->id = strdup(src->id);
+    dst->description = strdup(src->description ? src->description : "");
+    dst->unit = strdup(src->unit ? src->unit : "");
+    dst->aggregation = strdup(src->aggregation ? src->aggregation : "");
+    if (!dst->id || !dst->description || !dst->unit || !dst->aggregation) {
+        pub_clear(dst);
+        return CASCA_ERR_NOMEM;
+    }
+    return CASCA_OK;
+}
+
+/* ---- messages ---- */
+
+struct slo_parts {
+    Casca__V1__Slo slo;
+    Casca__V1__Range objective;
+    Google__Protobuf__Duration window;
+};
+
+static void duration_of(int64_t ns, Google__Protobuf__Duration *d)
+{
+    google__protobuf__duration__init(d);
+    d->seconds = ns / 1000000000;
+    d->nanos = (int32_t)(ns % 1000000000);
+}
+
+/* Fills parts from p (borrowing its strings). With removed, only the id. */
+static void slo_msg(const struct pub *p, bool removed, struct slo_parts *parts)
+{
+    casca__v1__slo__init(&parts->slo);
+    parts->slo.id = p->id;
+    if (removed)
+        return;
+    parts->slo.description = p->description;
+    parts->slo.unit = p->unit;
+    parts->slo.aggregation = p->aggregation;
+    parts->slo.kind = (Casca__V1__SloKind)p->kind;
+    casca__v1__range__init(&parts->objective);
+    if (p->has_min) {
+        parts->objective.optional_min_case = CASCA__V1__RANGE__OPTIONAL_MIN_MIN;
+        parts->objective.min = p->min;
+    }
+    if (p->has_max) {
+        parts->objective.optional_max_case = CASCA__V1__RANGE__OPTIONAL_MAX_MAX;
+        parts->objective.max = p->max;
+    }
+    parts->slo.objective = &parts->objective;
+    if (p->window_ns) {
+        duration_of(p->window_ns, &parts->window);
+        parts->slo.window = &parts->window;
+    }
+}
+
+struct status_parts {
+    SloStatus s;
+    struct slo_parts slo;
+    Google__Protobuf__Timestamp at;
+    Google__Protobuf__Duration covered, period;
+};
+
+static void status_msg(const struct pub *p, const struct slo_status *st, bool removed,
+                       struct status_parts *parts)
+{
+    casca__v1__slo_status__init(&parts->s);
+    slo_msg(p, removed, &parts->slo);
+    parts->s.slo = &parts->slo.slo;
+    parts->s.removed = removed;
+    if (removed || !st)
+        return;
+    parts->s.has_value = st->has_value;
+    parts->s.value = st->has_value ? st->value : 0;
+    parts->s.fulfilled = st->fulfilled;
+    parts->s.sample_count = (int64_t)st->count;
+    google__protobuf__timestamp__init(&parts->at);
+    parts->at.seconds = st->evaluated_ns / 1000000000;
+    parts->at.nanos = (int32_t)(st->evaluated_ns % 1000000000);
+    parts->s.evaluated_at = &parts->at;
+    parts->s.compliance = st->compliance_covered_ns ? st->compliance : 0;
+    duration_of(st->compliance_covered_ns, &parts->covered);
+    parts->s.compliance_covered = &parts->covered;
+    duration_of(st->compliance_period_ns, &parts->period);
+    parts->s.compliance_period = &parts->period;
+}
+
+/* ---- the service ---- */
+
+struct slot {
+    struct pub pub; /* owned */
+    struct slo_status st;
+    bool removed;
+    bool pending;
+    int64_t sent_mono_ns; /* when the last status of this SLO went out; 0 = never */
+};
+
+struct watcher {
+    struct rpc_ctx *ctx;
+    int refs;   /* the list's and the handler's; under s->lock */
+    bool dead;  /* the call is over: never touch ctx again */
+    bool ready; /* the first statuses are in the slots; until then events only fill slots */
+    bool all;   /* watches every SLO, also ones added later */
+    bool full;  /* the last send found the queue full */
+    int64_t min_interval_ns;
+    struct slot *slots;
+    size_t nslots;
+    struct watcher *next;
+};
+
+struct slo_service {
+    struct slo_engine *engine;
+    struct carbon *carbon;
+    pthread_mutex_t lock; /* guards the watcher list, every watcher, stopping */
+    pthread_cond_t wake;
+    struct watcher *watchers;
+    bool stopping;
+    pthread_t flusher;
+    bool flusher_started;
+    struct rpc_method methods[4];
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int intensity_at(void *arg, const char *zone, int64_t time_ns, double *g)
+{
+    struct carbon_figure fig;
+    int rc = carbon_intensity_at(arg, zone, time_ns, &fig);
+    if (rc == CASCA_OK)
+        *g = fig.gco2eq_per_kwh;
+    return rc;
+}
+
+#define NOT_FOUND_FMT "unknown SLO '%.64s': ListSlos names the SLOs you may read"
+
+/* ---- ListSlos ---- */
+
+static void list_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct slo_service *s = rpc_method_arg(ctx);
+    const Casca__V1__ListSlosRequest *req = (const Casca__V1__ListSlosRequest *)msg;
+    struct slo_view *v = slo_view_get(s->engine);
+    size_t n = req->n_ids ? req->n_ids : slo_view_count(v);
+    for (size_t i = 0; i < req->n_ids; i++)
+        if (slo_view_find(v, req->ids[i]) < 0) {
+            rpc_finish(ctx, CASCA_ERR_NOT_FOUND, NOT_FOUND_FMT, req->ids[i]);
+            slo_view_put(v);
+            return;
+        }
+    struct slo_parts *parts = calloc(n ? n : 1, sizeof(*parts));
+    Casca__V1__Slo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    if (!parts || !ptrs) {
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            size_t k = req->n_ids ? (size_t)slo_view_find(v, req->ids[i]) : i;
+            struct pub p;
+            pub_of(slo_view_def(v, k), &p);
+            slo_msg(&p, false, &parts[i]);
+            ptrs[i] = &parts[i].slo;
+        }
+        Casca__V1__ListSlosResponse resp = CASCA__V1__LIST_SLOS_RESPONSE__INIT;
+        resp.n_slos = n;
+        resp.slos = ptrs;
+        rpc_reply(ctx, &resp.base);
+    }
+    free(parts);
+    free(ptrs);
+    slo_view_put(v);
+}
+
+/* ---- GetSlo ---- */
+
+static void get_slo(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct slo_service *s = rpc_method_arg(ctx);
+    const Casca__V1__GetSloRequest *req = (const Casca__V1__GetSloRequest *)msg;
+    struct slo_view *v = slo_view_get(s->engine);
+    long i = slo_view_find(v, req->id);
+    if (i < 0) {
+        rpc_finish(ctx, CASCA_ERR_NOT_FOUND, NOT_FOUND_FMT, req->id);
+    } else {
+        struct slo_status st;
+        slo_view_status(s->engine, v, (size_t)i, &st);
+        struct pub p;
+        pub_of(slo_view_def(v, (size_t)i), &p);
+        struct status_parts parts;
+        status_msg(&p, &st, false, &parts);
+        rpc_reply(ctx, &parts.s.base);
+    }
+    slo_view_put(v);
+}
+
+/* ---- GetSloHistory ---- */
+
+struct history {
+    Casca__V1__SloSample *samples;
+    Google__Protobuf__Timestamp *times;
+    size_t n, cap;
+};
+
+static int add_sample(void *arg, const struct slo_status *st)
+{
+    struct history *h = arg;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        Casca__V1__SloSample *s = realloc(h->samples, cap * sizeof(*s));
+        if (s)
+            h->samples = s;
+        Google__Protobuf__Timestamp *t = s ? realloc(h->times, cap * sizeof(*t)) : NULL;
+        if (!t)
+            return CASCA_ERR_NOMEM;
+        h->times = t;
+        h->cap = cap;
+    }
+    Casca__V1__SloSample *s = &h->samples[h->n];
+    casca__v1__slo_sample__init(s);
+    google__protobuf__timestamp__init(&h->times[h->n]);
+    h->times[h->n].seconds = st->evaluated_ns / 1000000000;
+    h->times[h->n].nanos = (int32_t)(st->evaluated_ns % 1000000000);
+    s->has_value = st->has_value;
+    s->value = st->has_value ? st->value : 0;
+    s->fulfilled = st->fulfilled;
+    s->sample_count = (int64_t)st->count;
+    h->n++;
+    return CASCA_OK;
+}
+
+static int64_t ts_ns(const Google__Protobuf__Timestamp *t)
+{
+    return t->seconds * 1000000000 + t->nanos;
+}
+
+static void get_slo_history(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct slo_service *s = rpc_method_arg(ctx);
+    const Casca__V1__GetSloHistoryRequest *req = (const Casca__V1__GetSloHistoryRequest *)msg;
+    struct slo_view *v = slo_view_get(s->engine);
+    long i = slo_view_find(v, req->id);
+    if (i < 0) {
+        rpc_finish(ctx, CASCA_ERR_NOT_FOUND, NOT_FOUND_FMT, req->id);
+        slo_view_put(v);
+        return;
+    }
+    const int64_t limit = INT64_C(4102444800) * 1000000000; /* 2100-01-01 */
+    const Google__Protobuf__Timestamp *ts[2] = {req->start, req->end};
+    for (int k = 0; k < 2; k++)
+        if (ts[k] && (ts[k]->seconds < 0 || ts[k]->seconds > limit / 1000000000 ||
+                      ts[k]->nanos < 0 || ts[k]->nanos > 999999999)) {
+            rpc_finish(ctx, CASCA_ERR_INVALID, "%s is not a valid time between 1970 and 2100",
+                       k ? "end" : "start");
+            slo_view_put(v);
+            return;
+        }
+    if (!req->start) {
+        rpc_finish(ctx, CASCA_ERR_INVALID, "start is required: the first time to evaluate at");
+        slo_view_put(v);
+        return;
+    }
+    int64_t step = 0;
+    if (req->step) {
+        if (req->step->seconds < 0 || req->step->nanos < 0 || req->step->nanos > 999999999 ||
+            req->step->seconds > 366LL * 86400) {
+            rpc_finish(ctx, CASCA_ERR_INVALID,
+                       "step must be a positive duration of at most a year (or unset)");
+            slo_view_put(v);
+            return;
+        }
+        step = req->step->seconds * 1000000000 + req->step->nanos;
+    }
+    int64_t end = req->end ? ts_ns(req->end) : slo_engine_now(s->engine);
+    struct history h = {0};
+    char why[256] = "";
+    int rc = slo_view_history(s->engine, v, (size_t)i, ts_ns(req->start), end, step, add_sample,
+                              &h, why, sizeof(why));
+    if (rc != CASCA_OK) {
+        rpc_finish(ctx, rc, "%s", *why ? why : "out of memory");
+    } else {
+        Casca__V1__SloSample **ptrs = calloc(h.n ? h.n : 1, sizeof(*ptrs));
+        if (!ptrs) {
+            rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+        } else {
+            for (size_t k = 0; k < h.n; k++) {
+                h.samples[k].time = &h.times[k];
+                ptrs[k] = &h.samples[k];
+            }
+            Casca__V1__GetSloHistoryResponse resp = CASCA__V1__GET_SLO_HISTORY_RESPONSE__INIT;
+            resp.n_samples = h.n;
+            resp.samples = ptrs;
+            rpc_reply(ctx, &resp.base);
+            free(ptrs);
+        }
+    }
+    free(h.samples);
+    free(h.times);
+    slo_view_put(v);
+}
+
+/* ---- WatchSlos ---- */
+
+static void watcher_unref_locked(struct watcher *w)
+{
+    if (--w->refs > 0)
+        return;
+    for (size_t i = 0; i < w->nslots; i++)
+        pub_clear(&w->slots[i].pub);
+    free(w->slots);
+    free(w);
+}
+
+static struct slot *slot_of(struct watcher *w, const char *id, bool create)
+{
+    for (size_t i = 0; i < w->nslots; i++)
+        if (!strcmp(w->slots[i].pub.id, id))
+            return &w->slots[i];
+    if (!create)
+        return NULL;
+    struct slot *grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    w->slots = grown;
+    struct slot *sl = &w->slots[w->nslots];
+    memset(sl, 0, sizeof(*sl));
+    if (!(sl->pub.id = strdup(id)))
+        return NULL;
+    w->nslots++;
+    return sl;
+}
+
+/* Sends the pending statuses whose min_interval has passed; returns when the next one is due
+ * (MAX_NS: none). Under s->lock. */
+static int64_t flush_locked(struct watcher *w, int64_t now)
+{
+    int64_t due = MAX_NS;
+    w->full = false;
+    for (size_t i = 0; i < w->nslots && !w->dead; i++) {
+        struct slot *sl = &w->slots[i];
+        if (!sl->pending)
+            continue;
+        int64_t at = sl->sent_mono_ns ? sl->sent_mono_ns + w->min_interval_ns : 0;
+        if (at > now) {
+            due = at < due ? at : due;
+            continue;
+        }
+        if (w->full) {
+            due = now + FULL_RETRY_NS < due ? now + FULL_RETRY_NS : due;
+            continue;
+        }
+        struct status_parts parts;
+        status_msg(&sl->pub, &sl->st, sl->removed, &parts);
+        int rc = rpc_send(w->ctx, &parts.s.base);
+        if (rc == CASCA_ERR_FULL) { /* stays pending: later statuses overwrite it */
+            w->full = true;
+            due = now + FULL_RETRY_NS < due ? now + FULL_RETRY_NS : due;
+            continue;
+        }
+        sl->pending = false;
+        sl->sent_mono_ns = now;
+    }
+    return due;
+}
+
+static void on_event(void *arg, enum slo_event ev, const struct slo_def *def,
+                     const struct slo_status *st)
+{
+    struct slo_service *s = arg;
+    struct pub p;
+    pub_of(def, &p);
+    int64_t now = mono_ns();
+    bool wake = false;
+    pthread_mutex_lock(&s->lock);
+    for (struct watcher *w = s->watchers; w; w = w->next) {
+        struct slot *sl = slot_of(w, def->id, w->all && ev == SLO_EVENT_STATUS);
+        if (!sl)
+            continue;
+        if (ev == SLO_EVENT_REMOVED) {
+            sl->removed = true;
+        } else {
+            if (pub_copy(&sl->pub, &p) != CASCA_OK)
+                continue; /* keeps its old status; a later event retries */
+            sl->st = *st;
+            sl->removed = false;
+        }
+        sl->pending = true;
+        if (w->ready)
+            wake |= flush_locked(w, now) != MAX_NS;
+    }
+    if (wake)
+        pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *flusher(void *arg)
+{
+    struct slo_service *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        int64_t now = mono_ns(), due = MAX_NS;
+        for (struct watcher *w = s->watchers; w; w = w->next)
+            if (w->ready) {
+                int64_t d = flush_locked(w, now);
+                due = d < due ? d : due;
+            }
+        if (due == MAX_NS) {
+            pthread_cond_wait(&s->wake, &s->lock);
+            continue;
+        }
+        struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void watch_cancelled(struct rpc_ctx *ctx, void *arg)
+{
+    struct slo_service *s = arg;
+    pthread_mutex_lock(&s->lock);
+    struct watcher **p = &s->watchers;
+    while (*p && (*p)->ctx != ctx)
+        p = &(*p)->next;
+    struct watcher *w = *p;
+    if (w) {
+        *p = w->next;
+        w->dead = true;
+        watcher_unref_locked(w);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (w)
+        rpc_finish(ctx, CASCA_ERR_CANCELLED, "watch ended");
+}
+
+static void watch_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct slo_service *s = rpc_method_arg(ctx);
+    const Casca__V1__WatchSlosRequest *req = (const Casca__V1__WatchSlosRequest *)msg;
+    const Google__Protobuf__Duration *mi = req->min_interval;
+    if (mi && (mi->seconds < 0 || mi->nanos < 0 || mi->nanos > 999999999 ||
+               mi->seconds > 86400)) {
+        rpc_finish(ctx, CASCA_ERR_INVALID,
+                   "min_interval must be a duration from 0 to 24h (0 or unset: no limit)");
+        return;
+    }
+    struct slo_view *v = slo_view_get(s->engine);
+    for (size_t i = 0; i < req->n_ids; i++)
+        if (slo_view_find(v, req->ids[i]) < 0) {
+            rpc_finish(ctx, CASCA_ERR_NOT_FOUND, NOT_FOUND_FMT, req->ids[i]);
+            slo_view_put(v);
+            return;
+        }
+    size_t n = req->n_ids ? req->n_ids : slo_view_count(v);
+    struct watcher *w = calloc(1, sizeof(*w));
+    if (w)
+        w->slots = calloc(n ? n : 1, sizeof(*w->slots));
+    if (!w || !w->slots) {
+        free(w);
+        slo_view_put(v);
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+        return;
+    }
+    w->ctx = ctx;
+    w->all = req->n_ids == 0;
+    w->refs = 2;
+    w->min_interval_ns = mi ? mi->seconds * 1000000000 + mi->nanos : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = req->n_ids ? req->ids[i] : slo_view_def(v, i)->id;
+        bool dup = false;
+        for (size_t k = 0; k < w->nslots; k++)
+            dup |= !strcmp(w->slots[k].pub.id, id);
+        if (!dup && (w->slots[w->nslots].pub.id = strdup(id)))
+            w->nslots++;
+    }
+    /* registered before the first statuses are read, so no change falls in between */
+    pthread_mutex_lock(&s->lock);
+    w->next = s->watchers;
+    s->watchers = w;
+    pthread_mutex_unlock(&s->lock);
+    rpc_on_cancel(ctx, watch_cancelled, s);
+
+    size_t ninit = w->nslots;
+    struct slo_status *init = calloc(ninit ? ninit : 1, sizeof(*init));
+    long *idx = calloc(ninit ? ninit : 1, sizeof(*idx));
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; idx && i < ninit; i++) /* the slots may move: look the ids up now */
+        idx[i] = slo_view_find(v, w->slots[i].pub.id);
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; init && idx && i < ninit; i++)
+        if (idx[i] >= 0)
+            slo_view_status(s->engine, v, (size_t)idx[i], &init[i]);
+    pthread_mutex_lock(&s->lock);
+    if (!w->dead) {
+        for (size_t i = 0; init && idx && i < ninit; i++) {
+            if (idx[i] < 0)
+                continue;
+            const struct slo_def *d = slo_view_def(v, (size_t)idx[i]);
+            struct slot *sl = slot_of(w, d->id, false);
+            struct pub p;
+            pub_of(d, &p);
+            if (sl && !sl->pending && pub_copy(&sl->pub, &p) == CASCA_OK) {
+                sl->st = init[i]; /* an event seen meanwhile is newer than what we read */
+                sl->pending = true;
+            }
+        }
+        w->ready = true;
+        if (flush_locked(w, mono_ns()) != MAX_NS)
+            pthread_cond_signal(&s->wake);
+    }
+    watcher_unref_locked(w);
+    pthread_mutex_unlock(&s->lock);
+    free(init);
+    free(idx);
+    slo_view_put(v);
+}
+
+/* ---- lifecycle ---- */
+
+struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c, struct tsdb *db,
+                                       struct carbon *carbon)
+{
+    struct slo_service *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->carbon = carbon;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    struct slo_engine_options o = {
+        .db = db,
+        .intensity = carbon ? intensity_at : NULL,
+        .intensity_arg = carbon,
+    };
+    if (!(s->engine = slo_engine_create(&o, c))) {
+        slo_service_destroy(s);
+        return NULL;
+    }
+    slo_engine_listen(s->engine, on_event, s);
+#define M(name, req, resp, kind, flags, fn)                                                       \
+    (struct rpc_method)                                                                        \
+    {                                                                                          \
+        "/casca.v1.SloService/" name, &casca__v1__##req##__descriptor,                         \
+            &casca__v1__##resp##__descriptor, kind, RPC_ROLES_READ, flags, fn, s, NULL         \
+    }
+    s->methods[0] = M("ListSlos", list_slos_request, list_slos_response, RPC_UNARY, 0, list_slos);
+    s->methods[1] = M("GetSlo", get_slo_request, slo_status, RPC_UNARY, 0, get_slo);
+    s->methods[2] = M("GetSloHistory", get_slo_history_request, get_slo_history_response,
+                      RPC_UNARY, RPC_BLOCKING, get_slo_history);
+    s->methods[3] = M("WatchSlos", watch_slos_request, slo_status, RPC_SERVER_STREAM,
+                      RPC_BLOCKING, watch_slos);
+#undef M
+    if (pthread_create(&s->flusher, NULL, flusher, s) != 0) {
+        slo_service_destroy(s);
+        return NULL;
+    }
+    s->flusher_started = true;
+    if (rpc_server_add_methods(srv, s->methods, 4) != CASCA_OK) {
+        slo_service_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+void slo_service_reload(struct slo_service *s, struct config *c)
+{
+    slo_engine_reload(s->engine, c);
+}
+
+struct slo_engine *slo_service_engine(struct slo_service *s)
+{
+    return s->engine;
+}
+
+void slo_service_destroy(struct slo_service *s)
+{
+    if (!s)
+        return;
+    if (s->engine)
+        slo_engine_listen(s->engine, NULL, NULL);
+    slo_engine_destroy(s->engine);
+    if (s->flusher_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->flusher, NULL);
+    }
+    while (s->watchers) { /* none after rpc_server_destroy; defensive */
+        struct watcher *w = s->watchers;
+        s->watchers = w->next;
+        w->refs = 1;
+        watcher_unref_locked(w);
+    }
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
