@@ -9,7 +9,7 @@ packages=(
   libnng-dev liblmdb-dev lmdb-utils libcurl4-openssl-dev libcmocka-dev
   libyaml-dev libjansson-dev
   python3-grpcio python3-grpc-tools python3-pytest python3-protobuf grpc-proto
-  nghttp2-client valgrind
+  nghttp2-client valgrind influxdb
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include "casca/v1/admin.pb-c.h"
 #include "config.h"
 #include "daemon.h"
+#include "hooks.h"
 #include "store.h"
 
 #define AUDIT_DEFAULT_LIMIT 100
@@ -95,7 +96,9 @@ static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     }
     resp.n_counts = 3;
     resp.counts = count_ptrs;
+    resp.hooks = hooks_status_pb(d->hooks, &resp.n_hooks);
     rpc_reply(ctx, &resp.base);
+    free(resp.hooks);
     config_unref(c);
 }
 

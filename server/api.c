@@ -15,10 +15,6 @@ static const struct {
     const ProtobufCServiceDescriptor *service;
     const char *feature;
 } pending[] = {
-    {&casca__v1__slo_service__descriptor, "the SLO engine"},
-    {&casca__v1__service_control__descriptor, "service control"},
-    {&casca__v1__carbon_service__descriptor, "the carbon service"},
-    {&casca__v1__telemetry_service__descriptor, "telemetry ingestion"},
     {&casca__v1__agent_service__descriptor, "decision-agent sessions"},
 };
 

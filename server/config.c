@@ -12,7 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "carbon.h"
 #include "casca_err.h"
+#include "ctl.h"
+#include "hooks.h"
+#include "probe.h"
+#include "slo.h"
+#include "telemetry.h"
 #include "yamldoc.h"
 
 /* ---- errors ---- */
@@ -62,6 +68,11 @@ void config_error(struct config_loader *ld, const struct yd_node *at, const char
     va_start(ap, fmt);
     verror_in(ld, ld->file, at, fmt, ap);
     va_end(ap);
+}
+
+const char *config_loader_file(const struct config_loader *ld)
+{
+    return ld->file;
 }
 
 size_t config_error_count(const struct config_loader *ld)
@@ -243,6 +254,12 @@ struct config_section {
 };
 
 static const struct config_section sections[] = {
+    {CONFIG_SECTION_SETTINGS, {"settings", "settings_files"}, ctl_config_parse, ctl_config_free},
+    {CONFIG_SECTION_CARBON, {"carbon"}, carbon_config_parse, carbon_config_free},
+    {CONFIG_SECTION_HOOKS, {"bus", "hooks"}, hooks_section_parse, hooks_section_free},
+    {CONFIG_SECTION_PROBES, {"probes"}, probes_section_parse, probes_section_free},
+    {CONFIG_SECTION_TSDB, {"tsdb"}, telemetry_config_parse, telemetry_config_free},
+    {CONFIG_SECTION_SLOS, {"slos", "slo_files", "slo_engine"}, slo_config_parse, slo_config_free},
     {CONFIG_SECTION__COUNT}, /* end */
 };
 

@@ -24,6 +24,12 @@ struct config_token {
 /* Feature sections: each feature parses and validates its own top-level keys into its own
  * immutable struct (see config_section in config.c: one row per feature). */
 enum config_section_id {
+    CONFIG_SECTION_SETTINGS, /* ctl.c: settings, settings_files */
+    CONFIG_SECTION_CARBON, /* carbon.c: carbon */
+    CONFIG_SECTION_HOOKS,  /* hooks.c: bus, hooks */
+    CONFIG_SECTION_PROBES, /* probe.c: probes */
+    CONFIG_SECTION_TSDB,   /* telemetry.c: tsdb */
+    CONFIG_SECTION_SLOS,   /* slo.c: slos, slo_files, slo_engine */
     CONFIG_SECTION__COUNT
 };
 
@@ -61,6 +67,8 @@ void config_error(struct config_loader *ld, const struct yd_node *at, const char
 /* Same, for a node of another file the section reads (an SLO file named by the config). */
 void config_error_in(struct config_loader *ld, const char *file, const struct yd_node *at,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The name of the configuration file being loaded, as errors show it. */
+const char *config_loader_file(const struct config_loader *ld);
 /* Errors recorded so far (a parser may stop early once its own part failed). */
 size_t config_error_count(const struct config_loader *ld);
 /* p resolved against the config file's directory; malloc'ed, caller frees. */

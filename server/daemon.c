@@ -11,10 +11,18 @@
 #include "api.h"
 #include "audit.h"
 #include "auth.h"
+#include "carbon.h"
 #include "casca_err.h"
+#include "control.h"
+#include "ctl.h"
 #include "health.h"
+#include "hooks.h"
 #include "log.h"
+#include "probe.h"
 #include "reflection.h"
+#include "slo_service.h"
+#include "telemetry.h"
+#include "tsdb.h"
 #include "store.h"
 
 extern const unsigned char casca_descriptor_set[];
@@ -85,8 +93,13 @@ static int open_store(struct daemon *d, const struct config *c, struct config_er
         add_error(errs, "%s", *err ? err : casca_strerror(rc));
         return rc;
     }
-    if ((rc = audit_open(d->store, "audit", &d->audit)) != CASCA_OK)
+    if ((rc = audit_open(d->store, "audit", &d->audit)) != CASCA_OK) {
         add_error(errs, "cannot open the audit log in %s: %s", c->server.data_dir,
+                  casca_strerror(rc));
+        return rc;
+    }
+    if ((rc = tsdb_open(d->store, &telemetry_config_of(c)->tsdb, &d->tsdb)) != CASCA_OK)
+        add_error(errs, "cannot open the time-series store in %s: %s", c->server.data_dir,
                   casca_strerror(rc));
     return rc;
 }
@@ -165,6 +178,38 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
         daemon_close(d);
         return CASCA_ERR_INTERNAL;
     }
+    if (!(d->telemetry = telemetry_create(d->rpc, d->live, d->tsdb))) {
+        add_error(errs, "cannot set up the telemetry service (out of memory?)");
+        daemon_close(d);
+        return CASCA_ERR_INTERNAL;
+    }
+    if (!(d->ctl = ctl_create(c, d->audit)) || !(d->control = control_create(d->rpc, d->ctl))) {
+        add_error(errs, "cannot set up service control (out of memory?)");
+        daemon_close(d);
+        return CASCA_ERR_INTERNAL;
+    }
+    char carbon_err[256] = "";
+    if ((rc = carbon_create(d->rpc, d->live, d->store, &d->carbon, carbon_err, sizeof(carbon_err)))) {
+        add_error(errs, "%s", carbon_err);
+        daemon_close(d);
+        return rc;
+    }
+    if (!(d->slo = slo_service_create(d->rpc, c, d->tsdb, d->carbon))) {
+        add_error(errs, "cannot set up the SLO engine (out of memory?)");
+        daemon_close(d);
+        return CASCA_ERR_INTERNAL;
+    }
+    d->ingest_config = config_ref(c);
+    struct hook_env henv = {.tsdb = d->tsdb};
+    char ingest_err[512] = "";
+    if ((rc = hooks_create(c->sections[CONFIG_SECTION_HOOKS], &henv, &d->hooks, ingest_err,
+                           sizeof(ingest_err))) ||
+        (rc = probes_create(c->sections[CONFIG_SECTION_PROBES], probe_sink_tsdb, d->tsdb,
+                            &d->probes, ingest_err, sizeof(ingest_err)))) {
+        add_error(errs, "%s", ingest_err);
+        daemon_close(d);
+        return rc;
+    }
     if ((rc = listen_on(d, c, errs)) || (rc = rpc_server_start(d->rpc))) {
         daemon_close(d);
         return rc;
@@ -198,6 +243,12 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
     if (rc == CASCA_OK) {
         log_set_level((enum log_level)log_level_parse(next->server.log_level));
         config_live_swap(d->live, next);
+        tsdb_configure(d->tsdb, &telemetry_config_of(next)->tsdb);
+        ctl_reload(d->ctl, next);
+        carbon_reload(d->carbon, next);
+        slo_service_reload(d->slo, next);
+        hooks_reload(d->hooks, next->sections[CONFIG_SECTION_HOOKS]);
+        probes_reload(d->probes, next->sections[CONFIG_SECTION_PROBES]);
         *generation = next->generation;
         log_info("cascad", "configuration reloaded: generation %llu",
                  (unsigned long long)next->generation);
@@ -219,8 +270,17 @@ void daemon_close(struct daemon *d)
     rpc_server_destroy(d->rpc); /* every call is over after this */
     api_destroy(d->api);
     admin_destroy(d->admin);
+    slo_service_destroy(d->slo); /* before the carbon data and the tsdb it reads */
+    control_destroy(d->control);
+    ctl_destroy(d->ctl);
+    carbon_destroy(d->carbon);
     reflection_destroy(d->reflection);
     health_destroy(d->health);
+    probes_destroy(d->probes);
+    hooks_destroy(d->hooks);
+    config_unref(d->ingest_config);
+    telemetry_destroy(d->telemetry);
+    tsdb_close(d->tsdb); /* after everything that writes points (hooks, probes, telemetry) */
     audit_close(d->audit);
     store_close(d->store);
     config_live_destroy(d->live);

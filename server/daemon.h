@@ -19,6 +19,15 @@ struct daemon {
     struct reflection *reflection;
     struct api *api;
     struct admin *admin;
+    struct ctl *ctl;         /* service control: settings and their controllers */
+    struct control *control; /* ServiceControl */
+    struct carbon *carbon;
+    struct hooks *hooks;   /* telemetry: the buses and hooks (hooks.h) */
+    struct probes *probes; /* HTTP probes (probe.h) */
+    struct config *ingest_config; /* the snapshot the hooks and probes run with */
+    struct tsdb *tsdb;           /* the time-series store (stores/tsdb.h) */
+    struct telemetry *telemetry; /* TelemetryService */
+    struct slo_service *slo;     /* the SLO engine and SloService */
     int64_t started_ns; /* wall clock, ns since the epoch */
     int64_t started_mono_ns;
     int port; /* bound port */
