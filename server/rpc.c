@@ -531,10 +531,22 @@ static bool streams_in(const struct rpc_ctx *ctx)
     return ctx->method->kind == RPC_CLIENT_STREAM || ctx->method->kind == RPC_BIDI;
 }
 
+/* Whether the service has ended the call (rpc_reply / rpc_finish): it gets nothing more. */
+static bool service_done(struct rpc_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->lock);
+    bool done = ctx->finishing;
+    pthread_mutex_unlock(&ctx->lock);
+    return done;
+}
+
 /* Runs the handler for one message (NULL: end of input), then reads the next one if the method
- * streams in. The message is freed here. */
+ * streams in. The message is freed here. A service that already ended the call (a bidi stream
+ * the server closes first) is not called again. */
 static void invoke(struct rpc_ctx *ctx, ProtobufCMessage *msg)
 {
+    if (ctx->handed && service_done(ctx))
+        goto out;
     if (!ctx->handed) {
         if (atomic_load(&ctx->cancelled)) {
             finish_call(ctx, NULL, CASCA_ERR_CANCELLED, NULL);
@@ -547,7 +559,7 @@ static void invoke(struct rpc_ctx *ctx, ProtobufCMessage *msg)
         ctx->handed = true;
     }
     ctx->method->handler(ctx, msg);
-    if (msg && streams_in(ctx))
+    if (msg && streams_in(ctx) && !service_done(ctx))
         start_recv(ctx);
 out:
     if (msg)

@@ -6,7 +6,8 @@
  * the request's encoding, then calls the method's handler:
  *   - unary and server-stream: handler(ctx, request) once;
  *   - client-stream and bidi: handler(ctx, message) for each message, then handler(ctx, NULL) when
- *     the client half-closes (or the call is cancelled: rpc_cancelled tells).
+ *     the client half-closes (or the call is cancelled: rpc_cancelled tells). Once the service has
+ *     ended the call itself (rpc_finish), its handler is not called again.
  * The next message is read only after the handler returns, so a handler sees messages in order.
  * A handler runs on a completion-queue thread and must not block there; a method flagged
  * RPC_BLOCKING runs its handler on the worker pool instead.

@@ -340,3 +340,20 @@ def test_shutdown_with_a_stream_open(make_daemon):
     assert seen and seen[0] == health_pb2.HealthCheckResponse.NOT_SERVING
     assert seen[-1] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     d.log.close()
+
+
+def test_server_ends_a_stream_whose_client_does_not_read(daemon):
+    """A bidi client that sends and never reads fills the bounded send queue: the server ends the
+    call with RESOURCE_EXHAUSTED (and, per the fixture, logs no error when the client's
+    half-close arrives after that) and keeps serving."""
+    stub = refl_v1_grpc.ServerReflectionStub(daemon.channel())
+    reqs = [refl_v1.ServerReflectionRequest(file_containing_symbol="casca.v1.AdminService")
+            for _ in range(2000)]
+    replies = stub.ServerReflectionInfo(iter(reqs), timeout=30)
+    time.sleep(2)  # let the server's queue fill while nothing is read
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in replies:
+            pass
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "not being read" in e.value.details()
+    assert status(daemon).version
