@@ -1,0 +1,1342 @@
+#include "agent.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "carbon.h"
+#include "casca/v1/admin.pb-c.h"
+#include "casca/v1/agent.pb-c.h"
+#include "casca_err.h"
+#include "config.h"
+#include "ctl.h"
+#include "kv.h"
+#include "log.h"
+#include "slo_service.h"
+#include "slo_engine.h"
+
+#define MS 1000000LL
+#define DEFAULT_PERIOD_NS (1000 * MS)
+#define MIN_PERIOD_NS (100 * MS)
+#define MAX_PERIOD_NS (3600 * 1000 * MS)
+#define KEEPALIVE_PERIODS 3
+#define KEEPALIVE_EXTRA_NS (5000 * MS)
+#define MAX_ACTIONS_PER_PERIOD 10
+#define FLUSH_RETRY_NS (20 * MS) /* how often a pending (coalesced) state retries its send */
+#define RESULT_SEND_WAIT_NS (10000 * MS) /* an agent that reads nothing for this long is dropped   \
+                                          */
+#define ACTION_DEADLINE_NS (5000 * MS)   /* bound on one change reaching the managed service */
+#define NAME_MAX_LEN 63                  /* ctl's changed_by holds 63 bytes */
+#define ZONE_MAX_LEN 32
+#define MSG_LEN 512
+
+typedef Casca__V1__AgentMessage AgentMessage;
+typedef Casca__V1__ControlMessage ControlMessage;
+typedef Casca__V1__SloStatus SloStatus;
+
+static const char *const mode_names[] = {"UNSPECIFIED", "CONTROL", "SHADOW", "OBSERVE"};
+
+/* ---- one session ---- */
+
+struct sess {
+    struct agent *a;
+    struct rpc_ctx *ctx;
+    atomic_int refs; /* the call's (rpc_set_data) and the session list's */
+    /* immutable once hello_done */
+    char id[32];
+    char name[NAME_MAX_LEN + 1];
+    int mode;
+    char zone[ZONE_MAX_LEN + 1];      /* asked for; "" = default */
+    char zone_name[ZONE_MAX_LEN + 1]; /* what the states name */
+    char **slos, **settings, **leased;
+    size_t nslos, nsettings, nleased;
+    int64_t period_ns;
+    int64_t since_ns;
+    /* under lock */
+    pthread_mutex_t lock;
+    bool hello_done, done;
+    uint64_t seq; /* last state produced */
+    bool pending; /* state seq is produced, not yet sent */
+    int64_t pending_time_ns;
+    uint32_t missed; /* coalesced away since the last state sent */
+    int64_t next_tick_mono, last_msg_mono;
+    int64_t window_mono;
+    unsigned window_actions;
+    uint64_t states_sent, actions_received, actions_applied, actions_seen;
+    struct sess *next; /* the agent's list, under agent.lock */
+};
+
+struct cached {
+    char *id;
+    struct ctl_reading r;
+};
+
+struct lease {
+    char *id;
+    struct sess *holder;
+};
+
+struct agent {
+    struct ctl *ctl;
+    struct slo_service *slo;
+    struct carbon *carbon;
+    struct config_live *live;
+    struct store *store;
+    struct kv *sessions_db, *steps_db;
+    pthread_mutex_t lock; /* the session list, stopping */
+    pthread_cond_t wake;
+    struct sess *head, *tail;
+    bool stopping;
+    pthread_t timer;
+    bool timer_started, listening;
+    pthread_mutex_t cache_lock; /* values ctl last saw */
+    struct cached *cache;
+    size_t ncache;
+    pthread_mutex_t lease_lock;
+    struct lease *leases;
+    size_t nleases;
+    atomic_uint counter;
+    atomic_ulong record_failures;
+    struct rpc_method methods[1];
+};
+
+/* ---- small helpers ---- */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void ts_of(int64_t ns, Google__Protobuf__Timestamp *t)
+{
+    google__protobuf__timestamp__init(t);
+    t->seconds = ns / 1000000000;
+    t->nanos = (int32_t)(ns % 1000000000);
+}
+
+static int64_t ns_of_ts(const Google__Protobuf__Timestamp *t, int64_t if_unset)
+{
+    return t ? t->seconds * 1000000000 + t->nanos : if_unset;
+}
+
+static void value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
+{
+    casca__v1__value__init(pb);
+    switch (v->kind) {
+    case CTL_INT:
+        pb->kind_case = CASCA__V1__VALUE__KIND_INT_VALUE;
+        pb->int_value = v->i;
+        break;
+    case CTL_DOUBLE:
+        pb->kind_case = CASCA__V1__VALUE__KIND_DOUBLE_VALUE;
+        pb->double_value = v->d;
+        break;
+    case CTL_BOOL:
+        pb->kind_case = CASCA__V1__VALUE__KIND_BOOL_VALUE;
+        pb->bool_value = v->b;
+        break;
+    case CTL_STRING:
+        pb->kind_case = CASCA__V1__VALUE__KIND_STRING_VALUE;
+        pb->string_value = v->s;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Borrows pb's string. */
+static void value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v)
+{
+    memset(v, 0, sizeof(*v));
+    switch (pb ? pb->kind_case : CASCA__V1__VALUE__KIND__NOT_SET) {
+    case CASCA__V1__VALUE__KIND_INT_VALUE:
+        v->kind = CTL_INT;
+        v->i = pb->int_value;
+        break;
+    case CASCA__V1__VALUE__KIND_DOUBLE_VALUE:
+        v->kind = CTL_DOUBLE;
+        v->d = pb->double_value;
+        break;
+    case CASCA__V1__VALUE__KIND_BOOL_VALUE:
+        v->kind = CTL_BOOL;
+        v->b = pb->bool_value;
+        break;
+    case CASCA__V1__VALUE__KIND_STRING_VALUE:
+        v->kind = CTL_STRING;
+        v->s = pb->string_value;
+        break;
+    default:
+        break;
+    }
+}
+
+/* A SettingValue with the parts it points to; borrows id and the reading's strings. */
+struct sv_parts {
+    Casca__V1__SettingValue sv;
+    Casca__V1__Value value;
+    Google__Protobuf__Timestamp at;
+};
+
+static void setting_value(const char *id, const struct ctl_reading *r, struct sv_parts *p)
+{
+    casca__v1__setting_value__init(&p->sv);
+    p->sv.id = (char *)id;
+    if (r->value.kind != CTL_NONE) {
+        value_to_pb(&r->value, &p->value);
+        p->sv.value = &p->value;
+    }
+    if (r->updated_ns) {
+        ts_of(r->updated_ns, &p->at);
+        p->sv.updated_at = &p->at;
+    }
+    p->sv.changed_by = (char *)r->changed_by;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool strv_has(char *const *v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], s)) return true;
+    return false;
+}
+
+/* Appends a copy of s unless present. */
+static int strv_add(char ***v, size_t *n, const char *s)
+{
+    if (strv_has(*v, *n, s)) return CASCA_OK;
+    char **g = realloc(*v, (*n + 1) * sizeof(*g));
+    if (!g) return CASCA_ERR_NOMEM;
+    *v = g;
+    if (!(g[*n] = strdup(s))) return CASCA_ERR_NOMEM;
+    (*n)++;
+    return CASCA_OK;
+}
+
+/* Packs msg behind an 8-byte time prefix (malloc'ed). */
+static uint8_t *pack_timed(int64_t t_ns, const ProtobufCMessage *msg, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(8 + n);
+    if (!buf) return NULL;
+    memcpy(buf, &t_ns, 8);
+    protobuf_c_message_pack(msg, buf + 8);
+    *len = 8 + n;
+    return buf;
+}
+
+static void record(struct agent *a, struct kv *db, const char *key, int64_t t_ns,
+                   const ProtobufCMessage *msg)
+{
+    size_t len = 0;
+    uint8_t *buf = pack_timed(t_ns, msg, &len);
+    if (!buf || kv_put_async(db, key, strlen(key), buf, len, NULL, NULL) != CASCA_OK) {
+        unsigned long n = atomic_fetch_add(&a->record_failures, 1);
+        if ((n & (n + 1)) == 0) /* 1st, 2nd, 4th, ... failure */
+            log_warn("agent",
+                     "could not record a trajectory step (%lu so far): the store's "
+                     "write queue is full or memory is short",
+                     n + 1);
+    }
+    free(buf);
+}
+
+/* ---- the values ctl saw ---- */
+
+static void cache_put(struct agent *a, const char *id, const struct ctl_reading *r)
+{
+    pthread_mutex_lock(&a->cache_lock);
+    size_t i = 0;
+    while (i < a->ncache && strcmp(a->cache[i].id, id))
+        i++;
+    if (i == a->ncache) {
+        struct cached *g = realloc(a->cache, (a->ncache + 1) * sizeof(*g));
+        char *dup = strdup(id);
+        if (!g || !dup) {
+            if (g) a->cache = g;
+            free(dup);
+            pthread_mutex_unlock(&a->cache_lock);
+            return;
+        }
+        a->cache = g;
+        memset(&g[i], 0, sizeof(g[i]));
+        g[i].id = dup;
+        a->ncache++;
+    }
+    struct ctl_reading *c = &a->cache[i].r;
+    ctl_value_clear(&c->value);
+    ctl_value_copy(&c->value, &r->value);
+    c->updated_ns = r->updated_ns;
+    memcpy(c->changed_by, r->changed_by, sizeof(c->changed_by));
+    pthread_mutex_unlock(&a->cache_lock);
+}
+
+/* Copies the cached reading of id into out (zeroed when unknown); false when unknown. */
+static bool cache_get(struct agent *a, const char *id, struct ctl_reading *out)
+{
+    memset(out, 0, sizeof(*out));
+    bool found = false;
+    pthread_mutex_lock(&a->cache_lock);
+    for (size_t i = 0; i < a->ncache; i++)
+        if (!strcmp(a->cache[i].id, id)) {
+            ctl_value_copy(&out->value, &a->cache[i].r.value);
+            out->updated_ns = a->cache[i].r.updated_ns;
+            memcpy(out->changed_by, a->cache[i].r.changed_by, sizeof(out->changed_by));
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&a->cache_lock);
+    return found;
+}
+
+static void on_change(void *arg, const char *id, const struct ctl_reading *r)
+{
+    cache_put(arg, id, r);
+}
+
+/* ---- leases ---- */
+
+/* ctl's hook: a leased setting may be changed only by its holder; shadow sessions never apply,
+ * so they pass (ctl validates and audits their changes as SHADOW). */
+static int lease_hook(void *arg, const char *setting_id, const char *caller, const void *session,
+                      char *why, size_t whylen)
+{
+    (void)caller;
+    struct agent *a = arg;
+    const struct sess *s = session;
+    if (s && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_SHADOW) return CASCA_OK;
+    int rc = CASCA_OK;
+    pthread_mutex_lock(&a->lease_lock);
+    for (size_t i = 0; i < a->nleases; i++)
+        if (!strcmp(a->leases[i].id, setting_id) && a->leases[i].holder != s) {
+            snprintf(why, whylen,
+                     "setting '%s' is leased by agent '%s' (a CONTROL session): "
+                     "changes wait until that session ends",
+                     setting_id, a->leases[i].holder->name);
+            rc = CASCA_ERR_PRECONDITION;
+            break;
+        }
+    pthread_mutex_unlock(&a->lease_lock);
+    return rc;
+}
+
+/* Leases every id of s->leased, all or nothing. s->lock held. */
+static int lease_acquire_locked(struct agent *a, struct sess *s, char *why, size_t whylen)
+{
+    int rc = CASCA_OK;
+    pthread_mutex_lock(&a->lease_lock);
+    for (size_t k = 0; k < s->nleased && rc == CASCA_OK; k++)
+        for (size_t i = 0; i < a->nleases; i++)
+            if (!strcmp(a->leases[i].id, s->leased[k])) {
+                snprintf(why, whylen,
+                         "setting '%s' is already leased by agent '%s' in CONTROL "
+                         "mode: only one CONTROL agent may hold a setting; retry "
+                         "when it ends, or open a SHADOW or OBSERVE session",
+                         s->leased[k], a->leases[i].holder->name);
+                rc = CASCA_ERR_PRECONDITION;
+                break;
+            }
+    struct lease *g = rc == CASCA_OK && s->nleased
+                          ? realloc(a->leases, (a->nleases + s->nleased) * sizeof(*g))
+                          : a->leases;
+    if (rc == CASCA_OK && s->nleased && !g) {
+        snprintf(why, whylen, "out of memory");
+        rc = CASCA_ERR_NOMEM;
+    }
+    if (rc == CASCA_OK) {
+        a->leases = g;
+        for (size_t k = 0; k < s->nleased; k++)
+            a->leases[a->nleases++] = (struct lease){s->leased[k], s};
+    }
+    pthread_mutex_unlock(&a->lease_lock);
+    return rc;
+}
+
+static void lease_release(struct agent *a, struct sess *s)
+{
+    pthread_mutex_lock(&a->lease_lock);
+    size_t w = 0;
+    for (size_t i = 0; i < a->nleases; i++)
+        if (a->leases[i].holder != s) a->leases[w++] = a->leases[i];
+    a->nleases = w;
+    pthread_mutex_unlock(&a->lease_lock);
+}
+
+/* ---- session lifetime ---- */
+
+static void sess_unref(void *arg)
+{
+    struct sess *s = arg;
+    if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+    strv_free(s->slos, s->nslos);
+    strv_free(s->settings, s->nsettings);
+    strv_free(s->leased, s->nleased);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static void session_info(const struct sess *s, Casca__V1__AgentSessionInfo *info,
+                         Google__Protobuf__Timestamp *since)
+{
+    casca__v1__agent_session_info__init(info);
+    info->session_id = (char *)s->id;
+    info->agent_name = (char *)s->name;
+    info->mode = (Casca__V1__AgentMode)s->mode;
+    info->n_leased_setting_ids = s->nleased;
+    info->leased_setting_ids = s->leased;
+    ts_of(s->since_ns, since);
+    info->since = since;
+    info->states_sent = s->states_sent;
+    info->actions_received = s->actions_received;
+    info->actions_applied = s->actions_applied;
+}
+
+/* Ends the session once: releases its leases, records it, finishes the call. s->lock held. */
+static void end_locked(struct sess *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void end_locked(struct sess *s, int err, const char *fmt, ...)
+{
+    if (s->done) return;
+    s->done = true;
+    lease_release(s->a, s);
+    if (s->hello_done) {
+        Casca__V1__AgentSessionInfo info;
+        Google__Protobuf__Timestamp since;
+        session_info(s, &info, &since);
+        record(s->a, s->a->sessions_db, s->id, wall_ns(), &info.base);
+        log_info("agent", "session %s of agent '%s' (%s) ended: %llu states, %llu actions", s->id,
+                 s->name, mode_names[s->mode], (unsigned long long)s->states_sent,
+                 (unsigned long long)s->actions_received);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    rpc_vfinish(s->ctx, err, fmt, ap);
+    va_end(ap);
+}
+
+static void on_cancel(struct rpc_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    struct sess *s = arg;
+    pthread_mutex_lock(&s->lock);
+    end_locked(s, CASCA_ERR_CANCELLED, "the session was cancelled");
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Sends msg, waiting (worker thread) while the agent's queue is full. s->lock held; it is
+ * released while waiting. CASCA_OK, or the session is over. */
+static int send_waiting_locked(struct sess *s, const ProtobufCMessage *msg)
+{
+    int64_t give_up = mono_ns() + RESULT_SEND_WAIT_NS;
+    for (;;) {
+        if (s->done) return CASCA_ERR_CANCELLED;
+        int rc = rpc_send(s->ctx, msg);
+        if (rc != CASCA_ERR_FULL) return rc;
+        if (mono_ns() > give_up) {
+            end_locked(s, CASCA_ERR_FULL,
+                       "the agent has not read its stream for %lld s: the "
+                       "session is closed; read states and results promptly",
+                       (long long)(RESULT_SEND_WAIT_NS / 1000000000));
+            return CASCA_ERR_FULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        nanosleep(&(struct timespec){0, 5 * MS}, NULL);
+        pthread_mutex_lock(&s->lock);
+    }
+}
+
+/* ---- states ---- */
+
+/* Builds and sends state seq of s if it is still pending and the queue is empty. Timer thread,
+ * no lock held. */
+static void send_state(struct sess *s)
+{
+    struct agent *a = s->a;
+    pthread_mutex_lock(&s->lock);
+    bool go = !s->done && s->pending && rpc_send_pending(s->ctx) == 0;
+    uint64_t seq = s->seq;
+    uint32_t missed = s->missed;
+    int64_t t = s->pending_time_ns;
+    pthread_mutex_unlock(&s->lock);
+    if (!go) return;
+
+    Casca__V1__State st = CASCA__V1__STATE__INIT;
+    Google__Protobuf__Timestamp at;
+    Casca__V1__CarbonState carbon = CASCA__V1__CARBON_STATE__INIT;
+    SloStatus **slos = calloc(s->nslos ? s->nslos : 1, sizeof(*slos));
+    struct sv_parts *svs = calloc(s->nsettings ? s->nsettings : 1, sizeof(*svs));
+    Casca__V1__SettingValue **svp = calloc(s->nsettings ? s->nsettings : 1, sizeof(*svp));
+    struct ctl_reading *rs = calloc(s->nsettings ? s->nsettings : 1, sizeof(*rs));
+    if (!slos || !svs || !svp || !rs) goto out;
+    st.seq = seq;
+    ts_of(t, &at);
+    st.time = &at;
+    st.missed = missed;
+    double footprint = 0;
+    bool has_footprint = false;
+    for (size_t i = 0; i < s->nslos; i++) {
+        if (slo_service_public_status(a->slo, s->slos[i], true, &slos[st.n_slos]) != CASCA_OK)
+            continue; /* removed by a reload */
+        SloStatus *x = slos[st.n_slos++];
+        if (!has_footprint && x->slo && x->has_value &&
+            x->slo->kind == CASCA__V1__SLO_KIND__SLO_KIND_CARBON_FOOTPRINT) {
+            footprint = x->value;
+            has_footprint = true;
+        }
+    }
+    st.slos = slos;
+    for (size_t i = 0; i < s->nsettings; i++) {
+        cache_get(a, s->settings[i], &rs[i]);
+        setting_value(s->settings[i], &rs[i], &svs[i]);
+        svp[i] = &svs[i].sv;
+    }
+    st.n_settings = s->nsettings;
+    st.settings = svp;
+    struct carbon_figure fig;
+    if (carbon_intensity_at(a->carbon, s->zone, t, &fig) == CASCA_OK) {
+        carbon.intensity_gco2eq_per_kwh = fig.gco2eq_per_kwh;
+        if (has_footprint && fig.gco2eq_per_kwh > 0) {
+            carbon.footprint_mg_per_min = footprint;
+            carbon.power_w = footprint * 60.0 / fig.gco2eq_per_kwh;
+        }
+    }
+    carbon.zone = s->zone_name;
+    st.carbon = &carbon;
+
+    ControlMessage m = CASCA__V1__CONTROL_MESSAGE__INIT;
+    m.msg_case = CASCA__V1__CONTROL_MESSAGE__MSG_STATE;
+    m.state = &st;
+    pthread_mutex_lock(&s->lock);
+    if (!s->done && s->pending && s->seq == seq && rpc_send(s->ctx, &m.base) == CASCA_OK) {
+        s->pending = false;
+        s->missed = 0;
+        s->states_sent++;
+        char key[64];
+        snprintf(key, sizeof(key), "%s/%016" PRIx64 "/S", s->id, seq);
+        record(a, a->steps_db, key, t, &st.base);
+    }
+    pthread_mutex_unlock(&s->lock);
+out:
+    for (size_t i = 0; slos && i < st.n_slos; i++)
+        casca__v1__slo_status__free_unpacked(slos[i], NULL);
+    for (size_t i = 0; rs && i < s->nsettings; i++)
+        ctl_reading_clear(&rs[i]);
+    free(slos);
+    free(svs);
+    free(svp);
+    free(rs);
+}
+
+static int64_t keepalive_ns(const struct sess *s)
+{
+    return KEEPALIVE_PERIODS * s->period_ns + KEEPALIVE_EXTRA_NS;
+}
+
+/* One pass over the sessions: reaps ended ones, enforces keepalives, produces and sends states.
+ * Returns when it wants to run next (monotonic). a->lock held. */
+static int64_t tick_locked(struct agent *a)
+{
+    int64_t now = mono_ns(), next = now + 1000 * MS;
+    struct sess **pp = &a->head, *prev = NULL;
+    while (*pp) {
+        struct sess *s = *pp;
+        pthread_mutex_lock(&s->lock);
+        if (s->done) {
+            pthread_mutex_unlock(&s->lock);
+            *pp = s->next;
+            if (a->tail == s) a->tail = prev;
+            sess_unref(s);
+            continue;
+        }
+        if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL &&
+            now - s->last_msg_mono > keepalive_ns(s)) {
+            end_locked(s, CASCA_ERR_TIMEOUT,
+                       "no message from the agent for %lld ms (keepalive: 3 periods + 5 s): the "
+                       "session and its leases are released; send an Action (it may have no "
+                       "changes) at least once per period",
+                       (long long)(keepalive_ns(s) / MS));
+            pthread_mutex_unlock(&s->lock);
+            continue; /* pp still points at s: the next round of the loop reaps it */
+        }
+        if (now >= s->next_tick_mono) {
+            s->seq++;
+            if (s->pending) s->missed++;
+            s->pending = true;
+            s->pending_time_ns = wall_ns();
+            s->next_tick_mono += s->period_ns;
+            if (s->next_tick_mono <= now) /* late (a stalled timer): keep the cadence from now */
+                s->next_tick_mono = now + s->period_ns;
+        }
+        pthread_mutex_unlock(&s->lock);
+        send_state(s);
+        pthread_mutex_lock(&s->lock);
+        int64_t due = s->next_tick_mono;
+        if (s->pending && now + FLUSH_RETRY_NS < due) due = now + FLUSH_RETRY_NS;
+        if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL &&
+            s->last_msg_mono + keepalive_ns(s) + MS < due)
+            due = s->last_msg_mono + keepalive_ns(s) + MS;
+        pthread_mutex_unlock(&s->lock);
+        if (due < next) next = due;
+        prev = s;
+        pp = &s->next;
+    }
+    return next;
+}
+
+static void *timer_main(void *arg)
+{
+    struct agent *a = arg;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stopping) {
+        int64_t next = tick_locked(a);
+        int64_t wait = next - mono_ns();
+        if (wait <= 0) continue;
+        struct timespec abs;
+        clock_gettime(CLOCK_MONOTONIC, &abs);
+        int64_t ns = abs.tv_nsec + wait % 1000000000;
+        abs.tv_sec += wait / 1000000000 + ns / 1000000000;
+        abs.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&a->wake, &a->lock, &abs);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+/* ---- Hello ---- */
+
+static bool name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > NAME_MAX_LEN) return false;
+    for (const unsigned char *p = (const unsigned char *)n; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return false;
+    return true;
+}
+
+/* Fills s from hello or ends the session with the reason. Worker thread, no lock held. */
+static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
+{
+    char why[MSG_LEN];
+    int rc = CASCA_OK;
+    pthread_mutex_lock(&s->lock);
+#define FAIL(err, ...)                                                                             \
+    do {                                                                                           \
+        end_locked(s, err, __VA_ARGS__);                                                           \
+        goto out;                                                                                  \
+    } while (0)
+    if (s->done) /* cancelled since the handler looked: take no lease */
+        goto out;
+    if (!name_ok(h->agent_name))
+        FAIL(CASCA_ERR_INVALID,
+             "Hello.agent_name must be 1 to %d printable bytes: name the "
+             "agent (it is shown in the audit log as changed_by)",
+             NAME_MAX_LEN);
+    if (h->mode < CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL ||
+        h->mode > CASCA__V1__AGENT_MODE__AGENT_MODE_OBSERVE)
+        FAIL(CASCA_ERR_INVALID, "Hello.mode must be AGENT_MODE_CONTROL, AGENT_MODE_SHADOW or "
+                                "AGENT_MODE_OBSERVE");
+    int64_t period = h->period ? h->period->seconds * 1000000000 + h->period->nanos : 0;
+    if (period == 0) period = DEFAULT_PERIOD_NS;
+    if (period < MIN_PERIOD_NS || period > MAX_PERIOD_NS)
+        FAIL(CASCA_ERR_INVALID, "Hello.period must be between 100 ms and 1 h (or unset for 1 s)");
+    if (strlen(h->zone) > ZONE_MAX_LEN)
+        FAIL(CASCA_ERR_INVALID, "Hello.zone is too long: use a zone code such as AT or DE");
+    snprintf(s->name, sizeof(s->name), "%s", h->agent_name);
+    s->mode = h->mode;
+    s->period_ns = period;
+    snprintf(s->zone, sizeof(s->zone), "%s", h->zone);
+    if (*h->zone) {
+        struct carbon_figure fig;
+        rc = carbon_intensity_at(a->carbon, h->zone, wall_ns(), &fig);
+        if (rc == CASCA_ERR_INVALID)
+            FAIL(rc, "Hello.zone '%s' is not a zone code (e.g. AT, DE)", h->zone);
+        if (rc != CASCA_OK)
+            FAIL(CASCA_ERR_NOT_FOUND,
+                 "no carbon intensity for zone '%s' now: CarbonService "
+                 "names the zones with data; leave zone empty for the "
+                 "server's default",
+                 h->zone);
+        snprintf(s->zone_name, sizeof(s->zone_name), "%s", h->zone);
+    } else {
+        struct config *c = config_live_get(a->live);
+        snprintf(s->zone_name, sizeof(s->zone_name), "%s", carbon_default_zone(c));
+        config_unref(c);
+    }
+
+    /* SLOs */
+    struct slo_view *sv = slo_view_get(slo_service_engine(a->slo));
+    for (size_t i = 0; i < h->n_slo_ids && rc == CASCA_OK; i++)
+        if (slo_view_find(sv, h->slo_ids[i]) < 0) {
+            snprintf(why, sizeof(why), "unknown SLO '%.64s': ListSlos names the SLOs you may read",
+                     h->slo_ids[i]);
+            rc = CASCA_ERR_NOT_FOUND;
+        } else {
+            rc = strv_add(&s->slos, &s->nslos, h->slo_ids[i]);
+        }
+    for (size_t i = 0; !h->n_slo_ids && i < slo_view_count(sv) && rc == CASCA_OK; i++)
+        rc = strv_add(&s->slos, &s->nslos, slo_view_def(sv, i)->id);
+    slo_view_put(sv);
+    if (rc == CASCA_ERR_NOT_FOUND) FAIL(rc, "%s", why);
+    /* settings; CONTROL leases the writable ones */
+    struct ctl_view *cv = ctl_view_get(a->ctl);
+    for (size_t i = 0; i < h->n_setting_ids && rc == CASCA_OK; i++)
+        if (ctl_view_find(cv, h->setting_ids[i]) < 0) {
+            snprintf(why, sizeof(why),
+                     "unknown setting '%.64s': ListSettings names the settings "
+                     "you may use",
+                     h->setting_ids[i]);
+            rc = CASCA_ERR_NOT_FOUND;
+        } else {
+            rc = strv_add(&s->settings, &s->nsettings, h->setting_ids[i]);
+        }
+    for (size_t i = 0; !h->n_setting_ids && i < ctl_view_count(cv) && rc == CASCA_OK; i++)
+        rc = strv_add(&s->settings, &s->nsettings, ctl_view_at(cv, i)->id);
+    for (size_t i = 0;
+         i < s->nsettings && rc == CASCA_OK && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL;
+         i++) {
+        const struct ctl_public *p = ctl_view_at(cv, (size_t)ctl_view_find(cv, s->settings[i]));
+        if (p && !p->read_only) rc = strv_add(&s->leased, &s->nleased, s->settings[i]);
+    }
+    ctl_view_put(cv);
+    if (rc == CASCA_ERR_NOT_FOUND) FAIL(rc, "%s", why);
+    if (rc != CASCA_OK) FAIL(rc, "out of memory");
+    if ((rc = lease_acquire_locked(a, s, why, sizeof(why))) != CASCA_OK) FAIL(rc, "%s", why);
+    s->hello_done = true; /* s's identity is now immutable */
+    s->since_ns = wall_ns();
+    s->seq = h->resume_after_seq;
+    snprintf(s->id, sizeof(s->id), "as-%013" PRIx64 "%05x", (uint64_t)(s->since_ns / MS),
+             atomic_fetch_add(&a->counter, 1) & 0xfffff);
+    pthread_mutex_unlock(&s->lock);
+
+    /* the current values, so the first state has them (may reach the services: worker thread) */
+    for (size_t i = 0; i < s->nsettings; i++) {
+        struct ctl_reading r;
+        if (cache_get(a, s->settings[i], &r)) {
+            ctl_reading_clear(&r);
+            continue;
+        }
+        if (ctl_get(a->ctl, s->settings[i], mono_ns() + ACTION_DEADLINE_NS, &r, why, sizeof(why)) ==
+            CASCA_OK) {
+            cache_put(a, s->settings[i], &r);
+            ctl_reading_clear(&r);
+        }
+    }
+
+    /* Welcome: public descriptions only (SloService's and ServiceControl's public fields) */
+    Casca__V1__Welcome w = CASCA__V1__WELCOME__INIT;
+    SloStatus **sts = calloc(s->nslos ? s->nslos : 1, sizeof(*sts));
+    Casca__V1__Slo **slos = calloc(s->nslos ? s->nslos : 1, sizeof(*slos));
+    Casca__V1__Setting *set = calloc(s->nsettings ? s->nsettings : 1, sizeof(*set));
+    Casca__V1__Setting **setp = calloc(s->nsettings ? s->nsettings : 1, sizeof(*setp));
+    Casca__V1__Range *ranges = calloc(s->nsettings ? s->nsettings : 1, sizeof(*ranges));
+    Casca__V1__Value **allowedp = NULL, *allowed = NULL;
+    cv = ctl_view_get(a->ctl);
+    size_t nallowed = 0;
+    for (size_t i = 0; i < s->nsettings; i++) {
+        long k = ctl_view_find(cv, s->settings[i]);
+        nallowed += k >= 0 ? ctl_view_at(cv, (size_t)k)->nallowed : 0;
+    }
+    allowed = calloc(nallowed + 1, sizeof(*allowed));
+    allowedp = calloc(nallowed + 1, sizeof(*allowedp));
+    if (!sts || !slos || !set || !setp || !ranges || !allowed || !allowedp) {
+        pthread_mutex_lock(&s->lock);
+        end_locked(s, CASCA_ERR_NOMEM, "out of memory");
+        pthread_mutex_unlock(&s->lock);
+        goto welcome_out;
+    }
+    w.session_id = s->id;
+    for (size_t i = 0; i < s->nslos; i++)
+        if (slo_service_public_status(a->slo, s->slos[i], false, &sts[w.n_slos]) == CASCA_OK)
+            slos[w.n_slos] = sts[w.n_slos]->slo, w.n_slos++;
+    w.slos = slos;
+    size_t na = 0;
+    for (size_t i = 0; i < s->nsettings; i++) {
+        long k = ctl_view_find(cv, s->settings[i]);
+        if (k < 0) continue;
+        const struct ctl_public *p = ctl_view_at(cv, (size_t)k);
+        Casca__V1__Setting *x = &set[w.n_settings];
+        casca__v1__setting__init(x);
+        x->id = (char *)p->id;
+        x->description = (char *)p->description;
+        x->unit = (char *)p->unit;
+        x->type = (Casca__V1__ValueType)p->type;
+        x->step = p->step;
+        x->read_only = p->read_only;
+        if (p->has_min || p->has_max) {
+            Casca__V1__Range *r = &ranges[w.n_settings];
+            casca__v1__range__init(r);
+            if (p->has_min) {
+                r->optional_min_case = CASCA__V1__RANGE__OPTIONAL_MIN_MIN;
+                r->min = p->min;
+            }
+            if (p->has_max) {
+                r->optional_max_case = CASCA__V1__RANGE__OPTIONAL_MAX_MAX;
+                r->max = p->max;
+            }
+            x->range = r;
+        }
+        x->allowed = &allowedp[na];
+        x->n_allowed = p->nallowed;
+        for (size_t j = 0; j < p->nallowed; j++, na++) {
+            value_to_pb(&p->allowed[j], &allowed[na]);
+            allowedp[na] = &allowed[na];
+        }
+        setp[w.n_settings++] = x;
+    }
+    w.settings = setp;
+    w.n_leased_setting_ids = s->nleased;
+    w.leased_setting_ids = s->leased;
+    ControlMessage m = CASCA__V1__CONTROL_MESSAGE__INIT;
+    m.msg_case = CASCA__V1__CONTROL_MESSAGE__MSG_WELCOME;
+    m.welcome = &w;
+    pthread_mutex_lock(&s->lock);
+    bool listed = false;
+    if (send_waiting_locked(s, &m.base) == CASCA_OK) {
+        int64_t now = mono_ns();
+        s->next_tick_mono = now; /* the first state right after Welcome */
+        s->last_msg_mono = now;
+        s->window_mono = now;
+        Casca__V1__AgentSessionInfo info;
+        Google__Protobuf__Timestamp since;
+        session_info(s, &info, &since);
+        record(a, a->sessions_db, s->id, s->since_ns, &info.base);
+        log_info("agent",
+                 "session %s: agent '%s' (caller %s) in %s mode, %zu SLOs, %zu "
+                 "settings, %zu leased, period %lld ms",
+                 s->id, s->name, rpc_caller_name(s->ctx), mode_names[s->mode], s->nslos,
+                 s->nsettings, s->nleased, (long long)(s->period_ns / MS));
+        listed = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (listed) {
+        atomic_fetch_add(&s->refs, 1);
+        pthread_mutex_lock(&a->lock);
+        if (a->tail)
+            a->tail->next = s;
+        else
+            a->head = s;
+        a->tail = s;
+        pthread_cond_signal(&a->wake);
+        pthread_mutex_unlock(&a->lock);
+    }
+welcome_out:
+    ctl_view_put(cv);
+    for (size_t i = 0; sts && i < w.n_slos; i++)
+        casca__v1__slo_status__free_unpacked(sts[i], NULL);
+    free(sts);
+    free(slos);
+    free(set);
+    free(setp);
+    free(ranges);
+    free(allowed);
+    free(allowedp);
+    return;
+out:
+    pthread_mutex_unlock(&s->lock);
+#undef FAIL
+}
+
+/* ---- Action ---- */
+
+static void reject(Casca__V1__Rejection *rj, Casca__V1__Rejection **ptr, char *id, char *reason)
+{
+    casca__v1__rejection__init(rj);
+    rj->setting_id = id;
+    rj->reason = reason;
+    *ptr = rj;
+}
+
+static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act)
+{
+    size_t n = act->n_changes;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&s->lock);
+    s->actions_received++;
+    if (now - s->window_mono >= s->period_ns) {
+        s->window_mono = now;
+        s->window_actions = 0;
+    }
+    bool limited = ++s->window_actions > MAX_ACTIONS_PER_PERIOD;
+    uint64_t last_seq = s->seq;
+    pthread_mutex_unlock(&s->lock);
+
+    Casca__V1__ActionResult res = CASCA__V1__ACTION_RESULT__INIT;
+    res.state_seq = act->state_seq;
+    res.nonce = act->nonce;
+    struct sv_parts *ap = calloc(n + 1, sizeof(*ap));
+    Casca__V1__SettingValue **app = calloc(n + 1, sizeof(*app));
+    Casca__V1__Rejection *rj = calloc(n + 1, sizeof(*rj));
+    Casca__V1__Rejection **rjp = calloc(n + 1, sizeof(*rjp));
+    char(*why)[MSG_LEN] = calloc(n + 1, sizeof(*why));
+    struct ctl_reading *rs = calloc(n + 1, sizeof(*rs));
+    if (!ap || !app || !rj || !rjp || !why || !rs) {
+        pthread_mutex_lock(&s->lock);
+        end_locked(s, CASCA_ERR_NOMEM, "out of memory");
+        pthread_mutex_unlock(&s->lock);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Casca__V1__SetSettingRequest *c = act->changes[i];
+        char *w = why[i];
+        if (limited)
+            snprintf(w, MSG_LEN,
+                     "rate limit: more than %d actions in one period (%lld ms); "
+                     "this action was not applied: send at most one action per State",
+                     MAX_ACTIONS_PER_PERIOD, (long long)(s->period_ns / MS));
+        else if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_OBSERVE)
+            snprintf(w, MSG_LEN,
+                     "this session is in OBSERVE mode: it receives states only; open "
+                     "a CONTROL or SHADOW session to act");
+        else if (act->state_seq > last_seq)
+            snprintf(w, MSG_LEN,
+                     "state_seq %" PRIu64 " is ahead of the last State (%" PRIu64 "): "
+                     "answer a State you received",
+                     act->state_seq, last_seq);
+        else if (!strv_has(s->settings, s->nsettings, c->id))
+            snprintf(w, MSG_LEN, "%s '%.64s'%s",
+                     s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL ? "not leased: setting"
+                                                                          : "setting",
+                     c->id,
+                     " is not part of this session: name it in Hello.setting_ids (ListSettings "
+                     "names the settings)");
+        else if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL &&
+                 !strv_has(s->leased, s->nleased, c->id))
+            snprintf(w, MSG_LEN, "not leased: setting '%s' is read-only and was not leased", c->id);
+        if (*w) {
+            reject(&rj[res.n_rejected], &rjp[res.n_rejected], c->id, w);
+            res.n_rejected++;
+            continue;
+        }
+        struct ctl_value v;
+        value_from_pb(c->value, &v);
+        struct ctl_request req = {
+            .id = c->id,
+            .value = &v,
+            .dry_run = c->dry_run,
+            .shadow = s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_SHADOW,
+            .caller = s->name,
+            .session = s,
+            .deadline_ns = mono_ns() + ACTION_DEADLINE_NS,
+        };
+        if (ctl_set(a->ctl, &req, &rs[i], w, MSG_LEN) == CASCA_OK) {
+            setting_value(c->id, &rs[i], &ap[res.n_applied]);
+            app[res.n_applied] = &ap[res.n_applied].sv;
+            res.n_applied++;
+        } else {
+            reject(&rj[res.n_rejected], &rjp[res.n_rejected], c->id, w);
+            res.n_rejected++;
+        }
+    }
+    res.applied = app;
+    res.rejected = rjp;
+    ControlMessage m = CASCA__V1__CONTROL_MESSAGE__INIT;
+    m.msg_case = CASCA__V1__CONTROL_MESSAGE__MSG_RESULT;
+    m.result = &res;
+    pthread_mutex_lock(&s->lock);
+    if (res.n_rejected == 0 && n > 0 && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL)
+        s->actions_applied++;
+    uint64_t k = s->actions_seen++;
+    if (send_waiting_locked(s, &m.base) == CASCA_OK || s->done) {
+        Casca__V1__TrajectoryStep step = CASCA__V1__TRAJECTORY_STEP__INIT;
+        step.session_id = s->id;
+        step.seq = act->state_seq;
+        step.action = (Casca__V1__Action *)act;
+        step.result = &res;
+        char key[80];
+        snprintf(key, sizeof(key), "%s/%016" PRIx64 "/A%08" PRIx64, s->id, act->state_seq, k);
+        record(a, a->steps_db, key, wall_ns(), &step.base);
+    }
+    pthread_mutex_unlock(&s->lock);
+out:
+    for (size_t i = 0; rs && i < n; i++)
+        ctl_reading_clear(&rs[i]);
+    free(ap);
+    free(app);
+    free(rj);
+    free(rjp);
+    free(why);
+    free(rs);
+}
+
+/* ---- the Session handler ---- */
+
+static const char *msg_name(const AgentMessage *m)
+{
+    switch (m->msg_case) {
+    case CASCA__V1__AGENT_MESSAGE__MSG_HELLO:
+        return "Hello";
+    case CASCA__V1__AGENT_MESSAGE__MSG_ACTION:
+        return "Action";
+    case CASCA__V1__AGENT_MESSAGE__MSG_GOODBYE:
+        return "Goodbye";
+    default:
+        return "an empty AgentMessage";
+    }
+}
+
+static void session(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct agent *a = rpc_method_arg(ctx);
+    struct sess *s = rpc_data(ctx);
+    if (!s) {
+        if (!(s = calloc(1, sizeof(*s)))) {
+            rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+            return;
+        }
+        s->a = a;
+        s->ctx = ctx;
+        atomic_init(&s->refs, 1);
+        pthread_mutex_init(&s->lock, NULL);
+        rpc_set_data(ctx, s, sess_unref);
+        rpc_on_cancel(ctx, on_cancel, s);
+    }
+    const AgentMessage *m = (const AgentMessage *)msg;
+    pthread_mutex_lock(&s->lock);
+    bool done = s->done, said_hello = s->hello_done;
+    s->last_msg_mono = mono_ns();
+    if (!done && !m)
+        end_locked(s, CASCA_OK, "%s", "");
+    else if (!done && !said_hello && m->msg_case != CASCA__V1__AGENT_MESSAGE__MSG_HELLO)
+        end_locked(s, CASCA_ERR_INVALID,
+                   "the first message of a session must be Hello (agent_name, mode, slo_ids, "
+                   "setting_ids, period, zone), not %s",
+                   msg_name(m));
+    else if (!done && said_hello && m->msg_case == CASCA__V1__AGENT_MESSAGE__MSG_HELLO)
+        end_locked(s, CASCA_ERR_INVALID, "Hello was already sent: send it once, first");
+    else if (!done && m->msg_case == CASCA__V1__AGENT_MESSAGE__MSG__NOT_SET)
+        end_locked(s, CASCA_ERR_INVALID, "empty AgentMessage: set hello, action or goodbye");
+    else if (!done && m->msg_case == CASCA__V1__AGENT_MESSAGE__MSG_GOODBYE) {
+        log_info("agent", "session %s: agent '%s' says goodbye: %.200s", s->id, s->name,
+                 m->goodbye->reason);
+        end_locked(s, CASCA_OK, "%s", "");
+    }
+    done = s->done;
+    pthread_mutex_unlock(&s->lock);
+    if (done) return;
+    if (m->msg_case == CASCA__V1__AGENT_MESSAGE__MSG_HELLO)
+        hello(a, s, m->hello);
+    else
+        action(a, s, m->action);
+}
+
+/* ---- AdminService ---- */
+
+void agent_list_sessions(struct agent *a, struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    (void)msg;
+    if (!a) {
+        rpc_finish(ctx, CASCA_ERR_UNAVAILABLE, "agent sessions are not set up yet; retry");
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    size_t n = 0;
+    for (struct sess *s = a->head; s; s = s->next)
+        n++;
+    Casca__V1__AgentSessionInfo *infos = calloc(n + 1, sizeof(*infos));
+    Casca__V1__AgentSessionInfo **ptrs = calloc(n + 1, sizeof(*ptrs));
+    Google__Protobuf__Timestamp *since = calloc(n + 1, sizeof(*since));
+    if (!infos || !ptrs || !since) {
+        pthread_mutex_unlock(&a->lock);
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    size_t k = 0;
+    for (struct sess *s = a->head; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (!s->done) {
+            session_info(s, &infos[k], &since[k]);
+            ptrs[k] = &infos[k];
+            k++;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    Casca__V1__ListAgentSessionsResponse resp = CASCA__V1__LIST_AGENT_SESSIONS_RESPONSE__INIT;
+    resp.n_sessions = k;
+    resp.sessions = ptrs;
+    rpc_reply(ctx, &resp.base); /* packed now, while the sessions' strings are held */
+    pthread_mutex_unlock(&a->lock);
+out:
+    free(infos);
+    free(ptrs);
+    free(since);
+}
+
+struct rec {
+    char *key;
+    uint8_t *val;
+    size_t len;
+};
+
+struct recs {
+    struct rec *v;
+    size_t n, cap;
+    const char *agent_name; /* collecting session ids of this agent */
+    int err;
+};
+
+static int collect(const void *k, size_t kl, const void *v, size_t vl, void *arg)
+{
+    struct recs *r = arg;
+    if (vl < 8) return 0;
+    if (r->agent_name) {
+        Casca__V1__AgentSessionInfo *info =
+            casca__v1__agent_session_info__unpack(NULL, vl - 8, (const uint8_t *)v + 8);
+        bool match = info && !strcmp(info->agent_name, r->agent_name);
+        if (info) casca__v1__agent_session_info__free_unpacked(info, NULL);
+        if (!match) return 0;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 64;
+        struct rec *g = realloc(r->v, cap * sizeof(*g));
+        if (!g) return r->err = CASCA_ERR_NOMEM;
+        r->v = g;
+        r->cap = cap;
+    }
+    struct rec *x = &r->v[r->n];
+    x->key = strndup(k, kl);
+    x->val = malloc(vl);
+    if (!x->key || !x->val) {
+        free(x->key);
+        free(x->val);
+        return r->err = CASCA_ERR_NOMEM;
+    }
+    memcpy(x->val, v, vl);
+    x->len = vl;
+    r->n++;
+    return 0;
+}
+
+static void recs_free(struct recs *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].key);
+        free(r->v[i].val);
+    }
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Sends a step, waiting while the queue is full (worker thread). */
+static int send_step(struct rpc_ctx *ctx, const Casca__V1__TrajectoryStep *step)
+{
+    int rc;
+    while ((rc = rpc_send(ctx, &step->base)) == CASCA_ERR_FULL)
+        nanosleep(&(struct timespec){0, 2 * MS}, NULL);
+    return rc;
+}
+
+static int64_t rec_time(const struct rec *r)
+{
+    int64_t t;
+    memcpy(&t, r->val, 8);
+    return t;
+}
+
+/* Streams the steps of session sid in [start, end). */
+static int export_session(struct agent *a, struct rpc_ctx *ctx, const char *sid, int64_t start,
+                          int64_t end)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "%s/", sid);
+    struct recs r = {0};
+    int rc = kv_foreach_prefix(a->steps_db, prefix, strlen(prefix), collect, &r);
+    if (rc == CASCA_OK) rc = r.err;
+    /* keys: sid/seq/A<n> (actions) sort before sid/seq/S (the state) */
+    for (size_t i = 0; i < r.n && rc == CASCA_OK;) {
+        size_t j = i;
+        const char *slash = strrchr(r.v[i].key, '/');
+        size_t seqlen = (size_t)(slash - r.v[i].key);
+        while (j < r.n && !strncmp(r.v[j].key, r.v[i].key, seqlen + 1))
+            j++;
+        const struct rec *srec = r.v[j - 1].key[seqlen + 1] == 'S' ? &r.v[j - 1] : NULL;
+        size_t nact = srec ? j - i - 1 : j - i;
+        Casca__V1__State *state =
+            srec ? casca__v1__state__unpack(NULL, srec->len - 8, srec->val + 8) : NULL;
+        int64_t t = srec ? rec_time(srec) : rec_time(&r.v[i]);
+        if (t >= start && t < end) {
+            Casca__V1__TrajectoryStep one = CASCA__V1__TRAJECTORY_STEP__INIT;
+            one.session_id = (char *)sid;
+            one.seq = strtoull(r.v[i].key + strlen(prefix), NULL, 16);
+            one.state = state;
+            if (nact == 0) rc = send_step(ctx, &one);
+            for (size_t k = i; k < i + nact && rc == CASCA_OK; k++) {
+                Casca__V1__TrajectoryStep *x =
+                    casca__v1__trajectory_step__unpack(NULL, r.v[k].len - 8, r.v[k].val + 8);
+                if (!x) continue; /* unreadable by this version: skip */
+                one.action = x->action;
+                one.result = x->result;
+                rc = send_step(ctx, &one);
+                casca__v1__trajectory_step__free_unpacked(x, NULL);
+            }
+        }
+        if (state) casca__v1__state__free_unpacked(state, NULL);
+        i = j;
+    }
+    recs_free(&r);
+    return rc;
+}
+
+static int flush_write(MDB_txn *txn, void *arg)
+{
+    (void)txn;
+    (void)arg;
+    return CASCA_OK;
+}
+
+void agent_export_trajectory(struct agent *a, struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    const Casca__V1__ExportTrajectoryRequest *req = (const Casca__V1__ExportTrajectoryRequest *)msg;
+    if (!a) {
+        rpc_finish(ctx, CASCA_ERR_UNAVAILABLE, "agent sessions are not set up yet; retry");
+        return;
+    }
+    int64_t start = ns_of_ts(req->start, INT64_MIN), end = ns_of_ts(req->end, INT64_MAX);
+    if (end < start) {
+        rpc_finish(ctx, CASCA_ERR_INVALID, "end is before start: swap them or leave end unset");
+        return;
+    }
+    /* the steps are recorded asynchronously: a no-op write queued behind them returns once
+     * they are committed, so the export sees every step recorded before the call */
+    int rc = store_write_wait(a->store, flush_write, NULL);
+    if (rc != CASCA_OK) {
+        rpc_finish(ctx, rc, "cannot read the recorded trajectories: %s", casca_strerror(rc));
+        return;
+    }
+    struct recs ids = {0};
+    if (req->which_case == CASCA__V1__EXPORT_TRAJECTORY_REQUEST__WHICH_SESSION_ID &&
+        *req->session_id) {
+        void *v = NULL;
+        size_t vl = 0;
+        rc = kv_get(a->sessions_db, req->session_id, strlen(req->session_id), &v, &vl);
+        free(v);
+        if (rc == CASCA_ERR_NOT_FOUND) {
+            rpc_finish(ctx, rc,
+                       "unknown session '%.64s': ListAgentSessions names the open "
+                       "sessions",
+                       req->session_id);
+            return;
+        }
+        if (rc == CASCA_OK)
+            rc = collect(req->session_id, strlen(req->session_id), "\0\0\0\0\0\0\0\0", 8, &ids);
+    } else if (req->which_case == CASCA__V1__EXPORT_TRAJECTORY_REQUEST__WHICH_AGENT_NAME &&
+               *req->agent_name) {
+        ids.agent_name = req->agent_name;
+        rc = kv_foreach_prefix(a->sessions_db, "", 0, collect, &ids);
+        if (rc == CASCA_OK) rc = ids.err;
+    } else {
+        rpc_finish(ctx, CASCA_ERR_INVALID,
+                   "set session_id or agent_name to say whose steps to "
+                   "export");
+        return;
+    }
+    for (size_t i = 0; i < ids.n && rc == CASCA_OK; i++)
+        rc = export_session(a, ctx, ids.v[i].key, start, end);
+    recs_free(&ids);
+    if (rc == CASCA_OK)
+        rpc_reply(ctx, NULL);
+    else if (rc == CASCA_ERR_CANCELLED)
+        rpc_finish(ctx, rc, "the export was cancelled");
+    else
+        rpc_finish(ctx, rc, "cannot read the recorded trajectories: %s", casca_strerror(rc));
+}
+
+/* ---- lifecycle ---- */
+
+struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_service *slo,
+                           struct carbon *carbon, struct config_live *live, struct store *store)
+{
+    struct agent *a = calloc(1, sizeof(*a));
+    if (!a) return NULL;
+    a->ctl = ctl;
+    a->slo = slo;
+    a->carbon = carbon;
+    a->live = live;
+    a->store = store;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->cache_lock, NULL);
+    pthread_mutex_init(&a->lease_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    a->methods[0] = (struct rpc_method){"/casca.v1.AgentService/Session",
+                                        &casca__v1__agent_message__descriptor,
+                                        &casca__v1__control_message__descriptor,
+                                        RPC_BIDI,
+                                        RPC_ROLE_AGENT | RPC_ROLE_OPERATOR,
+                                        RPC_BLOCKING,
+                                        session,
+                                        a,
+                                        NULL};
+    if (kv_open(store, "agent_sessions", &a->sessions_db) != CASCA_OK ||
+        kv_open(store, "agent_steps", &a->steps_db) != CASCA_OK ||
+        ctl_listen(ctl, on_change, a) != CASCA_OK) {
+        agent_destroy(a);
+        return NULL;
+    }
+    a->listening = true;
+    if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
+        agent_destroy(a);
+        return NULL;
+    }
+    a->timer_started = true;
+    if (rpc_server_add_methods(srv, a->methods, 1) != CASCA_OK) {
+        agent_destroy(a);
+        return NULL;
+    }
+    ctl_set_lease_hook(ctl, lease_hook, a);
+    return a;
+}
+
+void agent_destroy(struct agent *a)
+{
+    if (!a) return;
+    if (a->listening) {
+        ctl_set_lease_hook(a->ctl, NULL, NULL);
+        ctl_unlisten(a->ctl, on_change, a);
+    }
+    if (a->timer_started) {
+        pthread_mutex_lock(&a->lock);
+        a->stopping = true;
+        pthread_cond_signal(&a->wake);
+        pthread_mutex_unlock(&a->lock);
+        pthread_join(a->timer, NULL);
+    }
+    while (a->head) { /* every call is over: only the list's references are left */
+        struct sess *s = a->head;
+        a->head = s->next;
+        sess_unref(s);
+    }
+    for (size_t i = 0; i < a->ncache; i++) {
+        free(a->cache[i].id);
+        ctl_reading_clear(&a->cache[i].r);
+    }
+    free(a->cache);
+    free(a->leases);
+    kv_close(a->sessions_db);
+    kv_close(a->steps_db);
+    pthread_cond_destroy(&a->wake);
+    pthread_mutex_destroy(&a->lock);
+    pthread_mutex_destroy(&a->cache_lock);
+    pthread_mutex_destroy(&a->lease_lock);
+    free(a);
+}
