@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "audit.h"
 #include "casca/v1/admin.pb-c.h"
 #include "config.h"
@@ -168,15 +169,25 @@ static void get_audit_log(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     free(s.entries);
 }
 
+/* The agent module owns the sessions and their recorded trajectories (agent.h). */
+static void list_agent_sessions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = rpc_method_arg(ctx);
+    agent_list_sessions(a->d->agent, ctx, msg);
+}
+
+static void export_trajectory(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = rpc_method_arg(ctx);
+    agent_export_trajectory(a->d->agent, ctx, msg);
+}
+
 struct admin *admin_create(struct rpc_server *srv, struct daemon *d)
 {
     struct admin *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->d = d;
-    const char *agents_pending = "AdminService agent-session methods are part of the casca v1 "
-                                 "API but not implemented in this build yet: decision-agent "
-                                 "sessions have not landed";
 #define M(name, req, resp, kind, flags, fn, pend)                                                 \
     (struct rpc_method)                                                                        \
     {                                                                                          \
@@ -190,9 +201,9 @@ struct admin *admin_create(struct rpc_server *srv, struct daemon *d)
     a->methods[2] = M("GetAuditLog", get_audit_log_request, get_audit_log_response, RPC_UNARY, 0,
                       get_audit_log, NULL);
     a->methods[3] = M("ListAgentSessions", list_agent_sessions_request,
-                      list_agent_sessions_response, RPC_UNARY, 0, NULL, agents_pending);
+                      list_agent_sessions_response, RPC_UNARY, 0, list_agent_sessions, NULL);
     a->methods[4] = M("ExportTrajectory", export_trajectory_request, trajectory_step,
-                      RPC_SERVER_STREAM, 0, NULL, agents_pending);
+                      RPC_SERVER_STREAM, RPC_BLOCKING, export_trajectory, NULL);
 #undef M
     if (rpc_server_add_methods(srv, a->methods, 5) != CASCA_OK) {
         free(a);

@@ -1,5 +1,5 @@
-/* admin: casca.v1.AdminService (operator role only): Reload, GetStatus, GetAuditLog. The agent
- * session methods answer UNIMPLEMENTED until decision agents land. */
+/* admin: casca.v1.AdminService (operator role only): Reload, GetStatus, GetAuditLog, and the agent
+ * session methods ListAgentSessions and ExportTrajectory (served by the agent module, agent.h). */
 #ifndef CASCA_ADMIN_H
 #define CASCA_ADMIN_H
 

@@ -403,6 +403,12 @@ static struct carbon_conf *conf_of(const struct config *cfg)
     return cfg->sections[CONFIG_SECTION_CARBON];
 }
 
+const char *carbon_default_zone(const struct config *cfg)
+{
+    const struct carbon_conf *c = conf_of(cfg);
+    return c && c->default_zone ? c->default_zone : "";
+}
+
 static int64_t now_ns(void)
 {
     struct timespec ts;

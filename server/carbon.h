@@ -61,6 +61,9 @@ void carbon_destroy(struct carbon *c);
 int carbon_intensity_at(struct carbon *c, const char *zone, int64_t time_ns,
                         struct carbon_figure *out);
 
+/* The default zone of cfg's carbon section ("AT"); valid while cfg is. Any thread. */
+const char *carbon_default_zone(const struct config *cfg);
+
 /* The config section (rows of config.c's sections table). */
 void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const values[]);
 void carbon_config_free(void *section);

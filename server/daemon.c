@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "admin.h"
-#include "api.h"
+#include "agent.h"
 #include "audit.h"
 #include "auth.h"
 #include "carbon.h"
@@ -173,7 +173,7 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     if (!d->rpc || !(d->health = health_create(d->rpc)) ||
         !(d->reflection =
               reflection_create(d->rpc, casca_descriptor_set, casca_descriptor_set_size)) ||
-        !(d->admin = admin_create(d->rpc, d)) || !(d->api = api_create(d->rpc))) {
+        !(d->admin = admin_create(d->rpc, d))) {
         add_error(errs, "cannot set up the gRPC services (out of memory?)");
         daemon_close(d);
         return CASCA_ERR_INTERNAL;
@@ -196,6 +196,11 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     }
     if (!(d->slo = slo_service_create(d->rpc, c, d->tsdb, d->carbon))) {
         add_error(errs, "cannot set up the SLO engine (out of memory?)");
+        daemon_close(d);
+        return CASCA_ERR_INTERNAL;
+    }
+    if (!(d->agent = agent_create(d->rpc, d->ctl, d->slo, d->carbon, d->live, d->store))) {
+        add_error(errs, "cannot set up agent sessions (out of memory or store error?)");
         daemon_close(d);
         return CASCA_ERR_INTERNAL;
     }
@@ -268,8 +273,8 @@ void daemon_close(struct daemon *d)
     if (d->health)
         health_set_serving(d->health, false);
     rpc_server_destroy(d->rpc); /* every call is over after this */
-    api_destroy(d->api);
     admin_destroy(d->admin);
+    agent_destroy(d->agent); /* before control, the SLO service, carbon and the store */
     slo_service_destroy(d->slo); /* before the carbon data and the tsdb it reads */
     control_destroy(d->control);
     ctl_destroy(d->ctl);

@@ -17,7 +17,6 @@ struct daemon {
     struct rpc_server *rpc;
     struct health *health;
     struct reflection *reflection;
-    struct api *api;
     struct admin *admin;
     struct ctl *ctl;         /* service control: settings and their controllers */
     struct control *control; /* ServiceControl */
@@ -28,6 +27,7 @@ struct daemon {
     struct tsdb *tsdb;           /* the time-series store (stores/tsdb.h) */
     struct telemetry *telemetry; /* TelemetryService */
     struct slo_service *slo;     /* the SLO engine and SloService */
+    struct agent *agent;         /* AgentService sessions, leases, trajectories */
     int64_t started_ns; /* wall clock, ns since the epoch */
     int64_t started_mono_ns;
     int port; /* bound port */

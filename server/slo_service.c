@@ -625,6 +625,35 @@ void slo_service_reload(struct slo_service *s, struct config *c)
     slo_engine_reload(s->engine, c);
 }
 
+int slo_service_public_status(struct slo_service *s, const char *id, bool with_status,
+                              SloStatus **out)
+{
+    *out = NULL;
+    struct slo_view *v = slo_view_get(s->engine);
+    long i = slo_view_find(v, id);
+    if (i < 0) {
+        slo_view_put(v);
+        return CASCA_ERR_NOT_FOUND;
+    }
+    struct slo_status st;
+    if (with_status)
+        slo_view_status(s->engine, v, (size_t)i, &st);
+    struct pub p;
+    pub_of(slo_view_def(v, (size_t)i), &p);
+    struct status_parts parts;
+    status_msg(&p, with_status ? &st : NULL, false, &parts);
+    /* a deep copy through the wire format, so the caller owns every string */
+    size_t len = protobuf_c_message_get_packed_size(&parts.s.base);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+        protobuf_c_message_pack(&parts.s.base, buf);
+        *out = casca__v1__slo_status__unpack(NULL, len, buf);
+        free(buf);
+    }
+    slo_view_put(v);
+    return *out ? CASCA_OK : CASCA_ERR_NOMEM;
+}
+
 struct slo_engine *slo_service_engine(struct slo_service *s)
 {
     return s->engine;

@@ -15,6 +15,8 @@
 #ifndef CASCA_SLO_SERVICE_H
 #define CASCA_SLO_SERVICE_H
 
+#include <stdbool.h>
+
 #include "rpc.h"
 #include "tsdb.h"
 
@@ -33,5 +35,13 @@ void slo_service_reload(struct slo_service *s, struct config *c);
 void slo_service_destroy(struct slo_service *s);
 
 struct slo_engine *slo_service_engine(struct slo_service *s);
+
+/* For the agent module: the SloStatus of SLO id exactly as GetSlo answers it (public fields
+ * only), newly allocated: free it with casca__v1__slo_status__free_unpacked(*out, NULL). With
+ * with_status false only (*out)->slo (the description) is filled. CASCA_ERR_NOT_FOUND for an
+ * unknown id, CASCA_ERR_NOMEM. Any thread; a few tens of microseconds (LMDB reads). */
+struct Casca__V1__SloStatus;
+int slo_service_public_status(struct slo_service *s, const char *id, bool with_status,
+                              struct Casca__V1__SloStatus **out);
 
 #endif
