@@ -13,6 +13,7 @@
 #include "casca/v1/agent.pb-c.h"
 #include "casca_err.h"
 #include "config.h"
+#include "control.h"
 #include "ctl.h"
 #include "kv.h"
 #include "log.h"
@@ -130,79 +131,6 @@ static void ts_of(int64_t ns, Google__Protobuf__Timestamp *t)
 static int64_t ns_of_ts(const Google__Protobuf__Timestamp *t, int64_t if_unset)
 {
     return t ? t->seconds * 1000000000 + t->nanos : if_unset;
-}
-
-static void value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
-{
-    casca__v1__value__init(pb);
-    switch (v->kind) {
-    case CTL_INT:
-        pb->kind_case = CASCA__V1__VALUE__KIND_INT_VALUE;
-        pb->int_value = v->i;
-        break;
-    case CTL_DOUBLE:
-        pb->kind_case = CASCA__V1__VALUE__KIND_DOUBLE_VALUE;
-        pb->double_value = v->d;
-        break;
-    case CTL_BOOL:
-        pb->kind_case = CASCA__V1__VALUE__KIND_BOOL_VALUE;
-        pb->bool_value = v->b;
-        break;
-    case CTL_STRING:
-        pb->kind_case = CASCA__V1__VALUE__KIND_STRING_VALUE;
-        pb->string_value = v->s;
-        break;
-    default:
-        break;
-    }
-}
-
-/* Borrows pb's string. */
-static void value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v)
-{
-    memset(v, 0, sizeof(*v));
-    switch (pb ? pb->kind_case : CASCA__V1__VALUE__KIND__NOT_SET) {
-    case CASCA__V1__VALUE__KIND_INT_VALUE:
-        v->kind = CTL_INT;
-        v->i = pb->int_value;
-        break;
-    case CASCA__V1__VALUE__KIND_DOUBLE_VALUE:
-        v->kind = CTL_DOUBLE;
-        v->d = pb->double_value;
-        break;
-    case CASCA__V1__VALUE__KIND_BOOL_VALUE:
-        v->kind = CTL_BOOL;
-        v->b = pb->bool_value;
-        break;
-    case CASCA__V1__VALUE__KIND_STRING_VALUE:
-        v->kind = CTL_STRING;
-        v->s = pb->string_value;
-        break;
-    default:
-        break;
-    }
-}
-
-/* A SettingValue with the parts it points to; borrows id and the reading's strings. */
-struct sv_parts {
-    Casca__V1__SettingValue sv;
-    Casca__V1__Value value;
-    Google__Protobuf__Timestamp at;
-};
-
-static void setting_value(const char *id, const struct ctl_reading *r, struct sv_parts *p)
-{
-    casca__v1__setting_value__init(&p->sv);
-    p->sv.id = (char *)id;
-    if (r->value.kind != CTL_NONE) {
-        value_to_pb(&r->value, &p->value);
-        p->sv.value = &p->value;
-    }
-    if (r->updated_ns) {
-        ts_of(r->updated_ns, &p->at);
-        p->sv.updated_at = &p->at;
-    }
-    p->sv.changed_by = (char *)r->changed_by;
 }
 
 static void strv_free(char **v, size_t n)
@@ -482,7 +410,7 @@ static void send_state(struct sess *s)
     Google__Protobuf__Timestamp at;
     Casca__V1__CarbonState carbon = CASCA__V1__CARBON_STATE__INIT;
     SloStatus **slos = calloc(s->nslos ? s->nslos : 1, sizeof(*slos));
-    struct sv_parts *svs = calloc(s->nsettings ? s->nsettings : 1, sizeof(*svs));
+    struct control_sv *svs = calloc(s->nsettings ? s->nsettings : 1, sizeof(*svs));
     Casca__V1__SettingValue **svp = calloc(s->nsettings ? s->nsettings : 1, sizeof(*svp));
     struct ctl_reading *rs = calloc(s->nsettings ? s->nsettings : 1, sizeof(*rs));
     if (!slos || !svs || !svp || !rs) goto out;
@@ -505,7 +433,7 @@ static void send_state(struct sess *s)
     st.slos = slos;
     for (size_t i = 0; i < s->nsettings; i++) {
         cache_get(a, s->settings[i], &rs[i]);
-        setting_value(s->settings[i], &rs[i], &svs[i]);
+        control_setting_value(s->settings[i], &rs[i], &svs[i]);
         svp[i] = &svs[i].sv;
     }
     st.n_settings = s->nsettings;
@@ -796,7 +724,7 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
         x->allowed = &allowedp[na];
         x->n_allowed = p->nallowed;
         for (size_t j = 0; j < p->nallowed; j++, na++) {
-            value_to_pb(&p->allowed[j], &allowed[na]);
+            control_value_to_pb(&p->allowed[j], &allowed[na]);
             allowedp[na] = &allowed[na];
         }
         setp[w.n_settings++] = x;
@@ -881,7 +809,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     Casca__V1__ActionResult res = CASCA__V1__ACTION_RESULT__INIT;
     res.state_seq = act->state_seq;
     res.nonce = act->nonce;
-    struct sv_parts *ap = calloc(n + 1, sizeof(*ap));
+    struct control_sv *ap = calloc(n + 1, sizeof(*ap));
     Casca__V1__SettingValue **app = calloc(n + 1, sizeof(*app));
     Casca__V1__Rejection *rj = calloc(n + 1, sizeof(*rj));
     Casca__V1__Rejection **rjp = calloc(n + 1, sizeof(*rjp));
@@ -926,7 +854,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
             continue;
         }
         struct ctl_value v;
-        value_from_pb(c->value, &v);
+        control_value_from_pb(c->value, &v);
         struct ctl_request req = {
             .id = c->id,
             .value = &v,
@@ -937,7 +865,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
             .deadline_ns = mono_ns() + ACTION_DEADLINE_NS,
         };
         if (ctl_set(a->ctl, &req, &rs[i], w, MSG_LEN) == CASCA_OK) {
-            setting_value(c->id, &rs[i], &ap[res.n_applied]);
+            control_setting_value(c->id, &rs[i], &ap[res.n_applied]);
             app[res.n_applied] = &ap[res.n_applied].sv;
             res.n_applied++;
         } else {

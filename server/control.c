@@ -61,7 +61,7 @@ static int64_t deadline_of(struct rpc_ctx *ctx)
 
 /* ---- messages ---- */
 
-static void value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
+void control_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
 {
     casca__v1__value__init(pb);
     switch (v->kind) {
@@ -79,8 +79,7 @@ static void value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
     }
 }
 
-/* Borrows pb's string. */
-static void value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v)
+void control_value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v)
 {
     memset(v, 0, sizeof(*v));
     switch (pb ? pb->kind_case : CASCA__V1__VALUE__KIND__NOT_SET) {
@@ -98,19 +97,12 @@ static void value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v)
     }
 }
 
-/* Fills sv (and the parts it points to) from a reading; borrows id and the reading's strings. */
-struct sv_parts {
-    Casca__V1__SettingValue sv;
-    Casca__V1__Value value;
-    Google__Protobuf__Timestamp at;
-};
-
-static void setting_value(const char *id, const struct ctl_reading *r, struct sv_parts *p)
+void control_setting_value(const char *id, const struct ctl_reading *r, struct control_sv *p)
 {
     casca__v1__setting_value__init(&p->sv);
     p->sv.id = (char *)id;
     if (r->value.kind != CTL_NONE) {
-        value_to_pb(&r->value, &p->value);
+        control_value_to_pb(&r->value, &p->value);
         p->sv.value = &p->value;
     }
     if (r->updated_ns) {
@@ -177,7 +169,7 @@ static void list_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         s->allowed = &aptrs[a];
         s->n_allowed = p->nallowed;
         for (size_t k = 0; k < p->nallowed && a < nallowed; k++, a++) {
-            value_to_pb(&p->allowed[k], &allowed[a]);
+            control_value_to_pb(&p->allowed[k], &allowed[a]);
             aptrs[a] = &allowed[a];
         }
         ptrs[i] = s;
@@ -208,8 +200,8 @@ static void get_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         rpc_finish(ctx, rc, "%s", why);
         return;
     }
-    struct sv_parts p;
-    setting_value(req->id, &r, &p);
+    struct control_sv p;
+    control_setting_value(req->id, &r, &p);
     rpc_reply(ctx, &p.sv.base);
     ctl_reading_clear(&r);
 }
@@ -219,7 +211,7 @@ static void set_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     struct control *c = rpc_method_arg(ctx);
     const Casca__V1__SetSettingRequest *req = (const Casca__V1__SetSettingRequest *)msg;
     struct ctl_value value;
-    value_from_pb(req->value, &value);
+    control_value_from_pb(req->value, &value);
     struct ctl_request cr = {
         .id = req->id,
         .value = &value,
@@ -234,8 +226,8 @@ static void set_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         rpc_finish(ctx, rc, "%s", why);
         return;
     }
-    struct sv_parts p;
-    setting_value(req->id, &r, &p);
+    struct control_sv p;
+    control_setting_value(req->id, &r, &p);
     rpc_reply(ctx, &p.sv.base);
     ctl_reading_clear(&r);
 }
@@ -269,8 +261,8 @@ static void flush_locked(struct watcher *w)
         struct slot *s = &w->slots[i];
         if (!s->pending)
             continue;
-        struct sv_parts p;
-        setting_value(s->id, &s->r, &p);
+        struct control_sv p;
+        control_setting_value(s->id, &s->r, &p);
         int rc = rpc_send(w->ctx, &p.sv.base);
         if (rc == CASCA_ERR_FULL)
             return; /* stays pending: the flusher retries, later values overwrite it */

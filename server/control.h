@@ -6,10 +6,25 @@
 #ifndef CASCA_CONTROL_H
 #define CASCA_CONTROL_H
 
+#include "casca/v1/control.pb-c.h"
 #include "ctl.h"
 #include "rpc.h"
 
 struct control;
+
+/* Conversions between ctl's values and the API's messages, shared by ServiceControl and the agent
+ * sessions so both show a setting the same way. Pure, any thread. */
+void control_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb); /* borrows v's string */
+void control_value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v); /* borrows pb's */
+
+/* A SettingValue with the parts it points to. */
+struct control_sv {
+    Casca__V1__SettingValue sv;
+    Casca__V1__Value value;
+    Google__Protobuf__Timestamp at;
+};
+/* Fills p from a reading; borrows id and the reading's strings. */
+void control_setting_value(const char *id, const struct ctl_reading *r, struct control_sv *p);
 
 /* Registers ServiceControl on srv (before rpc_server_start) and listens to ctl's changes for the
  * watches. NULL on failure. Main thread. */
