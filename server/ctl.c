@@ -193,6 +193,13 @@ int64_t ctl_io_left_ms(const struct ctl_io *io)
     return left <= 0 ? 0 : left < 1000000 ? 1 : left / 1000000;
 }
 
+void ctl_io_clamp(struct ctl_io *io, uint64_t timeout_ms)
+{
+    int64_t own = mono_ns() + (int64_t)timeout_ms * 1000000;
+    if (own < io->deadline_ns)
+        io->deadline_ns = own;
+}
+
 int ctl_io_fail(struct ctl_io *io, int err, const char *fmt, ...)
 {
     va_list ap;

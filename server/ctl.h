@@ -84,6 +84,9 @@ struct ctl_io {
 };
 /* Milliseconds left before io's deadline (at least 1 while it has not passed, 0 once it has). */
 int64_t ctl_io_left_ms(const struct ctl_io *io);
+/* Brings io's deadline forward to timeout_ms from now if that is sooner: a controller's own
+ * timeout bounds the operation even when the caller's deadline is later. */
+void ctl_io_clamp(struct ctl_io *io, uint64_t timeout_ms);
 /* Sets io->detail (printf format) and returns err: `return ctl_io_fail(io, CASCA_ERR_..., ...)`. */
 int ctl_io_fail(struct ctl_io *io, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -285,21 +285,11 @@ static void ex_close(void *inst)
     free(inst);
 }
 
-/* io limited to the controller's own timeout. */
-static void clamp(struct ctl_io *io, uint64_t timeout_ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t own = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)timeout_ms * 1000000;
-    if (own < io->deadline_ns)
-        io->deadline_ns = own;
-}
-
 static int ex_get(void *inst, struct ctl_value *out, struct ctl_io *io)
 {
     struct ex *e = inst;
     char *text = NULL;
-    clamp(io, e->conf->timeout_ms);
+    ctl_io_clamp(io, e->conf->timeout_ms);
     int rc = ctl_cmd_run(&e->conf->get, NULL, false, &text, io);
     if (rc != CASCA_OK)
         return rc;
@@ -320,7 +310,7 @@ static int ex_set(void *inst, const struct ctl_value *v, struct ctl_io *io)
         ctl_value_clear(&s);
         return ctl_io_fail(io, CASCA_ERR_NOMEM, "out of memory");
     }
-    clamp(io, e->conf->timeout_ms);
+    ctl_io_clamp(io, e->conf->timeout_ms);
     int rc = ctl_cmd_run(&e->conf->set, s.s, true, NULL, io);
     ctl_value_clear(&s);
     return rc;

@@ -593,15 +593,6 @@ static void file_close(void *inst)
     free(f);
 }
 
-static void clamp(struct ctl_io *io, uint64_t timeout_ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t own = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)timeout_ms * 1000000;
-    if (own < io->deadline_ns)
-        io->deadline_ns = own;
-}
-
 static int file_get(void *inst, struct ctl_value *out, struct ctl_io *io)
 {
     struct file_inst *f = inst;
@@ -617,7 +608,7 @@ static int file_get(void *inst, struct ctl_value *out, struct ctl_io *io)
 static int file_set(void *inst, const struct ctl_value *v, struct ctl_io *io)
 {
     struct file_inst *f = inst;
-    clamp(io, f->conf->timeout_ms);
+    ctl_io_clamp(io, f->conf->timeout_ms);
     pthread_mutex_lock(&f->lock);
     char *text = NULL, *next = NULL;
     size_t len = 0;
