@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent_logic.h"
 #include "carbon.h"
 #include "casca/v1/admin.pb-c.h"
 #include "casca/v1/agent.pb-c.h"
@@ -20,19 +21,12 @@
 #include "slo_service.h"
 #include "slo_engine.h"
 
-#define MS 1000000LL
-#define DEFAULT_PERIOD_NS (1000 * MS)
-#define MIN_PERIOD_NS (100 * MS)
-#define MAX_PERIOD_NS (3600 * 1000 * MS)
-#define KEEPALIVE_PERIODS 3
-#define KEEPALIVE_EXTRA_NS (5000 * MS)
-#define MAX_ACTIONS_PER_PERIOD 10
-#define FLUSH_RETRY_NS (20 * MS) /* how often a pending (coalesced) state retries its send */
-#define RESULT_SEND_WAIT_NS (10000 * MS) /* an agent that reads nothing for this long is dropped   \
-                                          */
-#define ACTION_DEADLINE_NS (5000 * MS)   /* bound on one change reaching the managed service */
-#define NAME_MAX_LEN 63                  /* ctl's changed_by holds 63 bytes */
-#define ZONE_MAX_LEN 32
+#define MS AGENT_MS
+#define MAX_HELD 64                    /* results waiting for room in a stream before it is closed */
+#define HELD_MAX_NS (10000 * MS)       /* an agent that reads nothing for this long is dropped */
+#define ACTION_DEADLINE_NS (5000 * MS) /* bound on one change reaching the managed service */
+#define MAX_SLEEP_NS (1000 * MS)       /* the timer looks at every session at least this often */
+#define REAP INT64_MIN                 /* visit's answer for a session that is over */
 #define MSG_LEN 512
 
 typedef Casca__V1__AgentMessage AgentMessage;
@@ -43,42 +37,46 @@ static const char *const mode_names[] = {"UNSPECIFIED", "CONTROL", "SHADOW", "OB
 
 /* ---- one session ---- */
 
+/* An ActionResult the transport had no room for, packed, waiting its turn (oldest first). */
+struct held {
+    struct held *next;
+    size_t len;
+    uint8_t buf[];
+};
+
 struct sess {
     struct agent *a;
     struct rpc_ctx *ctx;
     atomic_int refs; /* the call's (rpc_set_data) and the session list's */
     /* immutable once hello_done */
     char id[32];
-    char name[NAME_MAX_LEN + 1];
+    char name[AGENT_NAME_MAX_LEN + 1];
     int mode;
-    char zone[ZONE_MAX_LEN + 1];      /* asked for; "" = default */
-    char zone_name[ZONE_MAX_LEN + 1]; /* what the states name */
+    char zone[AGENT_ZONE_MAX_LEN + 1];      /* asked for; "" = default */
+    char zone_name[AGENT_ZONE_MAX_LEN + 1]; /* what the states name */
     char **slos, **settings, **leased;
     size_t nslos, nsettings, nleased;
     int64_t period_ns;
     int64_t since_ns;
+    /* under agent.lock, or the timer's while it visits */
+    int64_t due_ns; /* when the timer looks at it next */
+    struct sess *next;
     /* under lock */
     pthread_mutex_t lock;
     bool hello_done, done;
-    uint64_t seq; /* last state produced */
-    bool pending; /* state seq is produced, not yet sent */
-    int64_t pending_time_ns;
-    uint32_t missed; /* coalesced away since the last state sent */
-    int64_t next_tick_mono, last_msg_mono;
-    int64_t window_mono;
-    unsigned window_actions;
+    struct agent_clock clock;
+    int64_t pending_time_ns; /* wall clock of the pending state */
+    int64_t last_msg_mono;
+    struct agent_rate rate;
+    struct held *held, *held_tail;
+    unsigned nheld;
+    int64_t held_since_mono; /* when the transport last refused or took a held result */
     uint64_t states_sent, actions_received, actions_applied, actions_seen;
-    struct sess *next; /* the agent's list, under agent.lock */
 };
 
 struct cached {
     char *id;
     struct ctl_reading r;
-};
-
-struct lease {
-    char *id;
-    struct sess *holder;
 };
 
 struct agent {
@@ -88,18 +86,19 @@ struct agent {
     struct config_live *live;
     struct store *store;
     struct kv *sessions_db, *steps_db;
-    pthread_mutex_t lock; /* the session list, stopping */
+    pthread_mutex_t lock; /* the session list, the timer's heap, stopping */
     pthread_cond_t wake;
-    struct sess *head, *tail;
+    struct sess *head;
+    size_t nsess;
+    struct sess **heap; /* min-heap on due_ns of the listed sessions the timer is not visiting */
+    size_t nheap, cap;  /* cap >= nsess */
     bool stopping;
     pthread_t timer;
     bool timer_started, listening;
     pthread_mutex_t cache_lock; /* values ctl last saw */
     struct cached *cache;
     size_t ncache;
-    pthread_mutex_t lease_lock;
-    struct lease *leases;
-    size_t nleases;
+    struct agent_leases *leases;
     atomic_uint counter;
     atomic_ulong record_failures;
     struct rpc_method methods[1];
@@ -159,23 +158,11 @@ static int strv_add(char ***v, size_t *n, const char *s)
     return CASCA_OK;
 }
 
-/* Packs msg behind an 8-byte time prefix (malloc'ed). */
-static uint8_t *pack_timed(int64_t t_ns, const ProtobufCMessage *msg, size_t *len)
-{
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(8 + n);
-    if (!buf) return NULL;
-    memcpy(buf, &t_ns, 8);
-    protobuf_c_message_pack(msg, buf + 8);
-    *len = 8 + n;
-    return buf;
-}
-
 static void record(struct agent *a, struct kv *db, const char *key, int64_t t_ns,
                    const ProtobufCMessage *msg)
 {
     size_t len = 0;
-    uint8_t *buf = pack_timed(t_ns, msg, &len);
+    uint8_t *buf = agent_record_pack(t_ns, msg, &len);
     if (!buf || kv_put_async(db, key, strlen(key), buf, len, NULL, NULL) != CASCA_OK) {
         unsigned long n = atomic_fetch_add(&a->record_failures, 1);
         if ((n & (n + 1)) == 0) /* 1st, 2nd, 4th, ... failure */
@@ -251,64 +238,21 @@ static int lease_hook(void *arg, const char *setting_id, const char *caller, con
     struct agent *a = arg;
     const struct sess *s = session;
     if (s && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_SHADOW) return CASCA_OK;
-    int rc = CASCA_OK;
-    pthread_mutex_lock(&a->lease_lock);
-    for (size_t i = 0; i < a->nleases; i++)
-        if (!strcmp(a->leases[i].id, setting_id) && a->leases[i].holder != s) {
-            snprintf(why, whylen,
-                     "setting '%s' is leased by agent '%s' (a CONTROL session): "
-                     "changes wait until that session ends",
-                     setting_id, a->leases[i].holder->name);
-            rc = CASCA_ERR_PRECONDITION;
-            break;
-        }
-    pthread_mutex_unlock(&a->lease_lock);
-    return rc;
-}
-
-/* Leases every id of s->leased, all or nothing. s->lock held. */
-static int lease_acquire_locked(struct agent *a, struct sess *s, char *why, size_t whylen)
-{
-    int rc = CASCA_OK;
-    pthread_mutex_lock(&a->lease_lock);
-    for (size_t k = 0; k < s->nleased && rc == CASCA_OK; k++)
-        for (size_t i = 0; i < a->nleases; i++)
-            if (!strcmp(a->leases[i].id, s->leased[k])) {
-                snprintf(why, whylen,
-                         "setting '%s' is already leased by agent '%s' in CONTROL "
-                         "mode: only one CONTROL agent may hold a setting; retry "
-                         "when it ends, or open a SHADOW or OBSERVE session",
-                         s->leased[k], a->leases[i].holder->name);
-                rc = CASCA_ERR_PRECONDITION;
-                break;
-            }
-    struct lease *g = rc == CASCA_OK && s->nleased
-                          ? realloc(a->leases, (a->nleases + s->nleased) * sizeof(*g))
-                          : a->leases;
-    if (rc == CASCA_OK && s->nleased && !g) {
-        snprintf(why, whylen, "out of memory");
-        rc = CASCA_ERR_NOMEM;
-    }
-    if (rc == CASCA_OK) {
-        a->leases = g;
-        for (size_t k = 0; k < s->nleased; k++)
-            a->leases[a->nleases++] = (struct lease){s->leased[k], s};
-    }
-    pthread_mutex_unlock(&a->lease_lock);
-    return rc;
-}
-
-static void lease_release(struct agent *a, struct sess *s)
-{
-    pthread_mutex_lock(&a->lease_lock);
-    size_t w = 0;
-    for (size_t i = 0; i < a->nleases; i++)
-        if (a->leases[i].holder != s) a->leases[w++] = a->leases[i];
-    a->nleases = w;
-    pthread_mutex_unlock(&a->lease_lock);
+    return agent_leases_check(a->leases, setting_id, s, why, whylen);
 }
 
 /* ---- session lifetime ---- */
+
+static void held_free(struct sess *s)
+{
+    while (s->held) {
+        struct held *h = s->held;
+        s->held = h->next;
+        free(h);
+    }
+    s->held_tail = NULL;
+    s->nheld = 0;
+}
 
 static void sess_unref(void *arg)
 {
@@ -317,6 +261,7 @@ static void sess_unref(void *arg)
     strv_free(s->slos, s->nslos);
     strv_free(s->settings, s->nsettings);
     strv_free(s->leased, s->nleased);
+    held_free(s);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -344,7 +289,8 @@ static void end_locked(struct sess *s, int err, const char *fmt, ...)
 {
     if (s->done) return;
     s->done = true;
-    lease_release(s->a, s);
+    agent_leases_release(s->a->leases, s);
+    held_free(s);
     if (s->hello_done) {
         Casca__V1__AgentSessionInfo info;
         Google__Protobuf__Timestamp since;
@@ -369,26 +315,67 @@ static void on_cancel(struct rpc_ctx *ctx, void *arg)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Sends msg, waiting (worker thread) while the agent's queue is full. s->lock held; it is
- * released while waiting. CASCA_OK, or the session is over. */
-static int send_waiting_locked(struct sess *s, const ProtobufCMessage *msg)
+/* Sends what results are held, oldest first, until the transport is full; an agent that has read
+ * nothing for HELD_MAX_NS is dropped. s->lock held; never blocks. */
+static void flush_held_locked(struct sess *s, int64_t now)
 {
-    int64_t give_up = mono_ns() + RESULT_SEND_WAIT_NS;
-    for (;;) {
-        if (s->done) return CASCA_ERR_CANCELLED;
+    while (s->held && !s->done) {
+        struct held *h = s->held;
+        ControlMessage *m = casca__v1__control_message__unpack(NULL, h->len, h->buf);
+        int rc = m ? rpc_send(s->ctx, &m->base) : CASCA_ERR_NOMEM;
+        if (m) casca__v1__control_message__free_unpacked(m, NULL);
+        if (rc == CASCA_ERR_FULL) {
+            if (now - s->held_since_mono > HELD_MAX_NS)
+                end_locked(s, CASCA_ERR_FULL,
+                           "the agent has not read its stream for %lld s: the session is "
+                           "closed; read states and results promptly",
+                           (long long)(HELD_MAX_NS / 1000000000));
+            return;
+        }
+        s->held = h->next;
+        if (!s->held) s->held_tail = NULL;
+        s->nheld--;
+        s->held_since_mono = now;
+        free(h);
+    }
+}
+
+/* Sends msg after the results already held; when the transport has no room, holds it (at most
+ * MAX_HELD: then the agent is not reading and the session ends). Never blocks: no thread waits
+ * for a slow agent. CASCA_OK when sent or held; otherwise the session is over. s->lock held. */
+static int send_result_locked(struct sess *s, const ProtobufCMessage *msg)
+{
+    if (s->done) return CASCA_ERR_CANCELLED;
+    int64_t now = mono_ns();
+    if (s->held) flush_held_locked(s, now);
+    if (s->done) return CASCA_ERR_CANCELLED;
+    if (!s->held) {
         int rc = rpc_send(s->ctx, msg);
         if (rc != CASCA_ERR_FULL) return rc;
-        if (mono_ns() > give_up) {
-            end_locked(s, CASCA_ERR_FULL,
-                       "the agent has not read its stream for %lld s: the "
-                       "session is closed; read states and results promptly",
-                       (long long)(RESULT_SEND_WAIT_NS / 1000000000));
-            return CASCA_ERR_FULL;
-        }
-        pthread_mutex_unlock(&s->lock);
-        nanosleep(&(struct timespec){0, 5 * MS}, NULL);
-        pthread_mutex_lock(&s->lock);
+        s->held_since_mono = now;
     }
+    if (s->nheld >= MAX_HELD) {
+        end_locked(s, CASCA_ERR_FULL,
+                   "the agent does not read its stream (%d results wait): the session is "
+                   "closed; read states and results promptly",
+                   MAX_HELD);
+        return CASCA_ERR_FULL;
+    }
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    struct held *h = malloc(sizeof(*h) + len);
+    if (!h) {
+        end_locked(s, CASCA_ERR_NOMEM, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
+    h->next = NULL;
+    h->len = protobuf_c_message_pack(msg, h->buf);
+    if (s->held_tail)
+        s->held_tail->next = h;
+    else
+        s->held = h;
+    s->held_tail = h;
+    s->nheld++;
+    return CASCA_OK;
 }
 
 /* ---- states ---- */
@@ -399,9 +386,9 @@ static void send_state(struct sess *s)
 {
     struct agent *a = s->a;
     pthread_mutex_lock(&s->lock);
-    bool go = !s->done && s->pending && rpc_send_pending(s->ctx) == 0;
-    uint64_t seq = s->seq;
-    uint32_t missed = s->missed;
+    bool go = !s->done && s->clock.pending && !s->held && rpc_send_pending(s->ctx) == 0;
+    uint64_t seq = s->clock.seq;
+    uint32_t missed = s->clock.missed;
     int64_t t = s->pending_time_ns;
     pthread_mutex_unlock(&s->lock);
     if (!go) return;
@@ -453,12 +440,11 @@ static void send_state(struct sess *s)
     m.msg_case = CASCA__V1__CONTROL_MESSAGE__MSG_STATE;
     m.state = &st;
     pthread_mutex_lock(&s->lock);
-    if (!s->done && s->pending && s->seq == seq && rpc_send(s->ctx, &m.base) == CASCA_OK) {
-        s->pending = false;
-        s->missed = 0;
+    if (!s->done && s->clock.pending && s->clock.seq == seq && rpc_send(s->ctx, &m.base) == CASCA_OK) {
+        agent_clock_sent(&s->clock);
         s->states_sent++;
-        char key[64];
-        snprintf(key, sizeof(key), "%s/%016" PRIx64 "/S", s->id, seq);
+        char key[80];
+        agent_key_state(key, sizeof(key), s->id, seq);
         record(a, a->steps_db, key, t, &st.base);
     }
     pthread_mutex_unlock(&s->lock);
@@ -473,91 +459,147 @@ out:
     free(rs);
 }
 
-static int64_t keepalive_ns(const struct sess *s)
+/* ---- the timer: a min-heap of sessions on when each is next due ---- */
+
+static bool heap_less(struct sess *const *h, size_t i, size_t j)
 {
-    return KEEPALIVE_PERIODS * s->period_ns + KEEPALIVE_EXTRA_NS;
+    return h[i]->due_ns < h[j]->due_ns;
 }
 
-/* One pass over the sessions: reaps ended ones, enforces keepalives, produces and sends states.
- * Returns when it wants to run next (monotonic). a->lock held. */
-static int64_t tick_locked(struct agent *a)
+static void heap_swap(struct sess **h, size_t i, size_t j)
 {
-    int64_t now = mono_ns(), next = now + 1000 * MS;
-    struct sess **pp = &a->head, *prev = NULL;
-    while (*pp) {
-        struct sess *s = *pp;
-        pthread_mutex_lock(&s->lock);
-        if (s->done) {
-            pthread_mutex_unlock(&s->lock);
-            *pp = s->next;
-            if (a->tail == s) a->tail = prev;
-            sess_unref(s);
-            continue;
-        }
-        if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL &&
-            now - s->last_msg_mono > keepalive_ns(s)) {
-            end_locked(s, CASCA_ERR_TIMEOUT,
-                       "no message from the agent for %lld ms (keepalive: 3 periods + 5 s): the "
-                       "session and its leases are released; send an Action (it may have no "
-                       "changes) at least once per period",
-                       (long long)(keepalive_ns(s) / MS));
-            pthread_mutex_unlock(&s->lock);
-            continue; /* pp still points at s: the next round of the loop reaps it */
-        }
-        if (now >= s->next_tick_mono) {
-            s->seq++;
-            if (s->pending) s->missed++;
-            s->pending = true;
-            s->pending_time_ns = wall_ns();
-            s->next_tick_mono += s->period_ns;
-            if (s->next_tick_mono <= now) /* late (a stalled timer): keep the cadence from now */
-                s->next_tick_mono = now + s->period_ns;
-        }
-        pthread_mutex_unlock(&s->lock);
-        send_state(s);
-        pthread_mutex_lock(&s->lock);
-        int64_t due = s->next_tick_mono;
-        if (s->pending && now + FLUSH_RETRY_NS < due) due = now + FLUSH_RETRY_NS;
-        if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL &&
-            s->last_msg_mono + keepalive_ns(s) + MS < due)
-            due = s->last_msg_mono + keepalive_ns(s) + MS;
-        pthread_mutex_unlock(&s->lock);
-        if (due < next) next = due;
-        prev = s;
-        pp = &s->next;
+    struct sess *t = h[i];
+    h[i] = h[j];
+    h[j] = t;
+}
+
+/* Adds s (room is reserved: a->cap >= a->nsess). a->lock held. */
+static void heap_push(struct agent *a, struct sess *s)
+{
+    size_t i = a->nheap++;
+    a->heap[i] = s;
+    while (i > 0 && heap_less(a->heap, i, (i - 1) / 2)) {
+        heap_swap(a->heap, i, (i - 1) / 2);
+        i = (i - 1) / 2;
     }
-    return next;
 }
 
+/* Removes and returns the session due first. a->lock held, a->nheap > 0. */
+static struct sess *heap_pop(struct agent *a)
+{
+    struct sess *top = a->heap[0];
+    a->heap[0] = a->heap[--a->nheap];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < a->nheap && heap_less(a->heap, l, m)) m = l;
+        if (r < a->nheap && heap_less(a->heap, r, m)) m = r;
+        if (m == i) break;
+        heap_swap(a->heap, i, m);
+        i = m;
+    }
+    return top;
+}
+
+/* Lists s and hands it to the timer, due now. false when out of memory. a->lock held. */
+static bool list_add_locked(struct agent *a, struct sess *s)
+{
+    if (a->nsess == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 64;
+        struct sess **h = realloc(a->heap, cap * sizeof(*h));
+        if (!h) return false;
+        a->heap = h;
+        a->cap = cap;
+    }
+    s->next = a->head;
+    a->head = s;
+    a->nsess++;
+    s->due_ns = mono_ns();
+    heap_push(a, s);
+    return true;
+}
+
+static void list_remove_locked(struct agent *a, struct sess *s)
+{
+    struct sess **pp = &a->head;
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    a->nsess--;
+}
+
+/* One look at session s: enforces the keepalive, produces a state when one is due, sends held
+ * results and the pending state. Returns when it wants the next look (monotonic), or REAP when
+ * the session is over. Timer thread, no lock held. */
+static int64_t visit(struct sess *s, int64_t now)
+{
+    bool control = s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL;
+    int64_t keepalive = agent_keepalive_ns(s->period_ns);
+    pthread_mutex_lock(&s->lock);
+    if (!s->done && control && now - s->last_msg_mono > keepalive)
+        end_locked(s, CASCA_ERR_TIMEOUT,
+                   "no message from the agent for %lld ms (keepalive: 3 periods + 5 s): the "
+                   "session and its leases are released; send an Action (it may have no "
+                   "changes) at least once per period",
+                   (long long)(keepalive / MS));
+    if (!s->done && agent_clock_tick(&s->clock, now))
+        s->pending_time_ns = wall_ns();
+    if (s->held) flush_held_locked(s, now);
+    pthread_mutex_unlock(&s->lock);
+    send_state(s);
+    pthread_mutex_lock(&s->lock);
+    int64_t due = agent_clock_due(&s->clock, now);
+    if (s->held && now + AGENT_RETRY_NS < due) due = now + AGENT_RETRY_NS;
+    if (control && s->last_msg_mono + keepalive + MS < due) due = s->last_msg_mono + keepalive + MS;
+    if (due > now + MAX_SLEEP_NS) due = now + MAX_SLEEP_NS; /* so an ended session is reaped */
+    if (s->done) due = REAP;
+    pthread_mutex_unlock(&s->lock);
+    return due;
+}
+
+/* Looks at the sessions that are due, outside the agent's lock (Hello, ListAgentSessions and
+ * the other sessions go on meanwhile), then sleeps until the next one is due. */
 static void *timer_main(void *arg)
 {
     struct agent *a = arg;
+    struct sess **batch = NULL; /* the sessions being visited: the timer's own */
+    size_t bcap = 0;
     pthread_mutex_lock(&a->lock);
     while (!a->stopping) {
-        int64_t next = tick_locked(a);
-        int64_t wait = next - mono_ns();
-        if (wait <= 0) continue;
-        struct timespec abs;
-        clock_gettime(CLOCK_MONOTONIC, &abs);
-        int64_t ns = abs.tv_nsec + wait % 1000000000;
-        abs.tv_sec += wait / 1000000000 + ns / 1000000000;
-        abs.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&a->wake, &a->lock, &abs);
+        if (bcap < a->nheap) {
+            struct sess **g = realloc(batch, a->cap * sizeof(*g));
+            if (g) batch = g, bcap = a->cap;
+        }
+        int64_t now = mono_ns();
+        size_t n = 0;
+        while (n < bcap && a->nheap && a->heap[0]->due_ns <= now)
+            batch[n++] = heap_pop(a);
+        if (n == 0) {
+            int64_t until = a->nheap ? a->heap[0]->due_ns : now + MAX_SLEEP_NS;
+            if (until <= now) until = now + MS; /* due, but no memory for the batch: retry */
+            struct timespec abs = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+            pthread_cond_timedwait(&a->wake, &a->lock, &abs);
+            continue;
+        }
+        pthread_mutex_unlock(&a->lock);
+        for (size_t i = 0; i < n; i++)
+            batch[i]->due_ns = visit(batch[i], now);
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < n; i++) {
+            struct sess *s = batch[i];
+            if (s->due_ns != REAP) {
+                heap_push(a, s);
+                continue;
+            }
+            list_remove_locked(a, s);
+            sess_unref(s);
+        }
     }
     pthread_mutex_unlock(&a->lock);
+    free(batch);
     return NULL;
 }
 
 /* ---- Hello ---- */
-
-static bool name_ok(const char *n)
-{
-    size_t len = strlen(n);
-    if (len == 0 || len > NAME_MAX_LEN) return false;
-    for (const unsigned char *p = (const unsigned char *)n; *p; p++)
-        if (*p < 0x20 || *p == 0x7f) return false;
-    return true;
-}
 
 /* Fills s from hello or ends the session with the reason. Worker thread, no lock held. */
 static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
@@ -572,21 +614,8 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     } while (0)
     if (s->done) /* cancelled since the handler looked: take no lease */
         goto out;
-    if (!name_ok(h->agent_name))
-        FAIL(CASCA_ERR_INVALID,
-             "Hello.agent_name must be 1 to %d printable bytes: name the "
-             "agent (it is shown in the audit log as changed_by)",
-             NAME_MAX_LEN);
-    if (h->mode < CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL ||
-        h->mode > CASCA__V1__AGENT_MODE__AGENT_MODE_OBSERVE)
-        FAIL(CASCA_ERR_INVALID, "Hello.mode must be AGENT_MODE_CONTROL, AGENT_MODE_SHADOW or "
-                                "AGENT_MODE_OBSERVE");
-    int64_t period = h->period ? h->period->seconds * 1000000000 + h->period->nanos : 0;
-    if (period == 0) period = DEFAULT_PERIOD_NS;
-    if (period < MIN_PERIOD_NS || period > MAX_PERIOD_NS)
-        FAIL(CASCA_ERR_INVALID, "Hello.period must be between 100 ms and 1 h (or unset for 1 s)");
-    if (strlen(h->zone) > ZONE_MAX_LEN)
-        FAIL(CASCA_ERR_INVALID, "Hello.zone is too long: use a zone code such as AT or DE");
+    int64_t period;
+    if ((rc = agent_hello_check(h, &period, why, sizeof(why))) != CASCA_OK) FAIL(rc, "%s", why);
     snprintf(s->name, sizeof(s->name), "%s", h->agent_name);
     s->mode = h->mode;
     s->period_ns = period;
@@ -646,10 +675,11 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     ctl_view_put(cv);
     if (rc == CASCA_ERR_NOT_FOUND) FAIL(rc, "%s", why);
     if (rc != CASCA_OK) FAIL(rc, "out of memory");
-    if ((rc = lease_acquire_locked(a, s, why, sizeof(why))) != CASCA_OK) FAIL(rc, "%s", why);
+    if ((rc = agent_leases_acquire(a->leases, s, s->name, s->leased, s->nleased, why,
+                                   sizeof(why))) != CASCA_OK)
+        FAIL(rc, "%s", why);
     s->hello_done = true; /* s's identity is now immutable */
     s->since_ns = wall_ns();
-    s->seq = h->resume_after_seq;
     snprintf(s->id, sizeof(s->id), "as-%013" PRIx64 "%05x", (uint64_t)(s->since_ns / MS),
              atomic_fetch_add(&a->counter, 1) & 0xfffff);
     pthread_mutex_unlock(&s->lock);
@@ -737,11 +767,11 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     m.welcome = &w;
     pthread_mutex_lock(&s->lock);
     bool listed = false;
-    if (send_waiting_locked(s, &m.base) == CASCA_OK) {
+    if (send_result_locked(s, &m.base) == CASCA_OK) {
         int64_t now = mono_ns();
-        s->next_tick_mono = now; /* the first state right after Welcome */
+        agent_clock_start(&s->clock, s->period_ns, h->resume_after_seq, now); /* a state now */
         s->last_msg_mono = now;
-        s->window_mono = now;
+        s->rate.window_start_ns = now;
         Casca__V1__AgentSessionInfo info;
         Google__Protobuf__Timestamp since;
         session_info(s, &info, &since);
@@ -757,13 +787,15 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     if (listed) {
         atomic_fetch_add(&s->refs, 1);
         pthread_mutex_lock(&a->lock);
-        if (a->tail)
-            a->tail->next = s;
-        else
-            a->head = s;
-        a->tail = s;
+        bool added = list_add_locked(a, s);
         pthread_cond_signal(&a->wake);
         pthread_mutex_unlock(&a->lock);
+        if (!added) {
+            pthread_mutex_lock(&s->lock);
+            end_locked(s, CASCA_ERR_NOMEM, "out of memory");
+            pthread_mutex_unlock(&s->lock);
+            sess_unref(s);
+        }
     }
 welcome_out:
     ctl_view_put(cv);
@@ -798,12 +830,8 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     int64_t now = mono_ns();
     pthread_mutex_lock(&s->lock);
     s->actions_received++;
-    if (now - s->window_mono >= s->period_ns) {
-        s->window_mono = now;
-        s->window_actions = 0;
-    }
-    bool limited = ++s->window_actions > MAX_ACTIONS_PER_PERIOD;
-    uint64_t last_seq = s->seq;
+    bool limited = !agent_rate_take(&s->rate, now, s->period_ns);
+    uint64_t last_seq = s->clock.seq;
     pthread_mutex_unlock(&s->lock);
 
     Casca__V1__ActionResult res = CASCA__V1__ACTION_RESULT__INIT;
@@ -828,7 +856,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
             snprintf(w, MSG_LEN,
                      "rate limit: more than %d actions in one period (%lld ms); "
                      "this action was not applied: send at most one action per State",
-                     MAX_ACTIONS_PER_PERIOD, (long long)(s->period_ns / MS));
+                     AGENT_MAX_ACTIONS_PER_PERIOD, (long long)(s->period_ns / MS));
         else if (s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_OBSERVE)
             snprintf(w, MSG_LEN,
                      "this session is in OBSERVE mode: it receives states only; open "
@@ -882,14 +910,14 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     if (res.n_rejected == 0 && n > 0 && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL)
         s->actions_applied++;
     uint64_t k = s->actions_seen++;
-    if (send_waiting_locked(s, &m.base) == CASCA_OK || s->done) {
+    if (send_result_locked(s, &m.base) == CASCA_OK || s->done) {
         Casca__V1__TrajectoryStep step = CASCA__V1__TRAJECTORY_STEP__INIT;
         step.session_id = s->id;
         step.seq = act->state_seq;
         step.action = (Casca__V1__Action *)act;
         step.result = &res;
         char key[80];
-        snprintf(key, sizeof(key), "%s/%016" PRIx64 "/A%08" PRIx64, s->id, act->state_seq, k);
+        agent_key_action(key, sizeof(key), s->id, act->state_seq, k);
         record(a, a->steps_db, key, wall_ns(), &step.base);
     }
     pthread_mutex_unlock(&s->lock);
@@ -1073,8 +1101,8 @@ static int send_step(struct rpc_ctx *ctx, const Casca__V1__TrajectoryStep *step)
 
 static int64_t rec_time(const struct rec *r)
 {
-    int64_t t;
-    memcpy(&t, r->val, 8);
+    int64_t t = 0;
+    agent_record_time(r->val, r->len, &t); /* collect kept only values of 8 bytes or more */
     return t;
 }
 
@@ -1087,14 +1115,22 @@ static int export_session(struct agent *a, struct rpc_ctx *ctx, const char *sid,
     struct recs r = {0};
     int rc = kv_foreach_prefix(a->steps_db, prefix, strlen(prefix), collect, &r);
     if (rc == CASCA_OK) rc = r.err;
-    /* keys: sid/seq/A<n> (actions) sort before sid/seq/S (the state) */
+    /* keys: sid/seq/A<n> (actions) sort before sid/seq/S (the state): one step per action, or
+     * one for a state that no action answered */
+    size_t plen = strlen(prefix);
     for (size_t i = 0; i < r.n && rc == CASCA_OK;) {
-        size_t j = i;
-        const char *slash = strrchr(r.v[i].key, '/');
-        size_t seqlen = (size_t)(slash - r.v[i].key);
-        while (j < r.n && !strncmp(r.v[j].key, r.v[i].key, seqlen + 1))
-            j++;
-        const struct rec *srec = r.v[j - 1].key[seqlen + 1] == 'S' ? &r.v[j - 1] : NULL;
+        uint64_t seq, sj;
+        bool is_state;
+        if (!agent_key_parse(r.v[i].key, strlen(r.v[i].key), plen, &seq, &is_state)) {
+            i++; /* not written by this version: skip */
+            continue;
+        }
+        const struct rec *srec = is_state ? &r.v[i] : NULL;
+        size_t j = i + 1;
+        for (; j < r.n && agent_key_parse(r.v[j].key, strlen(r.v[j].key), plen, &sj, &is_state) &&
+               sj == seq;
+             j++)
+            if (is_state) srec = &r.v[j];
         size_t nact = srec ? j - i - 1 : j - i;
         Casca__V1__State *state =
             srec ? casca__v1__state__unpack(NULL, srec->len - 8, srec->val + 8) : NULL;
@@ -1102,10 +1138,11 @@ static int export_session(struct agent *a, struct rpc_ctx *ctx, const char *sid,
         if (t >= start && t < end) {
             Casca__V1__TrajectoryStep one = CASCA__V1__TRAJECTORY_STEP__INIT;
             one.session_id = (char *)sid;
-            one.seq = strtoull(r.v[i].key + strlen(prefix), NULL, 16);
+            one.seq = seq;
             one.state = state;
             if (nact == 0) rc = send_step(ctx, &one);
-            for (size_t k = i; k < i + nact && rc == CASCA_OK; k++) {
+            for (size_t k = i; k < j && rc == CASCA_OK; k++) {
+                if (&r.v[k] == srec) continue;
                 Casca__V1__TrajectoryStep *x =
                     casca__v1__trajectory_step__unpack(NULL, r.v[k].len - 8, r.v[k].val + 8);
                 if (!x) continue; /* unreadable by this version: skip */
@@ -1200,7 +1237,6 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     a->store = store;
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->cache_lock, NULL);
-    pthread_mutex_init(&a->lease_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1215,7 +1251,8 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
                                         session,
                                         a,
                                         NULL};
-    if (kv_open(store, "agent_sessions", &a->sessions_db) != CASCA_OK ||
+    if (!(a->leases = agent_leases_create()) ||
+        kv_open(store, "agent_sessions", &a->sessions_db) != CASCA_OK ||
         kv_open(store, "agent_steps", &a->steps_db) != CASCA_OK ||
         ctl_listen(ctl, on_change, a) != CASCA_OK) {
         agent_destroy(a);
@@ -1259,12 +1296,12 @@ void agent_destroy(struct agent *a)
         ctl_reading_clear(&a->cache[i].r);
     }
     free(a->cache);
-    free(a->leases);
+    free(a->heap);
+    agent_leases_destroy(a->leases);
     kv_close(a->sessions_db);
     kv_close(a->steps_db);
     pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->lock);
     pthread_mutex_destroy(&a->cache_lock);
-    pthread_mutex_destroy(&a->lease_lock);
     free(a);
 }

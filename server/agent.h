@@ -21,7 +21,10 @@
  * session, or when ctl refuses it (type, range, step, read-only, cooldown, max step...).
  * States: seq increases by one per period; a state that cannot be sent because the previous
  * messages are still queued waits as the one pending state (latest wins) and State.missed counts
- * the ones coalesced away, so a slow agent costs at most one pending state. Setting values come
+ * the ones coalesced away, so a slow agent costs at most one pending state. ActionResults are
+ * never dropped: one the transport has no room for is held (in order) and sent when there is;
+ * an agent that lets 64 results pile up, or reads nothing for 10 s while one waits, is closed
+ * with RESOURCE_EXHAUSTED. Setting values come
  * from what ctl last saw (its listener), SLO statuses from the SLO engine, the carbon intensity
  * from the carbon store for the session's zone at now; power and footprint are filled when a
  * carbon_footprint SLO is among the session's SLOs (footprint = its value, power = footprint x 60
@@ -29,8 +32,12 @@
  * Trajectories: every state sent and every (action, result) is recorded in the store (named
  * databases agent_sessions and agent_steps, asynchronously: recording never delays a session).
  *
- * Threads: Session runs on the worker pool (RPC_BLOCKING: actions block on the managed service);
- * one timer thread sends the states and enforces the keepalive. */
+ * Threads: each Session message runs on the worker pool (RPC_BLOCKING: Hello reads the current
+ * values and actions wait for the managed service and the audit log); between messages a session
+ * holds no thread, and no thread ever waits for a slow agent. One timer thread sends the states
+ * and enforces the keepalive: it keeps the sessions in a heap on when each is next due, so a
+ * wake-up costs only the sessions due then. The rules that need no network (Hello checks,
+ * leases, rate limit, state clock, trajectory keys) are in agent_logic.h. */
 #ifndef CASCA_AGENT_H
 #define CASCA_AGENT_H
 

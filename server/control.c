@@ -1,6 +1,5 @@
 #include "control.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,36 +7,13 @@
 #include "casca/v1/control.pb-c.h"
 #include "casca_err.h"
 #include "log.h"
+#include "watch.h"
 
-#define FLUSH_INTERVAL_MS 20 /* how often watches with coalesced values retry their sends */
 #define MSG_LEN 512
-
-/* A coalesced value waiting for room in a watch's send queue (latest wins). */
-struct slot {
-    char *id;
-    struct ctl_reading r;
-    bool pending;
-};
-
-struct watcher {
-    struct rpc_ctx *ctx;
-    int refs;   /* the list's and the handler's; under control.lock */
-    bool dead;  /* the call is over: never touch ctx again */
-    bool ready; /* the initial values are sent; until then changes only fill slots */
-    bool all;   /* watches every setting */
-    struct slot *slots;
-    size_t nslots;
-    struct watcher *next;
-};
 
 struct control {
     struct ctl *ctl;
-    pthread_mutex_t lock; /* guards the watcher list, every watcher, stopping */
-    pthread_cond_t wake;
-    struct watcher *watchers;
-    bool stopping;
-    pthread_t flusher;
-    bool flusher_started;
+    struct watch_hub *watches;
     struct rpc_method methods[4];
 };
 
@@ -234,135 +210,53 @@ static void set_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 /* ---- WatchSettings ---- */
 
-static void watcher_unref_locked(struct watcher *w)
+/* A watch slot's value: the latest reading of the setting. */
+static void reading_clear(void *value)
 {
-    if (--w->refs > 0)
-        return;
-    for (size_t i = 0; i < w->nslots; i++) {
-        free(w->slots[i].id);
-        ctl_reading_clear(&w->slots[i].r);
-    }
-    free(w->slots);
-    free(w);
+    ctl_reading_clear(value);
 }
 
-static bool has_pending(const struct watcher *w)
+static int reading_send(struct rpc_ctx *ctx, const char *id, void *value)
 {
-    for (size_t i = 0; i < w->nslots; i++)
-        if (w->slots[i].pending)
-            return true;
-    return false;
+    struct control_sv p;
+    control_setting_value(id, value, &p);
+    return rpc_send(ctx, &p.sv.base);
 }
 
-/* Sends what is pending, in slot order, until the queue is full. Under c->lock. */
-static void flush_locked(struct watcher *w)
+static const struct watch_ops watch_ops = {
+    .value_size = sizeof(struct ctl_reading),
+    .clear = reading_clear,
+    .send = reading_send,
+};
+
+/* fill: copies the reading arg. */
+static int reading_copy(void *value, void *arg)
 {
-    for (size_t i = 0; i < w->nslots && !w->dead; i++) {
-        struct slot *s = &w->slots[i];
-        if (!s->pending)
-            continue;
-        struct control_sv p;
-        control_setting_value(s->id, &s->r, &p);
-        int rc = rpc_send(w->ctx, &p.sv.base);
-        if (rc == CASCA_ERR_FULL)
-            return; /* stays pending: the flusher retries, later values overwrite it */
-        s->pending = false;
-        ctl_reading_clear(&s->r);
-    }
+    struct ctl_reading *dst = value;
+    const struct ctl_reading *r = arg;
+    ctl_reading_clear(dst);
+    if (ctl_value_copy(&dst->value, &r->value) != CASCA_OK)
+        return CASCA_ERR_NOMEM;
+    dst->updated_ns = r->updated_ns;
+    memcpy(dst->changed_by, r->changed_by, sizeof(dst->changed_by));
+    return CASCA_OK;
 }
 
-static struct slot *slot_of(struct watcher *w, const char *id)
+/* fill: takes the reading arg over (arg is left empty). */
+static int reading_move(void *value, void *arg)
 {
-    for (size_t i = 0; i < w->nslots; i++)
-        if (!strcmp(w->slots[i].id, id))
-            return &w->slots[i];
-    if (!w->all)
-        return NULL;
-    struct slot *grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
-    if (!grown)
-        return NULL;
-    w->slots = grown;
-    struct slot *s = &w->slots[w->nslots];
-    memset(s, 0, sizeof(*s));
-    if (!(s->id = strdup(id)))
-        return NULL;
-    w->nslots++;
-    return s;
-}
-
-/* Stores r in w's slot for id (latest wins). Under c->lock. */
-static void store_locked(struct watcher *w, const char *id, const struct ctl_reading *r)
-{
-    struct slot *s = slot_of(w, id);
-    if (!s)
-        return;
-    ctl_reading_clear(&s->r);
-    if (ctl_value_copy(&s->r.value, &r->value) != CASCA_OK)
-        return;
-    s->r.updated_ns = r->updated_ns;
-    memcpy(s->r.changed_by, r->changed_by, sizeof(s->r.changed_by));
-    s->pending = true;
+    struct ctl_reading *dst = value, *r = arg;
+    ctl_reading_clear(dst);
+    *dst = *r;
+    memset(r, 0, sizeof(*r));
+    return CASCA_OK;
 }
 
 /* ctl listener: a setting's value changed. Never blocks: sends or coalesces. */
 static void on_change(void *arg, const char *id, const struct ctl_reading *r)
 {
     struct control *c = arg;
-    bool wake = false;
-    pthread_mutex_lock(&c->lock);
-    for (struct watcher *w = c->watchers; w; w = w->next) {
-        store_locked(w, id, r);
-        if (w->ready)
-            flush_locked(w);
-        wake |= has_pending(w) && w->ready;
-    }
-    if (wake)
-        pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->lock);
-}
-
-static void *flusher(void *arg)
-{
-    struct control *c = arg;
-    pthread_mutex_lock(&c->lock);
-    while (!c->stopping) {
-        bool any = false;
-        for (struct watcher *w = c->watchers; w; w = w->next) {
-            if (w->ready && has_pending(w))
-                flush_locked(w);
-            any |= w->ready && has_pending(w);
-        }
-        if (!any) {
-            pthread_cond_wait(&c->wake, &c->lock);
-            continue;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += FLUSH_INTERVAL_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
-        pthread_cond_timedwait(&c->wake, &c->lock, &ts);
-    }
-    pthread_mutex_unlock(&c->lock);
-    return NULL;
-}
-
-static void watch_cancelled(struct rpc_ctx *ctx, void *arg)
-{
-    struct control *c = arg;
-    pthread_mutex_lock(&c->lock);
-    struct watcher **p = &c->watchers;
-    while (*p && (*p)->ctx != ctx)
-        p = &(*p)->next;
-    struct watcher *w = *p;
-    if (w) {
-        *p = w->next;
-        w->dead = true;
-        watcher_unref_locked(w);
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (w)
-        rpc_finish(ctx, CASCA_ERR_CANCELLED, "watch ended");
+    watch_publish(c->watches, id, true, reading_copy, (void *)r);
 }
 
 static void watch_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
@@ -370,84 +264,42 @@ static void watch_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     struct control *c = rpc_method_arg(ctx);
     const Casca__V1__WatchSettingsRequest *req = (const Casca__V1__WatchSettingsRequest *)msg;
     struct ctl_view *v = ctl_view_get(c->ctl);
+    for (size_t i = 0; i < req->n_ids; i++)
+        if (ctl_view_find(v, req->ids[i]) < 0) {
+            rpc_finish(ctx, CASCA_ERR_NOT_FOUND,
+                       "unknown setting '%.64s': ListSettings names the settings you may watch",
+                       req->ids[i]);
+            ctl_view_put(v);
+            return;
+        }
     size_t n = req->n_ids ? req->n_ids : ctl_view_count(v);
-    struct watcher *w = calloc(1, sizeof(*w));
-    if (w)
-        w->slots = calloc(n ? n : 1, sizeof(*w->slots));
-    if (!w || !w->slots) {
-        if (w)
-            free(w);
+    const char **ids = calloc(n ? n : 1, sizeof(*ids));
+    struct watch *w = NULL;
+    if (ids) {
+        for (size_t i = 0; i < n; i++)
+            ids[i] = req->n_ids ? req->ids[i] : ctl_view_at(v, i)->id;
+        w = watch_open(c->watches, ctx, ids, n, req->n_ids == 0, 0);
+    }
+    if (!w) {
+        free(ids);
         ctl_view_put(v);
         rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
         return;
     }
-    w->ctx = ctx;
-    w->all = req->n_ids == 0;
-    w->refs = 2;
-    for (size_t i = 0; i < n; i++) {
-        const char *id = req->n_ids ? req->ids[i] : ctl_view_at(v, i)->id;
-        if (req->n_ids && ctl_view_find(v, id) < 0) {
-            rpc_finish(ctx, CASCA_ERR_NOT_FOUND,
-                       "unknown setting '%.64s': ListSettings names the settings you may watch",
-                       id);
-            w->refs = 1;
-            pthread_mutex_lock(&c->lock);
-            watcher_unref_locked(w);
-            pthread_mutex_unlock(&c->lock);
-            ctl_view_put(v);
-            return;
-        }
-        bool dup = false;
-        for (size_t k = 0; k < w->nslots; k++)
-            dup |= !strcmp(w->slots[k].id, id);
-        if (!dup && (w->slots[w->nslots].id = strdup(id)))
-            w->nslots++;
-    }
-    /* the ids, copied: an all-settings watch's slots can grow while we read */
-    size_t ninit = w->nslots;
-    char **ids = calloc(ninit ? ninit : 1, sizeof(*ids));
-    struct ctl_reading *init = calloc(ninit ? ninit : 1, sizeof(*init));
-    for (size_t i = 0; ids && i < ninit; i++)
-        ids[i] = strdup(w->slots[i].id);
-    ctl_view_put(v);
-    pthread_mutex_lock(&c->lock);
-    w->next = c->watchers;
-    c->watchers = w;
-    pthread_mutex_unlock(&c->lock);
-    rpc_on_cancel(ctx, watch_cancelled, c);
-
-    /* the current values, read without the lock (changes meanwhile land in the slots) */
+    /* the current values, read without the lock (changes meanwhile land in the slots and are
+     * newer than what we read); a setting unknown for now is sent without a value */
     int64_t deadline = deadline_of(ctx);
-    for (size_t i = 0; ids && init && i < ninit; i++) {
+    for (size_t i = 0; i < n; i++) {
+        struct ctl_reading r;
         char why[MSG_LEN];
-        if (!ids[i] || ctl_get(c->ctl, ids[i], deadline, &init[i], why, sizeof(why)) != CASCA_OK)
-            memset(&init[i], 0, sizeof(init[i])); /* unknown for now: sent without a value */
+        if (ctl_get(c->ctl, ids[i], deadline, &r, why, sizeof(why)) != CASCA_OK)
+            memset(&r, 0, sizeof(r));
+        watch_seed(w, ids[i], reading_move, &r);
+        ctl_reading_clear(&r);
     }
-    pthread_mutex_lock(&c->lock);
-    if (!w->dead) {
-        for (size_t i = 0; ids && init && i < ninit; i++) {
-            struct slot *s = ids[i] ? slot_of(w, ids[i]) : NULL;
-            if (s && !s->pending) { /* a change seen meanwhile is newer than what we read */
-                s->r = init[i];
-                memset(&init[i], 0, sizeof(init[i]));
-                s->pending = true;
-            }
-        }
-        w->ready = true;
-        flush_locked(w);
-        if (has_pending(w))
-            pthread_cond_signal(&c->wake);
-    }
-    watcher_unref_locked(w);
-    pthread_mutex_unlock(&c->lock);
-    for (size_t i = 0; i < ninit; i++) {
-        if (init)
-            ctl_reading_clear(&init[i]);
-        if (ids)
-            free(ids[i]);
-    }
+    watch_start(w);
     free(ids);
-    free(init);
+    ctl_view_put(v);
 }
 
 /* ---- lifecycle ---- */
@@ -458,8 +310,6 @@ struct control *control_create(struct rpc_server *srv, struct ctl *ctl)
     if (!c)
         return NULL;
     c->ctl = ctl;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->wake, NULL);
 #define M(name, req, resp, kind, roles, flags, fn)                                                \
     (struct rpc_method)                                                                        \
     {                                                                                          \
@@ -475,12 +325,8 @@ struct control *control_create(struct rpc_server *srv, struct ctl *ctl)
     c->methods[3] = M("WatchSettings", watch_settings_request, setting_value, RPC_SERVER_STREAM,
                       RPC_ROLES_READ, RPC_BLOCKING, watch_settings);
 #undef M
-    if (pthread_create(&c->flusher, NULL, flusher, c) != 0) {
-        control_destroy(c);
-        return NULL;
-    }
-    c->flusher_started = true;
-    if (rpc_server_add_methods(srv, c->methods, 4) != CASCA_OK ||
+    if (!(c->watches = watch_hub_create(&watch_ops)) ||
+        rpc_server_add_methods(srv, c->methods, 4) != CASCA_OK ||
         ctl_listen(ctl, on_change, c) != CASCA_OK) {
         control_destroy(c);
         return NULL;
@@ -493,20 +339,6 @@ void control_destroy(struct control *c)
     if (!c)
         return;
     ctl_unlisten(c->ctl, on_change, c);
-    if (c->flusher_started) {
-        pthread_mutex_lock(&c->lock);
-        c->stopping = true;
-        pthread_cond_signal(&c->wake);
-        pthread_mutex_unlock(&c->lock);
-        pthread_join(c->flusher, NULL);
-    }
-    while (c->watchers) { /* none after rpc_server_destroy; defensive */
-        struct watcher *w = c->watchers;
-        c->watchers = w->next;
-        w->refs = 1;
-        watcher_unref_locked(w);
-    }
-    pthread_cond_destroy(&c->wake);
-    pthread_mutex_destroy(&c->lock);
+    watch_hub_destroy(c->watches);
     free(c);
 }

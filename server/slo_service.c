@@ -1,18 +1,15 @@
 #include "slo_service.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "carbon.h"
 #include "casca/v1/slo.pb-c.h"
 #include "casca_err.h"
 #include "log.h"
 #include "slo_engine.h"
+#include "watch.h"
 
-#define FULL_RETRY_NS (20 * 1000000LL) /* a watch whose send queue was full retries this often */
-#define MAX_NS (INT64_C(1) << 62)
 
 typedef Casca__V1__SloStatus SloStatus;
 
@@ -140,45 +137,12 @@ static void status_msg(const struct pub *p, const struct slo_status *st, bool re
 
 /* ---- the service ---- */
 
-struct slot {
-    struct pub pub; /* owned */
-    struct slo_status st;
-    bool removed;
-    bool pending;
-    int64_t sent_mono_ns; /* when the last status of this SLO went out; 0 = never */
-};
-
-struct watcher {
-    struct rpc_ctx *ctx;
-    int refs;   /* the list's and the handler's; under s->lock */
-    bool dead;  /* the call is over: never touch ctx again */
-    bool ready; /* the first statuses are in the slots; until then events only fill slots */
-    bool all;   /* watches every SLO, also ones added later */
-    bool full;  /* the last send found the queue full */
-    int64_t min_interval_ns;
-    struct slot *slots;
-    size_t nslots;
-    struct watcher *next;
-};
-
 struct slo_service {
     struct slo_engine *engine;
     struct carbon *carbon;
-    pthread_mutex_t lock; /* guards the watcher list, every watcher, stopping */
-    pthread_cond_t wake;
-    struct watcher *watchers;
-    bool stopping;
-    pthread_t flusher;
-    bool flusher_started;
+    struct watch_hub *watches;
     struct rpc_method methods[4];
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int intensity_at(void *arg, const char *zone, int64_t time_ns, double *g)
 {
@@ -356,66 +320,55 @@ static void get_slo_history(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 /* ---- WatchSlos ---- */
 
-static void watcher_unref_locked(struct watcher *w)
+/* A watch slot's value: the SLO's public face and latest status, or its removal. */
+struct watched {
+    struct pub pub; /* owned */
+    struct slo_status st;
+    bool removed;
+};
+
+static void watched_clear(void *value)
 {
-    if (--w->refs > 0)
-        return;
-    for (size_t i = 0; i < w->nslots; i++)
-        pub_clear(&w->slots[i].pub);
-    free(w->slots);
-    free(w);
+    struct watched *x = value;
+    pub_clear(&x->pub);
+    memset(x, 0, sizeof(*x));
 }
 
-static struct slot *slot_of(struct watcher *w, const char *id, bool create)
+static int watched_send(struct rpc_ctx *ctx, const char *id, void *value)
 {
-    for (size_t i = 0; i < w->nslots; i++)
-        if (!strcmp(w->slots[i].pub.id, id))
-            return &w->slots[i];
-    if (!create)
-        return NULL;
-    struct slot *grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
-    if (!grown)
-        return NULL;
-    w->slots = grown;
-    struct slot *sl = &w->slots[w->nslots];
-    memset(sl, 0, sizeof(*sl));
-    if (!(sl->pub.id = strdup(id)))
-        return NULL;
-    w->nslots++;
-    return sl;
+    struct watched *x = value;
+    struct pub p = x->pub;
+    p.id = (char *)id; /* a removal keeps only the id */
+    struct status_parts parts;
+    status_msg(&p, &x->st, x->removed, &parts);
+    return rpc_send(ctx, &parts.s.base);
 }
 
-/* Sends the pending statuses whose min_interval has passed; returns when the next one is due
- * (MAX_NS: none). Under s->lock. */
-static int64_t flush_locked(struct watcher *w, int64_t now)
+static const struct watch_ops watch_ops = {
+    .value_size = sizeof(struct watched),
+    .clear = watched_clear,
+    .send = watched_send,
+};
+
+struct status_of {
+    const struct pub *pub;
+    const struct slo_status *st; /* NULL: removed */
+};
+
+/* fill: the status (or removal) arg. */
+static int watched_fill(void *value, void *arg)
 {
-    int64_t due = MAX_NS;
-    w->full = false;
-    for (size_t i = 0; i < w->nslots && !w->dead; i++) {
-        struct slot *sl = &w->slots[i];
-        if (!sl->pending)
-            continue;
-        int64_t at = sl->sent_mono_ns ? sl->sent_mono_ns + w->min_interval_ns : 0;
-        if (at > now) {
-            due = at < due ? at : due;
-            continue;
-        }
-        if (w->full) {
-            due = now + FULL_RETRY_NS < due ? now + FULL_RETRY_NS : due;
-            continue;
-        }
-        struct status_parts parts;
-        status_msg(&sl->pub, &sl->st, sl->removed, &parts);
-        int rc = rpc_send(w->ctx, &parts.s.base);
-        if (rc == CASCA_ERR_FULL) { /* stays pending: later statuses overwrite it */
-            w->full = true;
-            due = now + FULL_RETRY_NS < due ? now + FULL_RETRY_NS : due;
-            continue;
-        }
-        sl->pending = false;
-        sl->sent_mono_ns = now;
+    struct watched *x = value;
+    const struct status_of *a = arg;
+    if (!a->st) {
+        x->removed = true;
+        return CASCA_OK;
     }
-    return due;
+    if (pub_copy(&x->pub, a->pub) != CASCA_OK)
+        return CASCA_ERR_NOMEM; /* keeps its old status; a later event retries */
+    x->st = *a->st;
+    x->removed = false;
+    return CASCA_OK;
 }
 
 static void on_event(void *arg, enum slo_event ev, const struct slo_def *def,
@@ -424,68 +377,8 @@ static void on_event(void *arg, enum slo_event ev, const struct slo_def *def,
     struct slo_service *s = arg;
     struct pub p;
     pub_of(def, &p);
-    int64_t now = mono_ns();
-    bool wake = false;
-    pthread_mutex_lock(&s->lock);
-    for (struct watcher *w = s->watchers; w; w = w->next) {
-        struct slot *sl = slot_of(w, def->id, w->all && ev == SLO_EVENT_STATUS);
-        if (!sl)
-            continue;
-        if (ev == SLO_EVENT_REMOVED) {
-            sl->removed = true;
-        } else {
-            if (pub_copy(&sl->pub, &p) != CASCA_OK)
-                continue; /* keeps its old status; a later event retries */
-            sl->st = *st;
-            sl->removed = false;
-        }
-        sl->pending = true;
-        if (w->ready)
-            wake |= flush_locked(w, now) != MAX_NS;
-    }
-    if (wake)
-        pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void *flusher(void *arg)
-{
-    struct slo_service *s = arg;
-    pthread_mutex_lock(&s->lock);
-    while (!s->stopping) {
-        int64_t now = mono_ns(), due = MAX_NS;
-        for (struct watcher *w = s->watchers; w; w = w->next)
-            if (w->ready) {
-                int64_t d = flush_locked(w, now);
-                due = d < due ? d : due;
-            }
-        if (due == MAX_NS) {
-            pthread_cond_wait(&s->wake, &s->lock);
-            continue;
-        }
-        struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
-        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
-
-static void watch_cancelled(struct rpc_ctx *ctx, void *arg)
-{
-    struct slo_service *s = arg;
-    pthread_mutex_lock(&s->lock);
-    struct watcher **p = &s->watchers;
-    while (*p && (*p)->ctx != ctx)
-        p = &(*p)->next;
-    struct watcher *w = *p;
-    if (w) {
-        *p = w->next;
-        w->dead = true;
-        watcher_unref_locked(w);
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (w)
-        rpc_finish(ctx, CASCA_ERR_CANCELLED, "watch ended");
+    struct status_of a = {&p, ev == SLO_EVENT_REMOVED ? NULL : st};
+    watch_publish(s->watches, def->id, ev == SLO_EVENT_STATUS, watched_fill, &a);
 }
 
 static void watch_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
@@ -507,66 +400,32 @@ static void watch_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
             return;
         }
     size_t n = req->n_ids ? req->n_ids : slo_view_count(v);
-    struct watcher *w = calloc(1, sizeof(*w));
-    if (w)
-        w->slots = calloc(n ? n : 1, sizeof(*w->slots));
-    if (!w || !w->slots) {
-        free(w);
+    const char **ids = calloc(n ? n : 1, sizeof(*ids));
+    struct watch *w = NULL;
+    if (ids) {
+        for (size_t i = 0; i < n; i++)
+            ids[i] = req->n_ids ? req->ids[i] : slo_view_def(v, i)->id;
+        w = watch_open(s->watches, ctx, ids, n, req->n_ids == 0,
+                       mi ? mi->seconds * 1000000000 + mi->nanos : 0);
+    }
+    if (!w) {
+        free(ids);
         slo_view_put(v);
         rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
         return;
     }
-    w->ctx = ctx;
-    w->all = req->n_ids == 0;
-    w->refs = 2;
-    w->min_interval_ns = mi ? mi->seconds * 1000000000 + mi->nanos : 0;
+    /* the first statuses, read without the lock (an event meanwhile is newer than what we read) */
     for (size_t i = 0; i < n; i++) {
-        const char *id = req->n_ids ? req->ids[i] : slo_view_def(v, i)->id;
-        bool dup = false;
-        for (size_t k = 0; k < w->nslots; k++)
-            dup |= !strcmp(w->slots[k].pub.id, id);
-        if (!dup && (w->slots[w->nslots].pub.id = strdup(id)))
-            w->nslots++;
+        long k = slo_view_find(v, ids[i]);
+        struct slo_status st;
+        slo_view_status(s->engine, v, (size_t)k, &st);
+        struct pub p;
+        pub_of(slo_view_def(v, (size_t)k), &p);
+        struct status_of a = {&p, &st};
+        watch_seed(w, ids[i], watched_fill, &a);
     }
-    /* registered before the first statuses are read, so no change falls in between */
-    pthread_mutex_lock(&s->lock);
-    w->next = s->watchers;
-    s->watchers = w;
-    pthread_mutex_unlock(&s->lock);
-    rpc_on_cancel(ctx, watch_cancelled, s);
-
-    size_t ninit = w->nslots;
-    struct slo_status *init = calloc(ninit ? ninit : 1, sizeof(*init));
-    long *idx = calloc(ninit ? ninit : 1, sizeof(*idx));
-    pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; idx && i < ninit; i++) /* the slots may move: look the ids up now */
-        idx[i] = slo_view_find(v, w->slots[i].pub.id);
-    pthread_mutex_unlock(&s->lock);
-    for (size_t i = 0; init && idx && i < ninit; i++)
-        if (idx[i] >= 0)
-            slo_view_status(s->engine, v, (size_t)idx[i], &init[i]);
-    pthread_mutex_lock(&s->lock);
-    if (!w->dead) {
-        for (size_t i = 0; init && idx && i < ninit; i++) {
-            if (idx[i] < 0)
-                continue;
-            const struct slo_def *d = slo_view_def(v, (size_t)idx[i]);
-            struct slot *sl = slot_of(w, d->id, false);
-            struct pub p;
-            pub_of(d, &p);
-            if (sl && !sl->pending && pub_copy(&sl->pub, &p) == CASCA_OK) {
-                sl->st = init[i]; /* an event seen meanwhile is newer than what we read */
-                sl->pending = true;
-            }
-        }
-        w->ready = true;
-        if (flush_locked(w, mono_ns()) != MAX_NS)
-            pthread_cond_signal(&s->wake);
-    }
-    watcher_unref_locked(w);
-    pthread_mutex_unlock(&s->lock);
-    free(init);
-    free(idx);
+    watch_start(w);
+    free(ids);
     slo_view_put(v);
 }
 
@@ -579,18 +438,12 @@ struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c,
     if (!s)
         return NULL;
     s->carbon = carbon;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->wake, &ca);
-    pthread_condattr_destroy(&ca);
     struct slo_engine_options o = {
         .db = db,
         .intensity = carbon ? intensity_at : NULL,
         .intensity_arg = carbon,
     };
-    if (!(s->engine = slo_engine_create(&o, c))) {
+    if (!(s->watches = watch_hub_create(&watch_ops)) || !(s->engine = slo_engine_create(&o, c))) {
         slo_service_destroy(s);
         return NULL;
     }
@@ -608,11 +461,6 @@ struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c,
     s->methods[3] = M("WatchSlos", watch_slos_request, slo_status, RPC_SERVER_STREAM,
                       RPC_BLOCKING, watch_slos);
 #undef M
-    if (pthread_create(&s->flusher, NULL, flusher, s) != 0) {
-        slo_service_destroy(s);
-        return NULL;
-    }
-    s->flusher_started = true;
     if (rpc_server_add_methods(srv, s->methods, 4) != CASCA_OK) {
         slo_service_destroy(s);
         return NULL;
@@ -666,20 +514,6 @@ void slo_service_destroy(struct slo_service *s)
     if (s->engine)
         slo_engine_listen(s->engine, NULL, NULL);
     slo_engine_destroy(s->engine);
-    if (s->flusher_started) {
-        pthread_mutex_lock(&s->lock);
-        s->stopping = true;
-        pthread_cond_signal(&s->wake);
-        pthread_mutex_unlock(&s->lock);
-        pthread_join(s->flusher, NULL);
-    }
-    while (s->watchers) { /* none after rpc_server_destroy; defensive */
-        struct watcher *w = s->watchers;
-        s->watchers = w->next;
-        w->refs = 1;
-        watcher_unref_locked(w);
-    }
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
+    watch_hub_destroy(s->watches);
     free(s);
 }

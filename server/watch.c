@@ -1,0 +1,270 @@
+#include "watch.h"
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "casca_err.h"
+
+#define FULL_RETRY_NS (20 * 1000000LL) /* a watch whose send queue was full retries this often */
+#define NEVER INT64_MAX
+
+struct slot {
+    char *id;
+    bool pending;         /* value is newer than what was sent */
+    int64_t sent_mono_ns; /* when this key last went out; 0 = never */
+    alignas(max_align_t) unsigned char value[];
+};
+
+struct watch {
+    struct watch_hub *hub;
+    struct rpc_ctx *ctx;
+    int refs;   /* the hub's list's and the opener's; under hub->lock */
+    bool dead;  /* the call is over: never touch ctx again */
+    bool ready; /* watch_start ran; until then values only fill slots */
+    bool all;   /* takes keys first published later */
+    int64_t min_interval_ns;
+    struct slot **slots;
+    size_t nslots;
+    struct watch *prev, *next;
+};
+
+struct watch_hub {
+    const struct watch_ops *ops;
+    pthread_mutex_t lock; /* the list, every watch and slot, stopping */
+    pthread_cond_t wake;  /* CLOCK_MONOTONIC */
+    struct watch *head;
+    bool stopping;
+    pthread_t flusher;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- slots ---- */
+
+static void slot_free(const struct watch_ops *ops, struct slot *s)
+{
+    if (!s) return;
+    if (ops->clear) ops->clear(s->value);
+    free(s->id);
+    free(s);
+}
+
+static struct slot *slot_new(const struct watch_ops *ops, const char *id)
+{
+    struct slot *s = calloc(1, sizeof(*s) + ops->value_size);
+    if (s && !(s->id = strdup(id))) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static struct slot *slot_find(struct watch *w, const char *id)
+{
+    for (size_t i = 0; i < w->nslots; i++)
+        if (!strcmp(w->slots[i]->id, id)) return w->slots[i];
+    return NULL;
+}
+
+static struct slot *slot_add(struct watch *w, const char *id)
+{
+    struct slot **grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
+    if (!grown) return NULL;
+    w->slots = grown;
+    struct slot *s = slot_new(w->hub->ops, id);
+    if (s) w->slots[w->nslots++] = s;
+    return s;
+}
+
+static void unref_locked(struct watch *w)
+{
+    if (--w->refs > 0) return;
+    for (size_t i = 0; i < w->nslots; i++)
+        slot_free(w->hub->ops, w->slots[i]);
+    free(w->slots);
+    free(w);
+}
+
+/* Sends w's pending values whose interval has passed, in slot order, until the queue is full.
+ * Returns when it wants to run again (NEVER: nothing pending). Under the lock. */
+static int64_t flush_locked(struct watch *w, int64_t now)
+{
+    const struct watch_ops *ops = w->hub->ops;
+    int64_t due = NEVER;
+    bool full = false;
+    for (size_t i = 0; i < w->nslots && !w->dead; i++) {
+        struct slot *s = w->slots[i];
+        if (!s->pending) continue;
+        int64_t at =
+            s->sent_mono_ns && w->min_interval_ns ? s->sent_mono_ns + w->min_interval_ns : 0;
+        if (at <= now && !full && ops->send(w->ctx, s->id, s->value) != CASCA_ERR_FULL) {
+            s->pending = false; /* sent, or the call is over (the cancel drops the watch) */
+            s->sent_mono_ns = now;
+            if (ops->clear) ops->clear(s->value);
+            continue;
+        }
+        if (at > now) { /* held back by min_interval */
+            due = at < due ? at : due;
+            continue;
+        }
+        full = true; /* stays pending: later values overwrite it */
+        due = now + FULL_RETRY_NS < due ? now + FULL_RETRY_NS : due;
+    }
+    return due;
+}
+
+static void *flusher_main(void *arg)
+{
+    struct watch_hub *h = arg;
+    pthread_mutex_lock(&h->lock);
+    while (!h->stopping) {
+        int64_t now = mono_ns(), due = NEVER;
+        for (struct watch *w = h->head; w; w = w->next)
+            if (w->ready) {
+                int64_t d = flush_locked(w, now);
+                due = d < due ? d : due;
+            }
+        if (due == NEVER) {
+            pthread_cond_wait(&h->wake, &h->lock);
+            continue;
+        }
+        struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+        pthread_cond_timedwait(&h->wake, &h->lock, &ts);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+/* ---- the hub ---- */
+
+struct watch_hub *watch_hub_create(const struct watch_ops *ops)
+{
+    struct watch_hub *h = calloc(1, sizeof(*h));
+    if (!h) return NULL;
+    h->ops = ops;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&h->flusher, NULL, flusher_main, h) != 0) {
+        pthread_cond_destroy(&h->wake);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void watch_hub_destroy(struct watch_hub *h)
+{
+    if (!h) return;
+    pthread_mutex_lock(&h->lock);
+    h->stopping = true;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->flusher, NULL);
+    while (h->head) { /* none after rpc_server_destroy; defensive */
+        struct watch *w = h->head;
+        h->head = w->next;
+        w->refs = 1;
+        unref_locked(w);
+    }
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+/* ---- one watch ---- */
+
+static void cancelled(struct rpc_ctx *ctx, void *arg)
+{
+    struct watch *w = arg;
+    struct watch_hub *h = w->hub;
+    pthread_mutex_lock(&h->lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        h->head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->dead = true;
+    unref_locked(w);
+    pthread_mutex_unlock(&h->lock);
+    rpc_finish(ctx, CASCA_ERR_CANCELLED, "watch ended");
+}
+
+struct watch *watch_open(struct watch_hub *h, struct rpc_ctx *ctx, const char *const *ids, size_t n,
+                         bool all, int64_t min_interval_ns)
+{
+    struct watch *w = calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    *w = (struct watch){
+        .hub = h, .ctx = ctx, .refs = 2, .all = all, .min_interval_ns = min_interval_ns};
+    w->slots = calloc(n ? n : 1, sizeof(*w->slots));
+    for (size_t i = 0; w->slots && i < n; i++) {
+        if (slot_find(w, ids[i])) continue;
+        if (!(w->slots[w->nslots] = slot_new(h->ops, ids[i]))) {
+            w->refs = 1;
+            unref_locked(w); /* not shared yet: no lock needed */
+            return NULL;
+        }
+        w->nslots++;
+    }
+    if (!w->slots) {
+        free(w);
+        return NULL;
+    }
+    /* listed before the caller reads the current values, so no change falls in between */
+    pthread_mutex_lock(&h->lock);
+    w->next = h->head;
+    if (h->head) h->head->prev = w;
+    h->head = w;
+    pthread_mutex_unlock(&h->lock);
+    rpc_on_cancel(ctx, cancelled, w);
+    return w;
+}
+
+void watch_seed(struct watch *w, const char *id, watch_fill_fn fill, void *arg)
+{
+    pthread_mutex_lock(&w->hub->lock);
+    struct slot *s = w->dead ? NULL : slot_find(w, id);
+    if (s && !s->pending && fill(s->value, arg) == CASCA_OK) s->pending = true;
+    pthread_mutex_unlock(&w->hub->lock);
+}
+
+void watch_start(struct watch *w)
+{
+    struct watch_hub *h = w->hub;
+    pthread_mutex_lock(&h->lock);
+    if (!w->dead) {
+        w->ready = true;
+        if (flush_locked(w, mono_ns()) != NEVER) pthread_cond_signal(&h->wake);
+    }
+    unref_locked(w);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void watch_publish(struct watch_hub *h, const char *id, bool create, watch_fill_fn fill, void *arg)
+{
+    int64_t now = mono_ns();
+    bool wake = false;
+    pthread_mutex_lock(&h->lock);
+    for (struct watch *w = h->head; w; w = w->next) {
+        struct slot *s = slot_find(w, id);
+        if (!s && create && w->all) s = slot_add(w, id);
+        if (!s || fill(s->value, arg) != CASCA_OK) continue;
+        s->pending = true;
+        if (w->ready) wake |= flush_locked(w, now) != NEVER;
+    }
+    if (wake) pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+}
