@@ -10,6 +10,7 @@ packages=(
   libyaml-dev libjansson-dev
   python3-grpcio python3-grpc-tools python3-pytest python3-protobuf grpc-proto
   nghttp2-client valgrind influxdb
+  jq
 )
 
 missing=()
