@@ -1,5 +1,5 @@
 # The two commands the README opens with. Each does all of its own set-up on a fresh Debian 12.
-#   make demo   build, start cascad with deploy/casca.yaml, and show it answering
+#   make demo   build, run the media-streaming use case (cascad, transcoder, meter, agent), plot it
 #   make test   build (plain and ASan+UBSan) and run every unit and end-to-end test
 BUILD ?= build
 BUILD_ASAN ?= build-asan
@@ -28,8 +28,9 @@ test-asan: build-asan
 
 test: test-plain test-asan
 
+# make demo [AGENT=gds|rds|rlds] [SIMULATE=1] [DURATION=seconds]: see deploy/demo.sh
 demo: build
-	@deploy/demo.sh $(BUILD)
+	@AGENT="$(AGENT)" SIMULATE="$(SIMULATE)" DURATION="$(DURATION)" deploy/demo.sh $(BUILD)
 
 bench: build
 	@test/bench/unary.sh $(BUILD)

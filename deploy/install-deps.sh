@@ -9,8 +9,10 @@ packages=(
   libnng-dev liblmdb-dev lmdb-utils libcurl4-openssl-dev libcmocka-dev
   libyaml-dev libjansson-dev
   python3-grpcio python3-grpc-tools python3-pytest python3-protobuf grpc-proto
+  python3-numpy python3-torch
   nghttp2-client valgrind influxdb
   jq
+  ffmpeg gnuplot-nox python3-yaml
 )
 
 missing=()
