@@ -910,7 +910,9 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     if (res.n_rejected == 0 && n > 0 && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL)
         s->actions_applied++;
     uint64_t k = s->actions_seen++;
-    if (send_result_locked(s, &m.base) == CASCA_OK || s->done) {
+    /* Rate-limited actions are answered but not recorded: a flood would otherwise queue the
+     * store's one writer, and every caller's audit commit behind it. */
+    if ((send_result_locked(s, &m.base) == CASCA_OK || s->done) && !limited) {
         Casca__V1__TrajectoryStep step = CASCA__V1__TRAJECTORY_STEP__INIT;
         step.session_id = s->id;
         step.seq = act->state_seq;

@@ -30,7 +30,8 @@
  * carbon_footprint SLO is among the session's SLOs (footprint = its value, power = footprint x 60
  * / intensity), 0 otherwise.
  * Trajectories: every state sent and every (action, result) is recorded in the store (named
- * databases agent_sessions and agent_steps, asynchronously: recording never delays a session).
+ * databases agent_sessions and agent_steps, asynchronously: recording never delays a session),
+ * except rate-limited actions, which are answered but not recorded.
  *
  * Threads: each Session message runs on the worker pool (RPC_BLOCKING: Hello reads the current
  * values and actions wait for the managed service and the audit log); between messages a session

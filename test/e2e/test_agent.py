@@ -312,7 +312,9 @@ def test_agent_sessions(d):
     a1 = [s for s in steps if s.action.nonce == "a1"]
     assert len(a1) == 1 and a1[0].result.applied[0].value.int_value == 6
     assert a1[0].state.seq == last.seq and a1[0].state.settings[0].value.int_value == 4
-    assert len([s for s in steps if s.action.nonce.startswith("f")]) == 20
+    # the flood's rate-limited actions are answered but not recorded (they would queue the store)
+    assert {s.action.nonce for s in steps if s.action.nonce.startswith("f")} == \
+        {r.nonce for r in results if r not in limited}
     # by agent name (both "rlds" sessions: the refused one recorded nothing), and a time range
     by_name = list(admin.ExportTrajectory(
         admin_pb2.ExportTrajectoryRequest(agent_name="rlds"), timeout=10))
