@@ -12,6 +12,9 @@ import pytest
 
 STUBS = os.environ.get("CASCA_PY_STUBS", "build/py")
 sys.path.insert(0, STUBS)
+# The casca package (clients/python): `casca` is it, `casca.v1` the generated modules in STUBS.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "clients", "python"))
 
 import grpc  # noqa: E402
 
