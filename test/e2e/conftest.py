@@ -1,5 +1,6 @@
 """End-to-end fixtures: start the real cascad on a free loopback port with a config written by the
 test, talk to it with Debian's grpcio, and stop it with SIGTERM, checking it exits cleanly."""
+import datetime
 import os
 import re
 import signal
@@ -26,6 +27,19 @@ from grpc.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 CASCAD = os.environ.get("CASCAD", "build/server/cascad")
 SANITIZED = os.environ.get("CASCA_SANITIZE", "OFF") in ("ON", "1", "TRUE")
 START_TIMEOUT = 30 if SANITIZED else 10
+
+
+def carbon_bundle(tmp_path, zone="AT", value=lambda hour: 100 + hour % 24, hours=8760):
+    """A bundled_data dir with `hours` hours of one zone from 2022-01-01T00Z (the whole year by
+    default), hour i at value(i) gCO2eq/kWh: much faster to load than the shipped data."""
+    d = tmp_path / "bundle"
+    d.mkdir(exist_ok=True)
+    start = datetime.datetime(2022, 1, 1)
+    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
+    rows += [f"{zone},{(start + datetime.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
+             f"{value(i)}" for i in range(hours)]
+    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
+    return d
 
 
 def free_port():

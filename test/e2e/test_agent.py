@@ -4,7 +4,6 @@ periodic States, actions applied and answered, leases (a second CONTROL agent is
 disconnect or a silent agent releases the lease), SHADOW never applies, OBSERVE only watches,
 bad first messages, actions on settings not leased / out of range, a rate-limited flood, and
 AdminService.ListAgentSessions / ExportTrajectory."""
-import datetime as dt
 import queue
 import threading
 import time
@@ -18,6 +17,7 @@ from casca.v1 import agent_pb2, agent_pb2_grpc
 from casca.v1 import common_pb2, control_pb2, control_pb2_grpc
 from casca.v1 import telemetry_pb2 as tm
 from casca.v1 import telemetry_pb2_grpc as tm_grpc
+from conftest import carbon_bundle
 
 TOKENS = {"T_OP": "op-0123456789abcdef0123", "T_GDS": "gds-0123456789abcdef0123",
           "T_RLDS": "rlds-0123456789abcdef0123"}
@@ -67,22 +67,9 @@ settings:
 """
 
 
-def small_bundle(tmp_path):
-    """A bundled_data dir with AT's 2022 hours: 100 + hour of day."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    t = dt.datetime(2022, 1, 1)
-    for i in range(8760):
-        rows.append(f"AT,{(t + dt.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
-                    f"{100 + i % 24}")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 @pytest.fixture
 def d(make_daemon, tmp_path):
-    return make_daemon(config(small_bundle(tmp_path)), env=TOKENS)
+    return make_daemon(config(carbon_bundle(tmp_path)), env=TOKENS)
 
 
 def publish_fps(d, values):

@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from casca.v1 import carbon_pb2 as cb
 from casca.v1 import carbon_pb2_grpc as cbg
 
-from conftest import CASCAD
+from conftest import CASCAD, carbon_bundle
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(ROOT, "data", "carbon")
@@ -296,21 +296,8 @@ def test_bundled_data(make_daemon):
     assert r.gco2eq_per_kwh == pytest.approx(84.73)
 
 
-def small_bundle(tmp_path, zone="DE", value=lambda h: 400.0):
-    """A bundled_data dir with one zone's 2022 hours (fast to load)."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    t = dt.datetime(2022, 1, 1)
-    for i in range(8760):
-        rows.append(f"{zone},{(t + dt.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
-                    f"{value(i)}")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 def test_estimate_from_nearest_year(make_daemon, tmp_path):
-    bundle = small_bundle(tmp_path, "AT", value=lambda i: 100 + i % 24)
+    bundle = carbon_bundle(tmp_path)
     d = make_daemon(f"carbon: {{bundled_data: {bundle}, estimate_from_nearest_year: true}}\n")
     s = stub(d)
     r = s.GetLocationIntensity(cb.GetLocationIntensityRequest(zone="AT", time=ts(2025, 3, 1, 10)))
@@ -541,7 +528,7 @@ carbon:
 
 def test_live_providers(make_daemon, mocks, tmp_path):
     em, uk = mocks
-    bundle = small_bundle(tmp_path, "DE", value=lambda i: 400.0)
+    bundle = carbon_bundle(tmp_path, "DE", value=lambda i: 400.0)
     d = make_daemon(live_config(em, uk, bundle), env={"EM_KEY": "secret-em-key"})
     s = stub(d)
     now = now_hour()

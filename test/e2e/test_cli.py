@@ -19,6 +19,7 @@ from casca.v1 import admin_pb2, agent_pb2, agent_pb2_grpc, carbon_pb2, common_pb
 from casca.v1 import slo_pb2
 from casca.v1 import telemetry_pb2 as tm
 from casca.v1 import telemetry_pb2_grpc as tm_grpc
+from conftest import carbon_bundle
 
 CLI = os.environ.get("CASCA_CLI", "build/clients/casca")
 SANITIZED = os.environ.get("CASCA_SANITIZE", "OFF") in ("ON", "1", "TRUE")
@@ -85,22 +86,9 @@ settings:
 """
 
 
-def small_bundle(tmp_path):
-    """A bundled_data dir with AT's 2022 hours: 100 + hour of day (fast to load)."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    t = dt.datetime(2022, 1, 1)
-    for i in range(8760):
-        rows.append(f"AT,{(t + dt.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
-                    f"{100 + i % 24}")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 @pytest.fixture
 def d(make_daemon, tmp_path):
-    return make_daemon(config(small_bundle(tmp_path)), env=TOKENS)
+    return make_daemon(config(carbon_bundle(tmp_path)), env=TOKENS)
 
 
 def env_for(target, token):
@@ -581,7 +569,7 @@ def test_server_down_or_mute_exits_3(tmp_path):
 
 
 def test_server_stopping_ends_a_watch_with_3(make_daemon, tmp_path):
-    d = make_daemon(config(small_bundle(tmp_path)), env=TOKENS)
+    d = make_daemon(config(carbon_bundle(tmp_path)), env=TOKENS)
     w = _popen(d, "settings", "watch", "ServiceParam")
     _lines(w, 2)  # header and the current value
     assert d.stop() == 0

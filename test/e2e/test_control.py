@@ -3,7 +3,6 @@ shaped like Jellyfin's /System/Configuration/encoding, a YAML config file plus a
 reloading on SIGHUP, exec scripts. Every bad input of the issue, privacy over every reply byte,
 WatchSettings, reload keeping connections, and the audit log surviving kill -9."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -295,6 +295,40 @@ def test_powermeter_simulated_tasmota_reports(make_daemon, procs, tmp_path):
     wait_value(ch, "power_w", 10 + 12 * 5, tags)
 
 
+def test_powermeter_waits_for_a_service_that_starts_later(make_daemon, procs, tmp_path):
+    """The meter starts first (nothing listens on the service's port yet): it keeps running, says
+    what it waits for, and publishes once the service is up; a meter still waiting stops cleanly
+    on SIGTERM (the fixture checks exit status 0)."""
+    bus, port = free_port(), free_port()
+    d = make_daemon(config(bus, port))
+    url = f"http://127.0.0.1:{port}{ENDPOINT}"
+    meter = procs([PY, DEMO / "powermeter.py", "--bus", f"tcp://127.0.0.1:{bus}", "--casca",
+                   CASCA_CLI, "--simulate", "--http", url, "--interval", "0.2",
+                   "--topic", "tele/late/SENSOR"], tmp_path / "meter.log")
+    never = procs([PY, DEMO / "powermeter.py", "--bus", f"tcp://127.0.0.1:{bus}", "--casca",
+                   CASCA_CLI, "--simulate", "--http", f"http://127.0.0.1:{free_port()}{ENDPOINT}",
+                   "--interval", "0.2", "--topic", "tele/never/SENSOR"], tmp_path / "never.log")
+    deadline = time.time() + 10
+    while "waiting for the service at %s" % url not in meter.output():
+        assert time.time() < deadline, "no waiting message:\n" + meter.output()
+        assert meter.proc.poll() is None, "the meter exited:\n" + meter.output()
+        time.sleep(0.1)
+    time.sleep(1.0)  # several retries (every 0.2 s) against a closed port
+    assert meter.proc.poll() is None, "the meter exited:\n" + meter.output()
+    assert "Traceback" not in meter.output(), meter.output()
+    assert meter.output().count("waiting for") == 1, "one message, not one per retry:\n" + \
+        meter.output()
+    ch = d.channel()
+    assert last_value(ch, "power_w", {"plug": "tele/late/SENSOR"}) is None
+
+    start_service(procs, tmp_path, port, bus, "--simulate", "--threads", "2", "--no-report")
+    wait_value(ch, "power_w", 10 + 12 * 2, {"plug": "tele/late/SENSOR"})
+    assert "answered after" in meter.output(), meter.output()
+    assert never.proc.poll() is None and "waiting for" in never.output(), never.output()
+    assert never.stop() == 0, never.output()
+    assert last_value(ch, "power_w", {"plug": "tele/never/SENSOR"}) is None
+
+
 def test_powermeter_measures_the_process_tree(make_daemon, procs, tmp_path):
     bus = free_port()
     d = make_daemon(config(bus, free_port()))

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import free_port, SANITIZED
+from conftest import SANITIZED, carbon_bundle, free_port
 
 from casca.v1 import slo_pb2, slo_pb2_grpc
 
@@ -100,19 +100,6 @@ slos:
 """
 
 
-def flat_bundle(tmp_path):
-    """AT's 2022 hours at a constant 100 gCO2eq/kWh: footprint [mg/min] = power [W] x 100 / 60."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    for day in range(365):
-        for h in range(24):
-            t = time.gmtime(time.mktime((2022, 1, 1, 0, 0, 0, 0, 0, 0)) + day * 86400 + h * 3600)
-            rows.append(f"AT,{time.strftime('%Y-%m-%dT%H:00:00Z', t)},100")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 class Proc:
     """A child process whose output lines are collected as they come."""
 
@@ -182,7 +169,7 @@ class Stack:
     def __init__(self, make_daemon, tmp_path, threads, power=False, tls=""):
         self.tmp = tmp_path
         self.http_port, self.bus_port = free_port(), free_port()
-        bundle = flat_bundle(tmp_path)
+        bundle = carbon_bundle(tmp_path, value=lambda i: 100)
         self.d = make_daemon(config(self.http_port, self.bus_port, bundle, tls),
                              env={"T_OP": OP, "T_AGENT": AGENT}, start=not tls)
         self.procs = []

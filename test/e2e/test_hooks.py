@@ -5,7 +5,6 @@ never a crash or a stalled bus; a hook whose database is unreachable does not st
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse

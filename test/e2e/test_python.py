@@ -14,6 +14,7 @@ import pytest
 import casca
 from casca.env import CarbonAwareReward, CascaEnv
 from casca.v1 import admin_pb2, agent_pb2, slo_pb2
+from conftest import carbon_bundle
 
 TOKENS = {"T_OP": "op-0123456789abcdef0123", "T_AGENT": "agent-0123456789abcdef01",
           "T_REP": "rep-0123456789abcdef0123", "T_VIEW": "view-0123456789abcdef012"}
@@ -63,22 +64,9 @@ settings:
 {extra}"""
 
 
-def small_bundle(tmp_path):
-    """AT's 2022 hours: 100 + hour of day (UTC)."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    t = dt.datetime(2022, 1, 1)
-    for i in range(8760):
-        rows.append(f"AT,{(t + dt.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
-                    f"{100 + i % 24}")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 @pytest.fixture
 def d(make_daemon, tmp_path):
-    return make_daemon(config(small_bundle(tmp_path)), env=TOKENS)
+    return make_daemon(config(carbon_bundle(tmp_path)), env=TOKENS)
 
 
 @pytest.fixture
@@ -462,7 +450,7 @@ def test_carbon_aware_reward():
 
 
 def test_env_unsupported_setting(make_daemon, tmp_path):
-    d = make_daemon(config(small_bundle(tmp_path), extra="""\
+    d = make_daemon(config(carbon_bundle(tmp_path), extra="""\
   - id: Name
     type: string
     controller: {memory: {value: x}}

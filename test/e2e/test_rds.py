@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from casca.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+from conftest import carbon_bundle, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RDS = str(ROOT / "agents" / "rds" / "casca-rds")
@@ -75,22 +75,6 @@ carbon: {bundled_data: BUNDLE}
 """ + SETTINGS
 
 
-def tiny_bundle(tmp_path):
-    """A bundled_data dir with one day of AT: the full bundle takes seconds to load (ASan)."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    rows += [f"AT,2022-01-01T{h:02d}:00:00Z,{100 + h}" for h in range(24)]
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rds(d, *args, timeout=60, token=OP, target=None):
     env = dict(os.environ, CASCA=CLI)
     env.pop("CASCA_TOKEN", None)
@@ -115,7 +99,8 @@ def audit(d, setting):
 
 @pytest.fixture
 def d(make_daemon, tmp_path):
-    return make_daemon(CONFIG.replace("BUNDLE", str(tiny_bundle(tmp_path))), env=TOKENS)
+    bundle = carbon_bundle(tmp_path, hours=24)
+    return make_daemon(CONFIG.replace("BUNDLE", str(bundle)), env=TOKENS)
 
 
 def drive(d, setting, want, seed, budget=30):
@@ -253,7 +238,7 @@ store:
 auth:
   tokens:
     - {{name: ops, role: operator, token_env: T_OP}}
-carbon: {{bundled_data: {tiny_bundle(tmp_path)}}}
+carbon: {{bundled_data: {carbon_bundle(tmp_path, hours=24)}}}
 bus:
   listen: ["tcp://127.0.0.1:{bus_port}"]
 hooks:

@@ -4,7 +4,6 @@ through `casca report` on the bus) with its power meter (deploy/demo/powermeter.
 10 W + 12 W per thread): a short seeded training run must end with a clearly higher mean reward
 than a random policy on the same set-up; the saved policy is then evaluated (--no-train) and the
 agent stops cleanly on SIGTERM; bad usage fails with a clear message."""
-import datetime as dt
 import os
 import random
 import signal
@@ -35,7 +34,7 @@ TRAIN_STEPS = 192     # decisions of the training run (12 updates)
 LAST = 48             # the training run's last decisions, compared with the baseline
 INTENSITY = 200.0     # gCO2eq/kWh, every hour of the test's grid data
 
-from conftest import free_port  # noqa: E402
+from conftest import carbon_bundle, free_port# noqa: E402
 
 
 def config(bus_port, http_port, bundle):
@@ -89,18 +88,6 @@ settings:
 """
 
 
-def bundle(tmp_path):
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    t = dt.datetime(2022, 1, 1)
-    for i in range(8760):
-        rows.append(f"AT,{(t + dt.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
-                    f"{INTENSITY}")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 def expected_reward(threads, w=0.5, ref=1000.0):
     """CarbonAwareReward of the simulated service at a thread count (for the figures printed)."""
     fps, fp = 4.2 * threads, (10 + 12 * threads) * INTENSITY / 60
@@ -118,7 +105,7 @@ def setup(make_daemon, tmp_path):
     if not os.access(CASCA_CLI, os.X_OK):
         pytest.fail(f"the casca tool is not at {CASCA_CLI} (set CASCA_CLI)")
     bus_port, http_port = free_port(), free_port()
-    d = make_daemon(config(bus_port, http_port, bundle(tmp_path)), env=TOKENS)
+    d = make_daemon(config(bus_port, http_port, carbon_bundle(tmp_path, value=lambda i: INTENSITY)), env=TOKENS)
     logs = open(tmp_path / "service.log", "w")
     url = f"http://127.0.0.1:{http_port}/System/Configuration/encoding"
     procs = [subprocess.Popen([PYTHON, TRANSCODER, "--http", f"127.0.0.1:{http_port}",

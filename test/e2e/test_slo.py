@@ -3,7 +3,6 @@ exact expected SLO values (mean, p90, tag filter, carbon footprint against the c
 own intensity), history at steps, NOT_FOUND, a reload while watches are open (added, changed,
 removed SLOs), a reload rejected for an SLO without objective (file:line:col, old SLOs kept), and
 privacy: no private string of the config in any byte of any reply to agents and viewers."""
-import datetime as dt
 import threading
 import time
 
@@ -17,6 +16,7 @@ from casca.v1 import carbon_pb2_grpc as cb_grpc
 from casca.v1 import slo_pb2, slo_pb2_grpc
 from casca.v1 import telemetry_pb2 as tm
 from casca.v1 import telemetry_pb2_grpc as tm_grpc
+from conftest import carbon_bundle
 
 TOKENS = {"T_OP": "op-0123456789abcdef0123", "T_AGENT": "agent-0123456789abcdef0123",
           "T_VIEW": "view-0123456789abcdef0123"}
@@ -84,19 +84,6 @@ slo_files: [slo-private.yaml]
 """
 
 
-def small_bundle(tmp_path):
-    """A bundled_data dir with AT's 2022 hours: 100 + hour of day (fast to load)."""
-    d = tmp_path / "bundle"
-    d.mkdir(exist_ok=True)
-    rows = ["zone,datetime_utc,carbon_intensity_gco2eq_per_kwh"]
-    t = dt.datetime(2022, 1, 1)
-    for i in range(8760):
-        rows.append(f"AT,{(t + dt.timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
-                    f"{100 + i % 24}")
-    (d / "hourly.csv").write_text("\n".join(rows) + "\n")
-    return d
-
-
 def ts(seconds):
     t = timestamp_pb2.Timestamp()
     t.FromNanoseconds(int(round(seconds * 1e9)))
@@ -106,7 +93,7 @@ def ts(seconds):
 @pytest.fixture
 def d(make_daemon, tmp_path):
     (tmp_path / "slo-private.yaml").write_text(SLO_FILE)
-    return make_daemon(config(small_bundle(tmp_path)), env=TOKENS)
+    return make_daemon(config(carbon_bundle(tmp_path)), env=TOKENS)
 
 
 def slo_stub(d, token=AGENT):
