@@ -31,7 +31,10 @@ and point the carbon SLO's power_series at the hook's series.
 
 Parameters may also come from a JSON or simple "key: value" file (--config) with the keys
 idle_watts, watts_per_core, sim_core_share, voltage, power_factor, interval, topic.
-SIGTERM and SIGINT stop it cleanly. Standard library only (Debian's /usr/bin/python3).
+The meter may start before the service: while the source gives no first reading (the service's
+endpoint not listening yet, say) it says what it waits for and retries every --interval; a reading
+that fails later is skipped (and logged) the same way. SIGTERM and SIGINT stop it cleanly, waiting
+or not. Standard library only (Debian's /usr/bin/python3).
 """
 import argparse
 import datetime
@@ -251,6 +254,34 @@ class Reporter:
             self.proc.wait()
 
 
+READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+def first_reading(source, stop, interval, what):
+    """Takes the source's first reading (a counter's base; the simulated service's first value),
+    retrying every `interval` seconds while it fails: the service may come up after the meter
+    (its HTTP endpoint not listening yet). Says once what it waits for, then every minute; returns
+    the reading, or None if stop was set first."""
+    started = time.monotonic()
+    tries = 0
+    next_note = 0.0
+    while True:
+        try:
+            reading = source.power()
+        except READ_ERRORS as e:
+            tries += 1
+            waited = time.monotonic() - started
+            if waited >= next_note:
+                log("waiting for %s: %s (retrying every %gs)" % (what, e, interval))
+                next_note = waited + 60
+            if stop.wait(interval):
+                return None
+            continue
+        if tries:
+            log("%s answered after %.1fs: publishing" % (what, time.monotonic() - started))
+        return reading
+
+
 def tasmota_time(t, local):
     dt = datetime.datetime.fromtimestamp(t, None if local else datetime.timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S")
@@ -331,14 +362,19 @@ def main():
         "%g W + %g W x busy cores (%s)" % (params["idle_watts"], params["watts_per_core"],
                                            "simulated: threads x %g" % params["sim_core_share"]
                                            if args.simulate else "CPU of pid %d" % args.pid)))
+    what = ("the RAPL counters" if args.source == "rapl" else
+            "the service at %s" % args.http if args.simulate else "process %d" % args.pid)
     failures = 0
     try:
-        source.power()  # the first reading of a counter only sets its base
+        # The first reading of a counter only sets its base; it is retried until the source
+        # answers, so the meter may start before the service.
+        if first_reading(source, stop, params["interval"], what) is None:
+            stop.set()
         while not stop.wait(params["interval"]):
             try:
                 watts, busy = source.power()
                 failures = 0
-            except (OSError, ValueError, KeyError, RuntimeError) as e:
+            except READ_ERRORS as e:
                 failures += 1
                 if failures in (1, 10) or failures % 60 == 0:
                     log("no reading: %s" % e)

@@ -166,6 +166,55 @@ def carbon_objective(args, objective, calibration, intensity):
                                                              sim_watts(args, n + 1), intensity))
 
 
+# RLDS learns from the state that follows each decision, so in its runs (simulated service) the
+# SLOs judge the last RLDS_WINDOW_S (not the config's 5 s, which would mix in the 2-3 decisions
+# before) and are re-evaluated every RLDS_ENGINE_INTERVAL; the agent's period (rlds_period) is
+# longer than that window plus the evaluation lag, and longer than the setting's cooldown.
+RLDS_WINDOW_S = 2.0
+RLDS_ENGINE_INTERVAL = "250ms"
+RLDS_ROLLOUT = 8  # decisions per PPO update: ~70 decisions in 180 s make 8-9 updates
+# The reward counts each SLO fulfilled or not, the carbon SLO included; RLDS's extra footprint term
+# (--carbon-weight, 0.5 by default) is left out: it ranks every configuration that misses the FPS
+# band by its footprint, which drags an agent that starts below the band (4 threads) to 1 thread
+# within a few updates, before it has found the band (measured: 0% FPS SLO in 180 s).
+RLDS_CARBON_WEIGHT = 0.0
+
+
+def seconds_of(text):
+    """A config duration (`2s`, `500ms`, `1m`, or a number of seconds) in seconds."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*", str(text))
+    if not m:
+        raise ValueError("not a duration: %r" % (text,))
+    return float(m.group(1)) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600}[m.group(2) or "s"]
+
+
+def setting_rails(config_path):
+    """(cooldown in seconds, max_step or None) of the demo's setting in the config file."""
+    import yaml
+    with open(config_path) as f:
+        cfg = yaml.safe_load(f)
+    for s in cfg.get("settings") or []:
+        if s.get("id") == SETTING:
+            try:
+                cooldown = seconds_of(s["cooldown"]) if s.get("cooldown") is not None else 0.0
+            except ValueError as e:
+                raise SystemExit("%s: setting %s: cooldown: %s" % (config_path, SETTING, e))
+            return cooldown, s.get("max_step")
+    raise SystemExit("%s: no setting %s" % (config_path, SETTING))
+
+
+def rlds_period(args):
+    """The RLDS agent's default period: 25% more than the setting's cooldown (every change it
+    picks is then allowed: decisions come from states a period apart), and more than the SLO
+    window plus the evaluation lag in simulate mode (each reward sees only that decision's
+    effect); at least 1 s."""
+    cooldown, _ = setting_rails(args.config)
+    period = max(1.0, 1.25 * cooldown)
+    if args.simulate:
+        period = max(period, RLDS_WINDOW_S + 0.5)
+    return round(period, 2)
+
+
 def effective_config(args, ports, out_dir, calibration, intensity):
     """The demo's config with this run's ports and objectives (scaled, see the README)."""
     import yaml
@@ -202,6 +251,13 @@ def effective_config(args, ports, out_dir, calibration, intensity):
         if args.fps_max is not None:
             o["max"] = args.fps_max
         slos[FPS_SLO]["objective"] = o
+    if args.agent == "rlds" and not calibration:
+        for sid in (FPS_SLO, CARBON_SLO):
+            slos[sid]["window"] = "%gs" % RLDS_WINDOW_S
+        cfg.setdefault("slo_engine", {})["interval"] = RLDS_ENGINE_INTERVAL
+        notes.append("RLDS run: both SLOs judge the last %g s (mean), evaluated every %s, so the "
+                     "state after each decision (every %g s) shows that decision's effect only"
+                     % (RLDS_WINDOW_S, RLDS_ENGINE_INTERVAL, args.period))
     if args.carbon_max == "auto" and intensity is not None:
         cmax, why = carbon_objective(args, slos[FPS_SLO]["objective"], calibration, intensity)
         slos[CARBON_SLO]["objective"] = {"max": cmax}
@@ -237,7 +293,12 @@ def agent_argv(args, target, build):
             ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         argv = ["/usr/bin/python3", os.path.join(SRC, "agents/rlds/casca_rlds.py"),
                 "--target", target, "--slo", FPS_SLO, "--slo", CARBON_SLO, "--setting", SETTING,
-                "--period", period, "--seed", str(args.seed), "--duration", duration]
+                "--period", period, "--seed", str(args.seed), "--duration", duration,
+                "--rollout", str(RLDS_ROLLOUT), "--carbon-weight", "%g" % RLDS_CARBON_WEIGHT]
+        # Never pick a change the max_step rail would refuse: a refused change teaches nothing.
+        _, max_step = setting_rails(args.config)
+        if max_step:
+            argv += ["--max-move", str(max_step)]
         # The policy is kept in the build tree: each `make demo AGENT=rlds` goes on training it.
         policy = args.policy or os.path.join(build, "demo", "rlds-policy.pt")
         os.makedirs(os.path.dirname(policy), exist_ok=True)
@@ -497,7 +558,7 @@ class Demo:
             meter_argv += ["--simulate", "--http", url]
         else:
             meter_argv += ["--pid", str(service.pid)]
-        time.sleep(0.5)  # the service's HTTP endpoint, for the simulated meter
+        # The simulated meter reads the service's endpoint: it waits for it if it is not up yet.
         meter = self.start("powermeter", meter_argv)
         self.say("== service %s (pid %d), meter: %s W + %s W x busy cores%s"
                  % (url, service.pid, a.idle_watts, a.watts_per_core,
@@ -745,7 +806,8 @@ def main():
     ap.add_argument("--simulate", action="store_true", help="the model instead of ffmpeg")
     ap.add_argument("--duration", type=float, default=180, help="seconds (default 180)")
     ap.add_argument("--period", type=float, default=None,
-                    help="the agent's period in seconds (default: 1, RDS 5 like its own default)")
+                    help="the agent's period in seconds (default: 1, RDS 5 like its own "
+                         "default, RLDS 1.25 x the setting's cooldown, at least 2.5 simulated)")
     ap.add_argument("--threads", type=int, default=None,
                     help="initial thread count (default 4 simulated, 1 with ffmpeg)")
     ap.add_argument("--seed", type=int, default=1)
@@ -773,7 +835,8 @@ def main():
                     help="echo every agent line (default: only those that change something)")
     args = ap.parse_args()
     if args.period is None:
-        args.period = 5 if args.agent == "rds" else 1
+        args.period = (5 if args.agent == "rds" else
+                       rlds_period(args) if args.agent == "rlds" and not args.agent_cmd else 1)
     if args.threads is None:
         args.threads = 4 if args.simulate else 1
     if args.duration <= 0:

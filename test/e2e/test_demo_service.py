@@ -419,7 +419,6 @@ def test_player_reads_sessions_on_another_host(make_daemon, procs, tmp_path):
     wait_value(d.channel(), "transcoding_fps", 16.8, {"client": "w7"})
 
 
-@pytest.mark.skipif(not os.access(FFMPEG, os.X_OK), reason="Debian's ffmpeg is not installed")
 def test_ffmpeg_fps_is_reported_and_follows_the_thread_count(make_daemon, procs, tmp_path):
     """About 20 s: ffmpeg at 1 and 2 threads in turn (three times each, 3.5 s a phase).
 
@@ -429,9 +428,10 @@ def test_ffmpeg_fps_is_reported_and_follows_the_thread_count(make_daemon, procs,
     (/proc), and asserts what holds on any machine:
       - FPS is reported in every phase, and ffmpeg runs with -threads N after each change;
       - one thread never uses much more than one core (the thread count bounds the encoder);
-      - where the 2-thread phase got at least 1.3x the CPU of the 1-thread phase before it, its
-        FPS is at least 1.15x higher: more threads turn into more frames. On a machine too busy
-        to give a second core no pair qualifies, and the test says so in its output."""
+      - where the 2-thread phases together got at least 1.3x the CPU of the 1-thread phases,
+        their median FPS is at least 1.1x higher: more threads turn into more frames. On a
+        machine too busy to give a second core this is not checked, and the test says so."""
+    assert os.access(FFMPEG, os.X_OK), "ffmpeg is missing: run deploy/install-deps.sh"
     import powermeter
     bus, port = free_port(), free_port()
     d = make_daemon(config(bus, port))
@@ -493,10 +493,14 @@ def test_ffmpeg_fps_is_reported_and_follows_the_thread_count(make_daemon, procs,
     print(what)
     assert all(m > 0 for m in medians), what
     assert all(b < 1.5 for b, p in zip(busy, phases) if p[0] == 1), "1 thread, >1.5 cores:\n" + what
-    given = [i for i in range(0, 6, 2) if busy[i + 1] >= 1.3 * busy[i]]
-    for i in given:
-        assert medians[i + 1] >= 1.15 * medians[i], \
-            "2 threads got %.2fx the CPU but not more frames:\n%s" % (busy[i + 1] / busy[i], what)
-    if len(given) < 2:
-        print("the machine gave the 2-thread phases no more CPU than the 1-thread ones in %d of "
-              "3 pairs: the speed-up was checked on %d pair(s)" % (3 - len(given), len(given)))
+    # Per phase the FPS is noisy (one measured 73 then 117 fps at 1 thread on 1 core): compare the
+    # 1-thread and 2-thread phases taken together.
+    cpu_ratio = sum(busy[1::2]) / sum(busy[0::2])
+    fps_ratio = statistics.median(medians[1::2]) / statistics.median(medians[0::2])
+    if cpu_ratio >= 1.3:
+        assert fps_ratio >= 1.1, \
+            "2 threads got %.2fx the CPU but only %.2fx the frames:\n%s" % (cpu_ratio, fps_ratio,
+                                                                          what)
+    else:
+        print("the machine gave 2 threads only %.2fx the CPU of 1: the speed-up is not checked"
+              % cpu_ratio)
