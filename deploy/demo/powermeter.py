@@ -42,11 +42,13 @@ import glob
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report_pipe import ReportPipe  # noqa: E402
 
 DEFAULTS = {
     # The defaults describe a small server: about 10 W idle, about 12 W more per fully busy core
@@ -220,40 +222,6 @@ class RaplSource:
         return watts, None
 
 
-class Reporter:
-    def __init__(self, casca, bus, topic):
-        self.argv = [casca, "report", "--bus", bus, "--topic", topic]
-        self.proc = None
-
-    def send(self, obj):
-        line = (json.dumps(obj) + "\n").encode()
-        for _ in range(2):
-            if self.proc is None or self.proc.poll() is not None:
-                if self.proc is not None:
-                    log("casca report exited with status %s; restarting it" % self.proc.returncode)
-                self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
-                                             stdout=subprocess.DEVNULL, start_new_session=True)
-            try:
-                self.proc.stdin.write(line)
-                self.proc.stdin.flush()
-                return
-            except OSError:
-                self.proc.wait()
-
-    def close(self):
-        if self.proc is None:
-            return
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
@@ -352,7 +320,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda s, f: stop.set())
     signal.signal(signal.SIGINT, lambda s, f: stop.set())
 
-    reporter = Reporter(args.casca, args.bus, params["topic"])
+    reporter = ReportPipe(args.casca, args.bus, params["topic"], log)
     start = time.time()
     total_wh = 0.0
     last_t = None

@@ -47,6 +47,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report_pipe import ReportPipe  # noqa: E402
+
 ENDPOINT = "/System/Configuration/encoding"
 MIN_THREADS = 1
 MAX_THREADS = 16
@@ -280,47 +283,20 @@ def make_handler(service, api_key):
 
 
 class Reporter:
-    """The player: pipes one JSON line per report to `casca report`, restarting it if it dies."""
+    """The player: one player report per FPS measurement, through a ReportPipe."""
 
     def __init__(self, casca, bus, topic, client_id):
-        self.argv = [casca, "report", "--bus", bus, "--topic", topic]
+        self.pipe = ReportPipe(casca, bus, topic, log)
         self.client_id = client_id
-        self.proc = None
-
-    def _start(self):
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     start_new_session=True)
 
     def send(self, fps):
-        report = {"Autowatcher ID": self.client_id, "Transcoding FPS": round(fps, 3),
-                  "Dropped frames": 0,
-                  "Time (UTC)": datetime.datetime.now(datetime.timezone.utc)
-                                .strftime("%Y-%m-%d %H:%M:%S")}
-        line = (json.dumps(report) + "\n").encode()
-        for _ in range(2):
-            if self.proc is None or self.proc.poll() is not None:
-                if self.proc is not None:
-                    log("casca report exited with status %s; restarting it" % self.proc.returncode)
-                self._start()
-            try:
-                self.proc.stdin.write(line)
-                self.proc.stdin.flush()
-                return
-            except (BrokenPipeError, OSError):
-                self.proc.wait()
+        self.pipe.send({"Autowatcher ID": self.client_id, "Transcoding FPS": round(fps, 3),
+                        "Dropped frames": 0,
+                        "Time (UTC)": datetime.datetime.now(datetime.timezone.utc)
+                                      .strftime("%Y-%m-%d %H:%M:%S")})
 
     def close(self):
-        if self.proc is None:
-            return
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.pipe.close()
 
 
 class Simulated:
