@@ -754,7 +754,7 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
         x->allowed = &allowedp[na];
         x->n_allowed = p->nallowed;
         for (size_t j = 0; j < p->nallowed; j++, na++) {
-            control_value_to_pb(&p->allowed[j], &allowed[na]);
+            ctl_value_to_pb(&p->allowed[j], &allowed[na]);
             allowedp[na] = &allowed[na];
         }
         setp[w.n_settings++] = x;

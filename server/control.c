@@ -37,24 +37,6 @@ static int64_t deadline_of(struct rpc_ctx *ctx)
 
 /* ---- messages ---- */
 
-void control_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
-{
-    casca__v1__value__init(pb);
-    switch (v->kind) {
-    case CTL_INT: pb->kind_case = CASCA__V1__VALUE__KIND_INT_VALUE; pb->int_value = v->i; break;
-    case CTL_DOUBLE:
-        pb->kind_case = CASCA__V1__VALUE__KIND_DOUBLE_VALUE;
-        pb->double_value = v->d;
-        break;
-    case CTL_BOOL: pb->kind_case = CASCA__V1__VALUE__KIND_BOOL_VALUE; pb->bool_value = v->b; break;
-    case CTL_STRING:
-        pb->kind_case = CASCA__V1__VALUE__KIND_STRING_VALUE;
-        pb->string_value = v->s;
-        break;
-    default: break;
-    }
-}
-
 void control_value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v)
 {
     memset(v, 0, sizeof(*v));
@@ -78,7 +60,7 @@ void control_setting_value(const char *id, const struct ctl_reading *r, struct c
     casca__v1__setting_value__init(&p->sv);
     p->sv.id = (char *)id;
     if (r->value.kind != CTL_NONE) {
-        control_value_to_pb(&r->value, &p->value);
+        ctl_value_to_pb(&r->value, &p->value);
         p->sv.value = &p->value;
     }
     if (r->updated_ns) {
@@ -145,7 +127,7 @@ static void list_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         s->allowed = &aptrs[a];
         s->n_allowed = p->nallowed;
         for (size_t k = 0; k < p->nallowed && a < nallowed; k++, a++) {
-            control_value_to_pb(&p->allowed[k], &allowed[a]);
+            ctl_value_to_pb(&p->allowed[k], &allowed[a]);
             aptrs[a] = &allowed[a];
         }
         ptrs[i] = s;

@@ -12,9 +12,9 @@
 
 struct control;
 
-/* Conversions between ctl's values and the API's messages, shared by ServiceControl and the agent
- * sessions so both show a setting the same way. Pure, any thread. */
-void control_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb); /* borrows v's string */
+/* Conversions between the API's messages and ctl's values (the other way is ctl_value_to_pb),
+ * shared by ServiceControl and the agent sessions so both read a setting the same way. Pure, any
+ * thread. */
 void control_value_from_pb(const Casca__V1__Value *pb, struct ctl_value *v); /* borrows pb's */
 
 /* A SettingValue with the parts it points to. */

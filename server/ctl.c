@@ -1778,7 +1778,7 @@ static int check_rails(const struct entry *e, const struct ctl_value *old,
 
 /* ---- the audit log ---- */
 
-static void to_pb_value(const struct ctl_value *v, Casca__V1__Value *pb)
+void ctl_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
 {
     casca__v1__value__init(pb);
     switch (v->kind) {
@@ -1813,11 +1813,11 @@ static void audit(struct ctl *ctl, const char *caller, const char *id, const str
     e.caller = (char *)(caller ? caller : "");
     e.setting_id = idbuf;
     if (old && old->kind != CTL_NONE) {
-        to_pb_value(old, &ov);
+        ctl_value_to_pb(old, &ov);
         e.old_value = &ov;
     }
     if (nv && nv->kind != CTL_NONE) {
-        to_pb_value(nv, &nvv);
+        ctl_value_to_pb(nv, &nvv);
         e.new_value = &nvv;
     }
     e.outcome = outcome;

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "casca/v1/common.pb-c.h"
 #include "yamldoc.h"
 
 struct config;
@@ -47,6 +48,9 @@ bool ctl_value_equal(const struct ctl_value *a, const struct ctl_value *b);
 /* Converts v in place to a value of type t (CTL_ENUM -> CTL_STRING): a string "8" becomes the int
  * 8, an integral double an int, "true" a bool... CASCA_ERR_INVALID when it cannot. */
 int ctl_value_coerce(struct ctl_value *v, enum ctl_type t);
+/* The API's Value for v (the audit log, ServiceControl and agent sessions show values the same
+ * way); pb borrows v's string. Pure. */
+void ctl_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb);
 /* Writes v for humans into buf ("8", "2.5", "true", "\"high\"", "(none)"). Returns buf. */
 const char *ctl_value_format(const struct ctl_value *v, char *buf, size_t len);
 const char *ctl_type_name(enum ctl_type t); /* "int", ... */
