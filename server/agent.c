@@ -58,6 +58,7 @@ struct sess {
     size_t nslos, nsettings, nleased;
     int64_t period_ns;
     int64_t since_ns;
+    size_t watching; /* settings[0..watching) are kept fresh by ctl for this session */
     /* under agent.lock, or the timer's while it visits */
     int64_t due_ns; /* when the timer looks at it next */
     struct sess *next;
@@ -72,11 +73,6 @@ struct sess {
     unsigned nheld;
     int64_t held_since_mono; /* when the transport last refused or took a held result */
     uint64_t states_sent, actions_received, actions_applied, actions_seen;
-};
-
-struct cached {
-    char *id;
-    struct ctl_reading r;
 };
 
 struct agent {
@@ -95,9 +91,6 @@ struct agent {
     bool stopping;
     pthread_t timer;
     bool timer_started, listening;
-    pthread_mutex_t cache_lock; /* values ctl last saw */
-    struct cached *cache;
-    size_t ncache;
     struct agent_leases *leases;
     atomic_uint counter;
     atomic_ulong record_failures;
@@ -174,59 +167,6 @@ static void record(struct agent *a, struct kv *db, const char *key, int64_t t_ns
     free(buf);
 }
 
-/* ---- the values ctl saw ---- */
-
-static void cache_put(struct agent *a, const char *id, const struct ctl_reading *r)
-{
-    pthread_mutex_lock(&a->cache_lock);
-    size_t i = 0;
-    while (i < a->ncache && strcmp(a->cache[i].id, id))
-        i++;
-    if (i == a->ncache) {
-        struct cached *g = realloc(a->cache, (a->ncache + 1) * sizeof(*g));
-        char *dup = strdup(id);
-        if (!g || !dup) {
-            if (g) a->cache = g;
-            free(dup);
-            pthread_mutex_unlock(&a->cache_lock);
-            return;
-        }
-        a->cache = g;
-        memset(&g[i], 0, sizeof(g[i]));
-        g[i].id = dup;
-        a->ncache++;
-    }
-    struct ctl_reading *c = &a->cache[i].r;
-    ctl_value_clear(&c->value);
-    ctl_value_copy(&c->value, &r->value);
-    c->updated_ns = r->updated_ns;
-    memcpy(c->changed_by, r->changed_by, sizeof(c->changed_by));
-    pthread_mutex_unlock(&a->cache_lock);
-}
-
-/* Copies the cached reading of id into out (zeroed when unknown); false when unknown. */
-static bool cache_get(struct agent *a, const char *id, struct ctl_reading *out)
-{
-    memset(out, 0, sizeof(*out));
-    bool found = false;
-    pthread_mutex_lock(&a->cache_lock);
-    for (size_t i = 0; i < a->ncache; i++)
-        if (!strcmp(a->cache[i].id, id)) {
-            ctl_value_copy(&out->value, &a->cache[i].r.value);
-            out->updated_ns = a->cache[i].r.updated_ns;
-            memcpy(out->changed_by, a->cache[i].r.changed_by, sizeof(out->changed_by));
-            found = true;
-            break;
-        }
-    pthread_mutex_unlock(&a->cache_lock);
-    return found;
-}
-
-static void on_change(void *arg, const char *id, const struct ctl_reading *r)
-{
-    cache_put(arg, id, r);
-}
-
 /* ---- leases ---- */
 
 /* ctl's hook: a leased setting may be changed only by its holder; shadow sessions never apply,
@@ -258,6 +198,8 @@ static void sess_unref(void *arg)
 {
     struct sess *s = arg;
     if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+    for (size_t i = 0; i < s->watching; i++)
+        ctl_unwatch(s->a->ctl, s->settings[i], s->period_ns);
     strv_free(s->slos, s->nslos);
     strv_free(s->settings, s->nsettings);
     strv_free(s->leased, s->nleased);
@@ -419,7 +361,7 @@ static void send_state(struct sess *s)
     }
     st.slos = slos;
     for (size_t i = 0; i < s->nsettings; i++) {
-        cache_get(a, s->settings[i], &rs[i]);
+        ctl_peek(a->ctl, s->settings[i], &rs[i]); /* a reading, or why there is none */
         control_setting_value(s->settings[i], &rs[i], &svs[i]);
         svp[i] = &svs[i].sv;
     }
@@ -684,18 +626,17 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
              atomic_fetch_add(&a->counter, 1) & 0xfffff);
     pthread_mutex_unlock(&s->lock);
 
-    /* the current values, so the first state has them (may reach the services: worker thread) */
+    /* ctl keeps the settings fresh for the states from now on; the first state has the current
+     * values (may reach the services: worker thread) */
     for (size_t i = 0; i < s->nsettings; i++) {
         struct ctl_reading r;
-        if (cache_get(a, s->settings[i], &r)) {
+        bool known = ctl_peek(a->ctl, s->settings[i], &r) == CASCA_OK && r.value.kind != CTL_NONE;
+        ctl_reading_clear(&r);
+        if (!known &&
+            ctl_get(a->ctl, s->settings[i], mono_ns() + ACTION_DEADLINE_NS, &r, why, sizeof(why)) ==
+                CASCA_OK)
             ctl_reading_clear(&r);
-            continue;
-        }
-        if (ctl_get(a->ctl, s->settings[i], mono_ns() + ACTION_DEADLINE_NS, &r, why, sizeof(why)) ==
-            CASCA_OK) {
-            cache_put(a, s->settings[i], &r);
-            ctl_reading_clear(&r);
-        }
+        s->watching += ctl_watch(a->ctl, s->settings[i], s->period_ns) == CASCA_OK;
     }
 
     /* Welcome: public descriptions only (SloService's and ServiceControl's public fields) */
@@ -1238,7 +1179,6 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     a->live = live;
     a->store = store;
     pthread_mutex_init(&a->lock, NULL);
-    pthread_mutex_init(&a->cache_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1255,8 +1195,7 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
                                         NULL};
     if (!(a->leases = agent_leases_create()) ||
         kv_open(store, "agent_sessions", &a->sessions_db) != CASCA_OK ||
-        kv_open(store, "agent_steps", &a->steps_db) != CASCA_OK ||
-        ctl_listen(ctl, on_change, a) != CASCA_OK) {
+        kv_open(store, "agent_steps", &a->steps_db) != CASCA_OK) {
         agent_destroy(a);
         return NULL;
     }
@@ -1279,7 +1218,6 @@ void agent_destroy(struct agent *a)
     if (!a) return;
     if (a->listening) {
         ctl_set_lease_hook(a->ctl, NULL, NULL);
-        ctl_unlisten(a->ctl, on_change, a);
     }
     if (a->timer_started) {
         pthread_mutex_lock(&a->lock);
@@ -1293,17 +1231,11 @@ void agent_destroy(struct agent *a)
         a->head = s->next;
         sess_unref(s);
     }
-    for (size_t i = 0; i < a->ncache; i++) {
-        free(a->cache[i].id);
-        ctl_reading_clear(&a->cache[i].r);
-    }
-    free(a->cache);
     free(a->heap);
     agent_leases_destroy(a->leases);
     kv_close(a->sessions_db);
     kv_close(a->steps_db);
     pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->lock);
-    pthread_mutex_destroy(&a->cache_lock);
     free(a);
 }

@@ -70,6 +70,8 @@ void control_setting_value(const char *id, const struct ctl_reading *r, struct c
         p->sv.updated_at = &p->at;
     }
     p->sv.changed_by = (char *)r->changed_by;
+    if (r->value.kind == CTL_NONE)
+        p->sv.reason = (char *)r->reason;
 }
 
 /* ---- ListSettings ---- */
@@ -205,10 +207,24 @@ static int reading_send(struct rpc_ctx *ctx, const char *id, void *value)
     return rpc_send(ctx, &p.sv.base);
 }
 
+/* A watched setting is re-read at least every second (or its max_age), so changes made on the
+ * service itself and failures reach the watch too. */
+static void keyed(void *arg, const char *id)
+{
+    ctl_watch(arg, id, 0);
+}
+
+static void unkeyed(void *arg, const char *id)
+{
+    ctl_unwatch(arg, id, 0);
+}
+
 static const struct watch_ops watch_ops = {
     .value_size = sizeof(struct ctl_reading),
     .clear = reading_clear,
     .send = reading_send,
+    .keyed = keyed,
+    .unkeyed = unkeyed,
 };
 
 /* fill: copies the reading arg. */
@@ -217,10 +233,10 @@ static int reading_copy(void *value, void *arg)
     struct ctl_reading *dst = value;
     const struct ctl_reading *r = arg;
     ctl_reading_clear(dst);
-    if (ctl_value_copy(&dst->value, &r->value) != CASCA_OK)
+    if (ctl_reading_copy(dst, r) != CASCA_OK) {
+        ctl_reading_clear(dst);
         return CASCA_ERR_NOMEM;
-    dst->updated_ns = r->updated_ns;
-    memcpy(dst->changed_by, r->changed_by, sizeof(dst->changed_by));
+    }
     return CASCA_OK;
 }
 
@@ -269,13 +285,13 @@ static void watch_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         return;
     }
     /* the current values, read without the lock (changes meanwhile land in the slots and are
-     * newer than what we read); a setting unknown for now is sent without a value */
+     * newer than what we read); a setting unreadable for now is sent without a value */
     int64_t deadline = deadline_of(ctx);
     for (size_t i = 0; i < n; i++) {
         struct ctl_reading r;
         char why[MSG_LEN];
         if (ctl_get(c->ctl, ids[i], deadline, &r, why, sizeof(why)) != CASCA_OK)
-            memset(&r, 0, sizeof(r));
+            ctl_peek(c->ctl, ids[i], &r); /* no value, and why */
         watch_seed(w, ids[i], reading_move, &r);
         ctl_reading_clear(&r);
     }
@@ -307,7 +323,7 @@ struct control *control_create(struct rpc_server *srv, struct ctl *ctl)
     c->methods[3] = M("WatchSettings", watch_settings_request, setting_value, RPC_SERVER_STREAM,
                       RPC_ROLES_READ, RPC_BLOCKING, watch_settings);
 #undef M
-    if (!(c->watches = watch_hub_create(&watch_ops)) ||
+    if (!(c->watches = watch_hub_create(&watch_ops, ctl)) ||
         rpc_server_add_methods(srv, c->methods, 4) != CASCA_OK ||
         ctl_listen(ctl, on_change, c) != CASCA_OK) {
         control_destroy(c);

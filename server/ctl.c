@@ -17,8 +17,12 @@
 #include "casca_err.h"
 #include "config.h"
 #include "log.h"
+#include "pool.h"
 
 #define MAX_LISTENERS 8
+#define REFRESH_DEFAULT_NS 1000000000LL /* a watcher without a period wants values this fresh */
+#define REFRESH_THREADS 2 /* reader threads: a slow service delays only its own settings' reads */
+#define REFRESH_QUEUE 1024
 #define MAX_ID_LEN 64
 #define DEFAULT_TIMEOUT_MS 5000 /* a backend call without a deadline of its own */
 
@@ -181,6 +185,16 @@ void ctl_reading_clear(struct ctl_reading *r)
     ctl_value_clear(&r->value);
     r->updated_ns = 0;
     r->changed_by[0] = 0;
+    r->reason[0] = 0;
+}
+
+int ctl_reading_copy(struct ctl_reading *dst, const struct ctl_reading *src)
+{
+    struct ctl_value v = src->value;
+    v.s = NULL;
+    *dst = *src;
+    dst->value = v;
+    return ctl_value_copy(&dst->value, &src->value);
 }
 
 /* ---- backend operations ---- */
@@ -1167,6 +1181,9 @@ struct state {
     struct ctl_reading last;  /* last value read or written; last.value.kind NONE: unknown */
     int64_t read_mono_ns;     /* when last was read or written (0: never) */
     int64_t change_mono_ns;   /* when casca last changed it (0: never), for the cooldown */
+    int64_t fail_since_ns;    /* wall clock of the first failed read since the last good one */
+    int64_t attempt_mono_ns;  /* when the re-reader last started a read (0: never) */
+    bool refreshing;          /* a re-read is queued or running */
 };
 
 struct entry {
@@ -1187,6 +1204,13 @@ struct listener {
     void *arg;
 };
 
+/* Watchers of one setting that share a period (ctl_watch). */
+struct interest {
+    char *id;
+    int64_t period_ns;
+    unsigned count;
+};
+
 struct ctl {
     pthread_mutex_t lock; /* guards cur, listeners and the lease hook */
     struct ctl_view *cur;
@@ -1195,6 +1219,14 @@ struct ctl {
     size_t nlisteners;
     ctl_lease_fn lease;
     void *lease_arg;
+    /* the re-reader: a thread that queues due reads on its own pool */
+    pthread_mutex_t rlock; /* guards the fields below */
+    pthread_cond_t rwake;  /* CLOCK_MONOTONIC */
+    struct interest *iv;
+    size_t ni;
+    bool rstop, rstarted;
+    pthread_t refresher;
+    struct pool *readers;
 };
 
 static void inst_unref(struct inst *in)
@@ -1322,17 +1354,28 @@ static struct ctl_view *build_view(struct config *c, const struct ctl_view *old)
     return v;
 }
 
+static void *refresher_main(void *arg);
+
 struct ctl *ctl_create(struct config *c, struct audit *audit)
 {
     struct ctl *ctl = calloc(1, sizeof(*ctl));
     if (!ctl)
         return NULL;
     pthread_mutex_init(&ctl->lock, NULL);
+    pthread_mutex_init(&ctl->rlock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ctl->rwake, &ca);
+    pthread_condattr_destroy(&ca);
     ctl->audit = audit;
-    if (!(ctl->cur = build_view(c, NULL))) {
+    if (!(ctl->cur = build_view(c, NULL)) ||
+        !(ctl->readers = pool_create(REFRESH_THREADS, REFRESH_QUEUE)) ||
+        pthread_create(&ctl->refresher, NULL, refresher_main, ctl) != 0) {
         ctl_destroy(ctl);
         return NULL;
     }
+    ctl->rstarted = true;
     return ctl;
 }
 
@@ -1359,7 +1402,14 @@ void ctl_destroy(struct ctl *ctl)
 {
     if (!ctl)
         return;
+    ctl_stop(ctl);
+    pool_destroy(ctl->readers); /* when the thread never started */
+    for (size_t k = 0; k < ctl->ni; k++)
+        free(ctl->iv[k].id);
+    free(ctl->iv);
     ctl_view_put(ctl->cur);
+    pthread_cond_destroy(&ctl->rwake);
+    pthread_mutex_destroy(&ctl->rlock);
     pthread_mutex_destroy(&ctl->lock);
     free(ctl);
 }
@@ -1574,8 +1624,10 @@ static void remember(struct ctl *ctl, const struct entry *e, const struct ctl_va
     struct state *st = e->st;
     int64_t now = mono_ns(), wall = wall_ns();
     pthread_mutex_lock(&st->lock);
-    /* a first reading is not a change; a different value later is */
-    bool changed = st->last.value.kind != CTL_NONE && !ctl_value_equal(&st->last.value, v);
+    /* listeners hear of a first value, a different one, and the first after failed reads */
+    bool changed = st->last.value.kind == CTL_NONE || !ctl_value_equal(&st->last.value, v) ||
+                   st->fail_since_ns;
+    st->fail_since_ns = 0;
     struct ctl_value nv;
     if (ctl_value_copy(&nv, v) == CASCA_OK) {
         ctl_value_clear(&st->last.value);
@@ -1599,6 +1651,77 @@ static void remember(struct ctl *ctl, const struct entry *e, const struct ctl_va
     } else {
         ctl_reading_clear(&r);
     }
+}
+
+/* The reason a setting has no value while its service has been failing since wall time ns. */
+static void failing_reason(int64_t ns, char *buf, size_t len)
+{
+    time_t t = (time_t)(ns / 1000000000);
+    struct tm tm;
+    char at[32];
+    gmtime_r(&t, &tm);
+    strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(buf, len, "service unavailable since %s", at);
+}
+
+/* A read of e failed: the setting has no known value until a read succeeds; listeners hear of
+ * the first failure only. */
+static void forget(struct ctl *ctl, const struct entry *e)
+{
+    struct state *st = e->st;
+    pthread_mutex_lock(&st->lock);
+    bool first = st->fail_since_ns == 0;
+    if (first)
+        st->fail_since_ns = wall_ns();
+    struct ctl_reading r = {.updated_ns = st->last.updated_ns};
+    memcpy(r.changed_by, st->last.changed_by, sizeof(r.changed_by));
+    failing_reason(st->fail_since_ns, r.reason, sizeof(r.reason));
+    pthread_mutex_unlock(&st->lock);
+    if (first) {
+        log_warn("ctl", "setting %s (%s): its service stopped answering; agents see no value "
+                        "until a read succeeds", e->decl->id, e->decl->where);
+        notify(ctl, e->decl->id, &r);
+    }
+}
+
+/* Reads e from its service and records the outcome (a value, or a failure). */
+static int read_fresh(struct ctl *ctl, const struct entry *e, int64_t deadline_ns,
+                      struct ctl_reading *out, char *msg, size_t msglen)
+{
+    struct ctl_value val;
+    int rc = read_public(e, deadline_ns, &val, msg, msglen);
+    if (rc == CASCA_OK) {
+        remember(ctl, e, &val, NULL, out);
+        ctl_value_clear(&val);
+    } else if (rc == CASCA_ERR_UNAVAILABLE || rc == CASCA_ERR_TIMEOUT) {
+        forget(ctl, e);
+    }
+    return rc;
+}
+
+int ctl_peek(struct ctl *ctl, const char *id, struct ctl_reading *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct ctl_view *v = ctl_view_get(ctl);
+    long i = ctl_view_find(v, id);
+    int rc = CASCA_ERR_NOT_FOUND;
+    if (i >= 0) {
+        struct state *st = v->e[i].st;
+        pthread_mutex_lock(&st->lock);
+        if (st->fail_since_ns) {
+            out->updated_ns = st->last.updated_ns;
+            memcpy(out->changed_by, st->last.changed_by, sizeof(out->changed_by));
+            failing_reason(st->fail_since_ns, out->reason, sizeof(out->reason));
+            rc = CASCA_OK;
+        } else {
+            rc = ctl_reading_copy(out, &st->last);
+            if (out->value.kind == CTL_NONE)
+                snprintf(out->reason, sizeof(out->reason), "not read from the service yet");
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    ctl_view_put(v);
+    return rc;
 }
 
 int ctl_get(struct ctl *ctl, const char *id, int64_t deadline_ns, struct ctl_reading *out,
@@ -1625,15 +1748,149 @@ int ctl_get(struct ctl *ctl, const char *id, int64_t deadline_ns, struct ctl_rea
         memcpy(out->changed_by, st->last.changed_by, sizeof(out->changed_by));
     }
     pthread_mutex_unlock(&st->lock);
-    if (!fresh) {
-        struct ctl_value val;
-        if ((rc = read_public(e, deadline_ns, &val, msg, msglen)) == CASCA_OK) {
-            remember(ctl, e, &val, NULL, out);
-            ctl_value_clear(&val);
-        }
-    }
+    if (!fresh)
+        rc = read_fresh(ctl, e, deadline_ns, out, msg, msglen);
     ctl_view_put(v);
     return rc;
+}
+
+/* ---- re-reading what is watched ---- */
+
+struct refresh_job {
+    struct ctl *ctl;
+    struct ctl_view *v; /* a reference: e stays valid across a reload */
+    const struct entry *e;
+};
+
+static void refresh_run(void *arg)
+{
+    struct refresh_job *j = arg;
+    char msg[256];
+    struct ctl_reading r;
+    if (read_fresh(j->ctl, j->e, INT64_MAX, &r, msg, sizeof(msg)) == CASCA_OK)
+        ctl_reading_clear(&r);
+    pthread_mutex_lock(&j->e->st->lock);
+    j->e->st->refreshing = false;
+    pthread_mutex_unlock(&j->e->st->lock);
+    ctl_view_put(j->v);
+    free(j);
+}
+
+/* Queues a read of every watched setting whose value is older than its max age; returns when
+ * the next one falls due (INT64_MAX: none watched). Under rlock. */
+static int64_t refresh_due(struct ctl *ctl, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    struct ctl_view *v = ctl_view_get(ctl);
+    for (size_t k = 0; k < ctl->ni; k++) {
+        long i = ctl_view_find(v, ctl->iv[k].id);
+        if (i < 0)
+            continue; /* not (or no longer) declared */
+        const struct entry *e = &v->e[i];
+        struct state *st = e->st;
+        int64_t max_age = e->decl->max_age_ms ? (int64_t)e->decl->max_age_ms * 1000000
+                          : ctl->iv[k].period_ns ? ctl->iv[k].period_ns
+                                                 : REFRESH_DEFAULT_NS;
+        pthread_mutex_lock(&st->lock);
+        int64_t last = st->read_mono_ns > st->attempt_mono_ns ? st->read_mono_ns
+                                                               : st->attempt_mono_ns;
+        bool due = !st->refreshing && now - last >= max_age;
+        if (due) {
+            st->refreshing = true;
+            st->attempt_mono_ns = now;
+        }
+        pthread_mutex_unlock(&st->lock);
+        struct refresh_job *j = due ? malloc(sizeof(*j)) : NULL;
+        if (j) {
+            *j = (struct refresh_job){ctl, v, e};
+            atomic_fetch_add(&v->refs, 1);
+            if (pool_submit(ctl->readers, refresh_run, j) != CASCA_OK) {
+                ctl_view_put(v);
+                free(j);
+                j = NULL;
+            }
+        }
+        if (due && !j) { /* could not queue it: try again next time */
+            pthread_mutex_lock(&st->lock);
+            st->refreshing = false;
+            pthread_mutex_unlock(&st->lock);
+        }
+        int64_t at = (due ? now : last) + max_age;
+        next = at < next ? at : next;
+    }
+    ctl_view_put(v);
+    return next;
+}
+
+static void *refresher_main(void *arg)
+{
+    struct ctl *ctl = arg;
+    pthread_mutex_lock(&ctl->rlock);
+    while (!ctl->rstop) {
+        int64_t next = refresh_due(ctl, mono_ns());
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&ctl->rwake, &ctl->rlock);
+            continue;
+        }
+        struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};
+        pthread_cond_timedwait(&ctl->rwake, &ctl->rlock, &ts);
+    }
+    pthread_mutex_unlock(&ctl->rlock);
+    return NULL;
+}
+
+int ctl_watch(struct ctl *ctl, const char *id, int64_t period_ns)
+{
+    int rc = CASCA_OK;
+    pthread_mutex_lock(&ctl->rlock);
+    size_t k = 0;
+    while (k < ctl->ni && (ctl->iv[k].period_ns != period_ns || strcmp(ctl->iv[k].id, id)))
+        k++;
+    if (k < ctl->ni) {
+        ctl->iv[k].count++;
+    } else {
+        struct interest *g = realloc(ctl->iv, (ctl->ni + 1) * sizeof(*g));
+        char *dup = strdup(id);
+        if (g)
+            ctl->iv = g;
+        if (g && dup)
+            ctl->iv[ctl->ni++] = (struct interest){dup, period_ns, 1};
+        else {
+            free(dup);
+            rc = CASCA_ERR_NOMEM;
+        }
+    }
+    pthread_cond_signal(&ctl->rwake); /* a new watcher may be due at once */
+    pthread_mutex_unlock(&ctl->rlock);
+    return rc;
+}
+
+void ctl_unwatch(struct ctl *ctl, const char *id, int64_t period_ns)
+{
+    pthread_mutex_lock(&ctl->rlock);
+    for (size_t k = 0; k < ctl->ni; k++)
+        if (ctl->iv[k].period_ns == period_ns && !strcmp(ctl->iv[k].id, id)) {
+            if (--ctl->iv[k].count == 0) {
+                free(ctl->iv[k].id);
+                ctl->iv[k] = ctl->iv[--ctl->ni];
+            }
+            break;
+        }
+    pthread_mutex_unlock(&ctl->rlock);
+}
+
+void ctl_stop(struct ctl *ctl)
+{
+    if (!ctl || !ctl->rstarted)
+        return;
+    pthread_mutex_lock(&ctl->rlock);
+    ctl->rstop = true;
+    pthread_cond_signal(&ctl->rwake);
+    pthread_mutex_unlock(&ctl->rlock);
+    pthread_join(ctl->refresher, NULL);
+    pool_destroy(ctl->readers); /* runs the reads still queued */
+    ctl->readers = NULL;
+    ctl->rstarted = false;
 }
 
 /* ---- validation ---- */

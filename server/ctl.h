@@ -192,8 +192,26 @@ struct ctl_reading {
     struct ctl_value value; /* owned: ctl_reading_clear */
     int64_t updated_ns;     /* wall clock of the last read from / write to the service; 0 unknown */
     char changed_by[64];    /* caller of the last change made through casca; "" unknown */
+    char reason[96];        /* no value: why, for any caller ("service unavailable since ...") */
 };
 void ctl_reading_clear(struct ctl_reading *r);
+int ctl_reading_copy(struct ctl_reading *dst, const struct ctl_reading *src); /* dst overwritten */
+
+/* The reading of id as casca last saw it, without blocking: a value, or none with a reason (not
+ * read yet, or the service failing since a time). NOT_FOUND for an unknown id. Any thread. */
+int ctl_peek(struct ctl *ctl, const char *id, struct ctl_reading *out);
+
+/* Interest in fresh values. While id is watched, ctl re-reads it from its service at most every
+ * max_age (the setting's own, else the shortest period among its watchers; period 0 means 1 s) on
+ * its own reader threads, so a change made on the service itself, a failure and a recovery all
+ * reach the listeners within a period. One read serves every watcher. Every ctl_watch is paired
+ * with a ctl_unwatch of the same id and period; ids unknown for now are kept (a reload may add
+ * them). Any thread, never blocks. */
+int ctl_watch(struct ctl *ctl, const char *id, int64_t period_ns);
+void ctl_unwatch(struct ctl *ctl, const char *id, int64_t period_ns);
+/* Stops the re-reads and waits for those in flight, so no listener is called after it. Before
+ * the listeners go away; ctl_destroy does it too. Main thread. */
+void ctl_stop(struct ctl *ctl);
 
 /* Reads setting id: from the cache when it is younger than the setting's max_age, otherwise from
  * the service. deadline_ns is CLOCK_MONOTONIC (INT64_MAX: the controllers' own timeouts).
@@ -219,8 +237,9 @@ struct ctl_request {
 int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *out, char *msg,
             size_t msglen);
 
-/* Listeners: fn runs after a setting's known value changed (applied through casca, or a read saw
- * a new value), on the thread that saw it, outside ctl's locks. It must not block. Registration
+/* Listeners: fn runs after a setting's known value changed (applied through casca, a read saw a
+ * new value or a first one), its service started failing (r has no value and a reason) or
+ * answered again, on the thread that saw it, outside ctl's locks. It must not block. Registration
  * before calls start or between them; at most 8 listeners. */
 typedef void (*ctl_listener_fn)(void *arg, const char *id, const struct ctl_reading *r);
 int ctl_listen(struct ctl *ctl, ctl_listener_fn fn, void *arg);

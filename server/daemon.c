@@ -273,6 +273,7 @@ void daemon_close(struct daemon *d)
     if (d->health)
         health_set_serving(d->health, false);
     rpc_server_destroy(d->rpc); /* every call is over after this */
+    ctl_stop(d->ctl); /* no re-read reaches the watches and sessions below after this */
     admin_destroy(d->admin);
     agent_destroy(d->agent); /* before control, the SLO service, carbon and the store */
     slo_service_destroy(d->slo); /* before the carbon data and the tsdb it reads */

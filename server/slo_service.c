@@ -443,7 +443,7 @@ struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c,
         .intensity = carbon ? intensity_at : NULL,
         .intensity_arg = carbon,
     };
-    if (!(s->watches = watch_hub_create(&watch_ops)) || !(s->engine = slo_engine_create(&o, c))) {
+    if (!(s->watches = watch_hub_create(&watch_ops, NULL)) || !(s->engine = slo_engine_create(&o, c))) {
         slo_service_destroy(s);
         return NULL;
     }

@@ -33,6 +33,7 @@ struct watch {
 
 struct watch_hub {
     const struct watch_ops *ops;
+    void *arg; /* for ops->keyed and ops->unkeyed */
     pthread_mutex_t lock; /* the list, every watch and slot, stopping */
     pthread_cond_t wake;  /* CLOCK_MONOTONIC */
     struct watch *head;
@@ -49,21 +50,23 @@ static int64_t mono_ns(void)
 
 /* ---- slots ---- */
 
-static void slot_free(const struct watch_ops *ops, struct slot *s)
+static void slot_free(const struct watch_hub *h, struct slot *s)
 {
     if (!s) return;
-    if (ops->clear) ops->clear(s->value);
+    if (h->ops->clear) h->ops->clear(s->value);
+    if (h->ops->unkeyed) h->ops->unkeyed(h->arg, s->id);
     free(s->id);
     free(s);
 }
 
-static struct slot *slot_new(const struct watch_ops *ops, const char *id)
+static struct slot *slot_new(const struct watch_hub *h, const char *id)
 {
-    struct slot *s = calloc(1, sizeof(*s) + ops->value_size);
+    struct slot *s = calloc(1, sizeof(*s) + h->ops->value_size);
     if (s && !(s->id = strdup(id))) {
         free(s);
         return NULL;
     }
+    if (s && h->ops->keyed) h->ops->keyed(h->arg, id);
     return s;
 }
 
@@ -79,7 +82,7 @@ static struct slot *slot_add(struct watch *w, const char *id)
     struct slot **grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
     if (!grown) return NULL;
     w->slots = grown;
-    struct slot *s = slot_new(w->hub->ops, id);
+    struct slot *s = slot_new(w->hub, id);
     if (s) w->slots[w->nslots++] = s;
     return s;
 }
@@ -88,7 +91,7 @@ static void unref_locked(struct watch *w)
 {
     if (--w->refs > 0) return;
     for (size_t i = 0; i < w->nslots; i++)
-        slot_free(w->hub->ops, w->slots[i]);
+        slot_free(w->hub, w->slots[i]);
     free(w->slots);
     free(w);
 }
@@ -145,11 +148,12 @@ static void *flusher_main(void *arg)
 
 /* ---- the hub ---- */
 
-struct watch_hub *watch_hub_create(const struct watch_ops *ops)
+struct watch_hub *watch_hub_create(const struct watch_ops *ops, void *arg)
 {
     struct watch_hub *h = calloc(1, sizeof(*h));
     if (!h) return NULL;
     h->ops = ops;
+    h->arg = arg;
     pthread_mutex_init(&h->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -212,7 +216,7 @@ struct watch *watch_open(struct watch_hub *h, struct rpc_ctx *ctx, const char *c
     w->slots = calloc(n ? n : 1, sizeof(*w->slots));
     for (size_t i = 0; w->slots && i < n; i++) {
         if (slot_find(w, ids[i])) continue;
-        if (!(w->slots[w->nslots] = slot_new(h->ops, ids[i]))) {
+        if (!(w->slots[w->nslots] = slot_new(h, ids[i]))) {
             w->refs = 1;
             unref_locked(w); /* not shared yet: no lock needed */
             return NULL;

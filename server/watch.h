@@ -35,6 +35,11 @@ struct watch_ops {
     /* Builds the message for key id from value and queues it with rpc_send; returns rpc_send's
      * result (CASCA_ERR_FULL keeps the value pending). */
     int (*send)(struct rpc_ctx *ctx, const char *id, void *value);
+    /* Optional: a watch now has (keyed) or no longer has (unkeyed) a slot for key id, so the
+     * service can keep what is watched fresh; arg is the hub's. Under the hub's lock or before
+     * the watch is shared: must not block nor call into the hub. */
+    void (*keyed)(void *arg, const char *id);
+    void (*unkeyed)(void *arg, const char *id);
 };
 
 /* Writes a new value into value (the slot's current one: zeroes, a sent and cleared one, or a
@@ -45,9 +50,9 @@ typedef int (*watch_fill_fn)(void *value, void *arg);
 struct watch_hub;
 struct watch;
 
-/* Creates a hub and starts its flusher thread. ops must outlive the hub. NULL on failure. Main
- * thread. */
-struct watch_hub *watch_hub_create(const struct watch_ops *ops);
+/* Creates a hub and starts its flusher thread. ops must outlive the hub; arg is passed to
+ * ops->keyed and ops->unkeyed. NULL on failure. Main thread. */
+struct watch_hub *watch_hub_create(const struct watch_ops *ops, void *arg);
 /* Stops the flusher and frees the hub. After rpc_server_destroy (every watch call is over), so
  * no watch is left but defensively freed. Safe on NULL. Main thread. */
 void watch_hub_destroy(struct watch_hub *h);

@@ -1,7 +1,9 @@
 /* ctl: the settings section (every bad input names file:line:col), validation and safety rails,
  * merged settings, the file/exec/memory controllers on real files and processes, the audit
  * entries, listeners and reloads that keep controllers. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -378,7 +380,7 @@ static void test_reload_keeps_instances_and_listeners(void **state)
     char msg[512];
     assert_int_equal(set_value(ctl, "A", INT(5), msg, NULL), CASCA_OK);
     assert_int_equal(set_value(ctl, "B", INT(5), msg, NULL), CASCA_OK);
-    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.n, 4); /* each: the first value read (1), then the change (5) */
     assert_string_equal(seen.last, "B=5");
     /* A unchanged: its memory instance (value 5) is kept; B's details changed: reopened */
     struct config *c2 = load("settings:\n"
@@ -470,6 +472,93 @@ static void test_values(void **state)
     assert_int_equal(ctl_value_coerce(&v, CTL_INT), CASCA_ERR_INVALID);
 }
 
+/* What a listener on the re-reader's threads saw. */
+struct heard {
+    pthread_mutex_t lock;
+    int values, failures;
+    long long last;
+    char reason[96];
+};
+
+static void on_heard(void *arg, const char *id, const struct ctl_reading *r)
+{
+    struct heard *h = arg;
+    (void)id;
+    pthread_mutex_lock(&h->lock);
+    if (r->value.kind == CTL_NONE) {
+        h->failures++;
+        snprintf(h->reason, sizeof(h->reason), "%s", r->reason);
+    } else {
+        h->values++;
+        h->last = (long long)r->value.i;
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Waits up to 10 s for ctl_peek of id to show value want (or no value when want < 0). */
+static bool peek_until(struct ctl *ctl, const char *id, long long want, struct ctl_reading *r)
+{
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(ctl_peek(ctl, id, r), CASCA_OK);
+        if (want < 0 ? r->value.kind == CTL_NONE && r->reason[0]
+                     : r->value.kind == CTL_INT && r->value.i == want)
+            return true;
+        ctl_reading_clear(r);
+        usleep(10000);
+    }
+    return false;
+}
+
+/* A watched setting is re-read: a change made on the service itself, a failure and a recovery
+ * all show in ctl_peek and reach the listeners, without any ctl_get. */
+static void test_watch_rereads_the_service(void **state)
+{
+    (void)state;
+    write_text("w.txt", "3\n");
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "settings:\n  - {id: W, type: int, controller: {exec: {get: [cat, %s]}}}\n",
+             path_of("w.txt"));
+    struct config *c = load(text, NULL, 0);
+    assert_non_null(c);
+    struct ctl *ctl = ctl_create(c, NULL);
+    struct heard h = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(ctl_listen(ctl, on_heard, &h), CASCA_OK);
+    struct ctl_reading r;
+    assert_int_equal(ctl_peek(ctl, "W", &r), CASCA_OK);
+    assert_int_equal(r.value.kind, CTL_NONE);
+    assert_string_equal(r.reason, "not read from the service yet");
+    assert_int_equal(ctl_peek(ctl, "Nope", &r), CASCA_ERR_NOT_FOUND);
+
+    assert_int_equal(ctl_watch(ctl, "W", 50 * 1000000LL), CASCA_OK);
+    assert_int_equal(ctl_watch(ctl, "W", 0), CASCA_OK); /* a second watcher, default period */
+    assert_true(peek_until(ctl, "W", 3, &r));
+    ctl_reading_clear(&r);
+    write_text("w.txt", "9\n"); /* changed outside casca */
+    assert_true(peek_until(ctl, "W", 9, &r));
+    ctl_reading_clear(&r);
+    assert_int_equal(unlink(path_of("w.txt")), 0); /* the service stops answering */
+    assert_true(peek_until(ctl, "W", -1, &r));
+    assert_non_null(strstr(r.reason, "service unavailable since 20"));
+    assert_null(strstr(r.reason, "w.txt")); /* never the private details */
+    ctl_reading_clear(&r);
+    write_text("w.txt", "9\n"); /* back, with the same value: still news */
+    assert_true(peek_until(ctl, "W", 9, &r));
+    ctl_reading_clear(&r);
+    ctl_unwatch(ctl, "W", 50 * 1000000LL);
+    ctl_unwatch(ctl, "W", 0);
+    ctl_stop(ctl); /* no listener call after this */
+    pthread_mutex_lock(&h.lock);
+    assert_true(h.values >= 3); /* 3, 9, and 9 again after the failure */
+    assert_int_equal(h.last, 9);
+    assert_int_equal(h.failures, 1); /* the first failed read only */
+    assert_non_null(strstr(h.reason, "service unavailable since"));
+    pthread_mutex_unlock(&h.lock);
+    ctl_unlisten(ctl, on_heard, &h);
+    ctl_destroy(ctl);
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_exec_controller),
         cmocka_unit_test(test_reload_keeps_instances_and_listeners),
         cmocka_unit_test(test_audit_and_lease_hook),
+        cmocka_unit_test(test_watch_rereads_the_service),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
