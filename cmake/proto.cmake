@@ -4,7 +4,7 @@
 find_program(PROTOC protoc REQUIRED)
 find_program(PROTOC_C protoc-c REQUIRED)
 set(PROTOBUF_INCLUDE /usr/include)          # google/protobuf/*.proto (libprotobuf-dev)
-set(GRPC_PROTO_INCLUDE /usr/share/grpc-proto) # grpc/health, grpc/reflection (grpc-proto)
+set(GRPC_PROTO_INCLUDE /usr/share/grpc-proto) # grpc/reflection (grpc-proto); health is in proto/
 set(GEN_DIR ${CMAKE_BINARY_DIR}/gen)
 file(MAKE_DIRECTORY ${GEN_DIR})
 
@@ -19,9 +19,8 @@ endforeach()
 foreach(rel google/protobuf/timestamp.proto google/protobuf/duration.proto google/protobuf/descriptor.proto)
   list(APPEND PROTO_UNITS "${rel}|${PROTOBUF_INCLUDE}")
 endforeach()
-foreach(rel grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto)
-  list(APPEND PROTO_UNITS "${rel}|${GRPC_PROTO_INCLUDE}")
-endforeach()
+list(APPEND PROTO_UNITS "grpc/health/v1/health.proto|${CMAKE_SOURCE_DIR}/proto")
+list(APPEND PROTO_UNITS "grpc/reflection/v1/reflection.proto|${GRPC_PROTO_INCLUDE}")
 
 set(PROTO_C_SOURCES)
 foreach(unit ${PROTO_UNITS})
@@ -59,7 +58,7 @@ add_custom_command(
   OUTPUT ${DESC_FILE}
   COMMAND ${PROTOC} --include_imports --descriptor_set_out=${DESC_FILE}
           -I${CMAKE_SOURCE_DIR}/proto -I${GRPC_PROTO_INCLUDE} -I${PROTOBUF_INCLUDE} ${DESC_INPUTS}
-  DEPENDS ${CASCA_PROTOS}
+  DEPENDS ${CASCA_PROTOS} ${CMAKE_SOURCE_DIR}/proto/grpc/health/v1/health.proto
   COMMENT "protoc descriptor set for reflection")
 add_custom_command(
   OUTPUT ${DESC_C}

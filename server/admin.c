@@ -7,8 +7,11 @@
 #include "audit.h"
 #include "casca/v1/admin.pb-c.h"
 #include "config.h"
+#include "ctl.h"
 #include "daemon.h"
 #include "hooks.h"
+#include "slo_engine.h"
+#include "slo_service.h"
 #include "store.h"
 
 #define AUDIT_DEFAULT_LIMIT 100
@@ -85,17 +88,36 @@ static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     resp.calls_failed = rs.calls_failed;
 
     const char *const *names;
-    Casca__V1__GetStatusResponse__CountsEntry counts[3], *count_ptrs[3];
-    const char *keys[3] = {"services", "auth_tokens", "audit_entries"};
-    int64_t values[3] = {(int64_t)rpc_server_services(d->rpc, &names), (int64_t)c->auth.ntokens,
-                         (int64_t)audit_count(d->audit)};
-    for (int i = 0; i < 3; i++) {
+    struct ctl_view *settings = ctl_view_get(d->ctl);
+    struct slo_view *slos = slo_view_get(slo_service_engine(d->slo));
+    uint64_t received = 0, malformed = 0, unrouted = 0;
+    hooks_bus_stats(d->hooks, &received, &malformed, &unrouted);
+    const struct {
+        const char *key;
+        int64_t value;
+    } rows[] = {
+        {"slos", (int64_t)slo_view_count(slos)},
+        {"settings", (int64_t)ctl_view_count(settings)},
+        {"hooks", (int64_t)hooks_count(d->hooks)},
+        {"agent_sessions", (int64_t)agent_session_count(d->agent)},
+        {"services", (int64_t)rpc_server_services(d->rpc, &names)},
+        {"auth_tokens", (int64_t)c->auth.ntokens},
+        {"audit_entries", (int64_t)audit_count(d->audit)},
+        {"bus_received", (int64_t)received},
+        {"bus_malformed", (int64_t)malformed},
+        {"bus_unrouted", (int64_t)unrouted},
+    };
+    enum { NROWS = sizeof(rows) / sizeof(rows[0]) };
+    slo_view_put(slos);
+    ctl_view_put(settings);
+    Casca__V1__GetStatusResponse__CountsEntry counts[NROWS], *count_ptrs[NROWS];
+    for (size_t i = 0; i < NROWS; i++) {
         casca__v1__get_status_response__counts_entry__init(&counts[i]);
-        counts[i].key = (char *)keys[i];
-        counts[i].value = values[i];
+        counts[i].key = (char *)rows[i].key;
+        counts[i].value = rows[i].value;
         count_ptrs[i] = &counts[i];
     }
-    resp.n_counts = 3;
+    resp.n_counts = NROWS;
     resp.counts = count_ptrs;
     resp.hooks = hooks_status_pb(d->hooks, &resp.n_hooks);
     rpc_reply(ctx, &resp.base);

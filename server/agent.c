@@ -765,6 +765,14 @@ static void reject(Casca__V1__Rejection *rj, Casca__V1__Rejection **ptr, char *i
     *ptr = rj;
 }
 
+static bool known_setting(struct agent *a, const char *id)
+{
+    struct ctl_view *v = ctl_view_get(a->ctl);
+    bool known = ctl_view_find(v, id) >= 0;
+    ctl_view_put(v);
+    return known;
+}
+
 static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act)
 {
     size_t n = act->n_changes;
@@ -772,8 +780,10 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     pthread_mutex_lock(&s->lock);
     s->actions_received++;
     bool limited = !agent_rate_take(&s->rate, now, s->period_ns);
-    uint64_t last_seq = s->clock.seq;
+    /* the last State sent: a produced one may still be pending, after those coalesced away */
+    uint64_t last_seq = s->clock.pending ? s->clock.seq - 1 - s->clock.missed : s->clock.seq;
     pthread_mutex_unlock(&s->lock);
+    uint64_t followed = act->state_seq <= last_seq ? act->state_seq : last_seq;
 
     Casca__V1__ActionResult res = CASCA__V1__ACTION_RESULT__INIT;
     res.state_seq = act->state_seq;
@@ -807,6 +817,12 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
                      "state_seq %" PRIu64 " is ahead of the last State (%" PRIu64 "): "
                      "answer a State you received",
                      act->state_seq, last_seq);
+        else if (!*c->id)
+            snprintf(w, MSG_LEN, "changes[%zu].id is required: the public id of a setting of "
+                                 "this session (Welcome.settings)", i);
+        else if (!known_setting(a, c->id))
+            snprintf(w, MSG_LEN, "unknown setting '%.64s': ListSettings names the settings",
+                     c->id);
         else if (!strv_has(s->settings, s->nsettings, c->id))
             snprintf(w, MSG_LEN, "%s '%.64s'%s",
                      s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL ? "not leased: setting"
@@ -856,11 +872,11 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     if ((send_result_locked(s, &m.base) == CASCA_OK || s->done) && !limited) {
         Casca__V1__TrajectoryStep step = CASCA__V1__TRAJECTORY_STEP__INIT;
         step.session_id = s->id;
-        step.seq = act->state_seq;
+        step.seq = followed;
         step.action = (Casca__V1__Action *)act;
         step.result = &res;
         char key[80];
-        agent_key_action(key, sizeof(key), s->id, act->state_seq, k);
+        agent_key_action(key, sizeof(key), s->id, followed, k);
         record(a, a->steps_db, key, wall_ns(), &step.base);
     }
     pthread_mutex_unlock(&s->lock);
@@ -1211,6 +1227,15 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     }
     ctl_set_lease_hook(ctl, lease_hook, a);
     return a;
+}
+
+size_t agent_session_count(struct agent *a)
+{
+    if (!a) return 0;
+    pthread_mutex_lock(&a->lock);
+    size_t n = a->nsess;
+    pthread_mutex_unlock(&a->lock);
+    return n;
 }
 
 void agent_destroy(struct agent *a)

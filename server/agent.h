@@ -25,7 +25,8 @@
  * never dropped: one the transport has no room for is held (in order) and sent when there is;
  * an agent that lets 64 results pile up, or reads nothing for 10 s while one waits, is closed
  * with RESOURCE_EXHAUSTED. Setting values come
- * from what ctl last saw (its listener), SLO statuses from the SLO engine, the carbon intensity
+ * from what ctl last read (ctl_peek: ctl re-reads the settings of open sessions every period, so
+ * a State says when a service does not answer), SLO statuses from the SLO engine, the carbon intensity
  * from the carbon store for the session's zone at now; power and footprint are filled when a
  * carbon_footprint SLO is among the session's SLOs (footprint = its value, power = footprint x 60
  * / intensity), 0 otherwise.
@@ -59,6 +60,8 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
 /* After rpc_server_destroy (every session is over), before ctl, the SLO service, carbon and the
  * store are destroyed. Safe on NULL. */
 void agent_destroy(struct agent *a);
+/* Agent sessions open now (0 for NULL). Any thread. */
+size_t agent_session_count(struct agent *a);
 
 /* AdminService handlers (admin.c registers them; a may be NULL before the module exists: the call
  * then ends with UNAVAILABLE). ListAgentSessions: unary, never blocks. ExportTrajectory: server

@@ -74,12 +74,16 @@ void control_setting_value(const char *id, const struct ctl_reading *r, struct c
         p->sv.reason = (char *)r->reason;
 }
 
+#define ID_HOW "the public id of a setting, as ListSettings names them"
+
 /* ---- ListSettings ---- */
 
 static void list_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct control *c = rpc_method_arg(ctx);
     const Casca__V1__ListSettingsRequest *req = (const Casca__V1__ListSettingsRequest *)msg;
+    if (!rpc_require_each(ctx, "ids", req->ids, req->n_ids, ID_HOW " (or no ids for all)"))
+        return;
     struct ctl_view *v = ctl_view_get(c->ctl);
     size_t n = req->n_ids ? req->n_ids : ctl_view_count(v);
     for (size_t i = 0; i < req->n_ids; i++)
@@ -153,6 +157,8 @@ static void get_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct control *c = rpc_method_arg(ctx);
     const Casca__V1__GetSettingRequest *req = (const Casca__V1__GetSettingRequest *)msg;
+    if (!rpc_require(ctx, "id", req->id, ID_HOW))
+        return;
     struct ctl_reading r;
     char why[MSG_LEN];
     int rc = ctl_get(c->ctl, req->id, deadline_of(ctx), &r, why, sizeof(why));
@@ -170,6 +176,8 @@ static void set_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct control *c = rpc_method_arg(ctx);
     const Casca__V1__SetSettingRequest *req = (const Casca__V1__SetSettingRequest *)msg;
+    if (!rpc_require(ctx, "id", req->id, ID_HOW))
+        return;
     struct ctl_value value;
     control_value_from_pb(req->value, &value);
     struct ctl_request cr = {
@@ -261,6 +269,8 @@ static void watch_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct control *c = rpc_method_arg(ctx);
     const Casca__V1__WatchSettingsRequest *req = (const Casca__V1__WatchSettingsRequest *)msg;
+    if (!rpc_require_each(ctx, "ids", req->ids, req->n_ids, ID_HOW " (or no ids for all)"))
+        return;
     struct ctl_view *v = ctl_view_get(c->ctl);
     for (size_t i = 0; i < req->n_ids; i++)
         if (ctl_view_find(v, req->ids[i]) < 0) {

@@ -253,10 +253,10 @@ struct reflection *reflection_create(struct rpc_server *srv, const unsigned char
     const ProtobufCMessageDescriptor *out =
         &grpc__reflection__v1__server_reflection_response__descriptor;
     r->methods[0] = (struct rpc_method){"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                                        in, out, RPC_BIDI, RPC_ROLES_ANY, 0, reflect, r, NULL};
+                                        in, out, RPC_BIDI, RPC_ROLES_ANY, RPC_PUBLIC, reflect, r, NULL};
     r->methods[1] =
         (struct rpc_method){"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                            in, out, RPC_BIDI, RPC_ROLES_ANY, 0, reflect, r, NULL};
+                            in, out, RPC_BIDI, RPC_ROLES_ANY, RPC_PUBLIC, reflect, r, NULL};
     if (rpc_server_add_methods(srv, r->methods, 2) != CASCA_OK) {
         reflection_destroy(r);
         return NULL;

@@ -456,6 +456,25 @@ void rpc_finish(struct rpc_ctx *ctx, int err, const char *fmt, ...)
     va_end(ap);
 }
 
+bool rpc_require(struct rpc_ctx *ctx, const char *field, const char *value, const char *how)
+{
+    if (value && *value)
+        return true;
+    rpc_finish(ctx, CASCA_ERR_INVALID, "%s is required: %s", field, how);
+    return false;
+}
+
+bool rpc_require_each(struct rpc_ctx *ctx, const char *field, char *const *values, size_t n,
+                      const char *how)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!values[i] || !*values[i]) {
+            rpc_finish(ctx, CASCA_ERR_INVALID, "%s[%zu] is empty: %s", field, i, how);
+            return false;
+        }
+    return true;
+}
+
 void rpc_on_cancel(struct rpc_ctx *ctx, rpc_cancel_fn fn, void *arg)
 {
     pthread_mutex_lock(&ctx->lock);

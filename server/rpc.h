@@ -124,6 +124,13 @@ void rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg);
 void rpc_finish(struct rpc_ctx *ctx, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rpc_vfinish(struct rpc_ctx *ctx, int err, const char *fmt, va_list ap);
+/* A required request field: when value is NULL or empty, ends the call with INVALID_ARGUMENT
+ * naming the field ("id is required: <how>") and returns false. The same answer everywhere for
+ * a missing field, before any lookup could say NOT_FOUND. */
+bool rpc_require(struct rpc_ctx *ctx, const char *field, const char *value, const char *how);
+/* The same for every element of a repeated string field ("ids[1] is empty: ..."). */
+bool rpc_require_each(struct rpc_ctx *ctx, const char *field, char *const *values, size_t n,
+                      const char *how);
 /* Streams: queues msg behind the send in flight (it is serialised now; the caller keeps msg).
  * CASCA_ERR_FULL when the bounded queue is full (nothing queued: coalesce and retry later),
  * CASCA_ERR_CANCELLED when the call is over. */

@@ -154,6 +154,7 @@ static int intensity_at(void *arg, const char *zone, int64_t time_ns, double *g)
 }
 
 #define NOT_FOUND_FMT "unknown SLO '%.64s': ListSlos names the SLOs you may read"
+#define ID_HOW "the public id of an SLO, as ListSlos names them"
 
 /* ---- ListSlos ---- */
 
@@ -161,6 +162,8 @@ static void list_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct slo_service *s = rpc_method_arg(ctx);
     const Casca__V1__ListSlosRequest *req = (const Casca__V1__ListSlosRequest *)msg;
+    if (!rpc_require_each(ctx, "ids", req->ids, req->n_ids, ID_HOW " (or no ids for all)"))
+        return;
     struct slo_view *v = slo_view_get(s->engine);
     size_t n = req->n_ids ? req->n_ids : slo_view_count(v);
     for (size_t i = 0; i < req->n_ids; i++)
@@ -197,6 +200,8 @@ static void get_slo(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct slo_service *s = rpc_method_arg(ctx);
     const Casca__V1__GetSloRequest *req = (const Casca__V1__GetSloRequest *)msg;
+    if (!rpc_require(ctx, "id", req->id, ID_HOW))
+        return;
     struct slo_view *v = slo_view_get(s->engine);
     long i = slo_view_find(v, req->id);
     if (i < 0) {
@@ -257,6 +262,8 @@ static void get_slo_history(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct slo_service *s = rpc_method_arg(ctx);
     const Casca__V1__GetSloHistoryRequest *req = (const Casca__V1__GetSloHistoryRequest *)msg;
+    if (!rpc_require(ctx, "id", req->id, ID_HOW))
+        return;
     struct slo_view *v = slo_view_get(s->engine);
     long i = slo_view_find(v, req->id);
     if (i < 0) {
@@ -385,6 +392,8 @@ static void watch_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct slo_service *s = rpc_method_arg(ctx);
     const Casca__V1__WatchSlosRequest *req = (const Casca__V1__WatchSlosRequest *)msg;
+    if (!rpc_require_each(ctx, "ids", req->ids, req->n_ids, ID_HOW " (or no ids for all)"))
+        return;
     const Google__Protobuf__Duration *mi = req->min_interval;
     if (mi && (mi->seconds < 0 || mi->nanos < 0 || mi->nanos > 999999999 ||
                mi->seconds > 86400)) {

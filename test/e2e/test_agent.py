@@ -207,7 +207,7 @@ def test_agent_sessions(d):
     assert set(why) == {"Threads", "Quality", "Nope"}
     assert "8" in why["Threads"], why  # names the allowed range
     assert "not leased" in why["Quality"] and "Hello.setting_ids" in why["Quality"]
-    assert "not part of this session" in why["Nope"]
+    assert why["Nope"].startswith("unknown setting 'Nope'")  # not the Hello advice
     assert get_threads(d).value.int_value == 6
 
     # a flood: more than 10 actions in a period are rejected with a clear reason

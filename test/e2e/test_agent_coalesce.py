@@ -166,7 +166,7 @@ def test_flooding_reader_is_closed_without_holding_workers(d):
         errors = [m for _, m in got if isinstance(m, Exception)]
         nonces = [int(r.nonce[1:]) for r in results]
         assert nonces == list(range(len(nonces))) and 64 <= len(nonces) < 300, nonces[-3:]
-        assert all(r.rejected and "not part of this session" in r.rejected[0].reason
+        assert all(r.rejected and "unknown setting" in r.rejected[0].reason
                    or "rate limit" in r.rejected[0].reason for r in results)
         assert errors and errors[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "does not read its stream" in errors[0].details()
