@@ -15,6 +15,12 @@ packages=(
   ffmpeg gnuplot-nox python3-yaml
 )
 
+# Node.js and npm run the README's Node client test (test/e2e/test_node.py); a machine that has
+# them from elsewhere keeps its own.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
