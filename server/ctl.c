@@ -1815,7 +1815,9 @@ static int64_t refresh_due(struct ctl *ctl, int64_t now)
             st->refreshing = false;
             pthread_mutex_unlock(&st->lock);
         }
-        int64_t at = (due ? now : last) + max_age;
+        /* a read in flight (or just queued) is looked at again a period from now, never in a
+         * busy loop while a slow service keeps it running */
+        int64_t at = (due || now - last >= max_age ? now : last) + max_age;
         next = at < next ? at : next;
     }
     ctl_view_put(v);
