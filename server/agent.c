@@ -1229,6 +1229,40 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     return a;
 }
 
+bool agent_revoke(void *agent, struct rpc_ctx *ctx, int err, const char *why)
+{
+    struct agent *a = agent;
+    if (!a) return false;
+    struct sess *s;
+    pthread_mutex_lock(&a->lock);
+    for (s = a->head; s && s->ctx != ctx; s = s->next)
+        ;
+    if (s) atomic_fetch_add(&s->refs, 1);
+    pthread_mutex_unlock(&a->lock);
+    if (!s) return false;
+    pthread_mutex_lock(&s->lock);
+    /* the leases this session holds, for the audit log (kept until end_locked releases them) */
+    size_t n = s->done || !s->hello_done ? 0 : s->nleased;
+    char **ids = n ? calloc(n, sizeof(*ids)) : NULL;
+    for (size_t i = 0; ids && i < n; i++)
+        ids[i] = strdup(s->leased[i]);
+    char name[sizeof(s->name)], sid[sizeof(s->id)];
+    memcpy(name, s->name, sizeof(name));
+    memcpy(sid, s->id, sizeof(sid));
+    end_locked(s, err, "%s", why);
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; ids && i < n; i++) {
+        char reason[400];
+        snprintf(reason, sizeof(reason), "session %s ended and its lease released: %s", sid, why);
+        if (ids[i]) ctl_audit_event(a->ctl, name, ids[i], CASCA__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_REVOKED,
+                                    reason);
+        free(ids[i]);
+    }
+    free(ids);
+    sess_unref(s);
+    return true;
+}
+
 size_t agent_session_count(struct agent *a)
 {
     if (!a) return 0;

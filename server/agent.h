@@ -60,6 +60,10 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
 /* After rpc_server_destroy (every session is over), before ctl, the SLO service, carbon and the
  * store are destroyed. Safe on NULL. */
 void agent_destroy(struct agent *a);
+/* rpc_revoke_fn for a reload that revoked ctx's token: when ctx is an agent session, it is ended
+ * with err and why, its leases released and each release audited (AUDIT_OUTCOME_REVOKED);
+ * returns false for any other call. Blocks (audit): the reloading thread. */
+bool agent_revoke(void *agent, struct rpc_ctx *ctx, int err, const char *why);
 /* Agent sessions open now (0 for NULL). Any thread. */
 size_t agent_session_count(struct agent *a);
 

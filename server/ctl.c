@@ -2094,6 +2094,12 @@ static void audit(struct ctl *ctl, const char *caller, const char *id, const str
                  idbuf, e.caller, casca_strerror(rc));
 }
 
+void ctl_audit_event(struct ctl *ctl, const char *caller, const char *id,
+                     Casca__V1__AuditOutcome outcome, const char *reason)
+{
+    audit(ctl, caller, id, NULL, NULL, outcome, reason);
+}
+
 /* ---- changes ---- */
 
 /* Target t's service value for public value v. */

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "casca/v1/admin.pb-c.h"
 #include "casca/v1/common.pb-c.h"
 #include "yamldoc.h"
 
@@ -244,6 +245,12 @@ int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *
 typedef void (*ctl_listener_fn)(void *arg, const char *id, const struct ctl_reading *r);
 int ctl_listen(struct ctl *ctl, ctl_listener_fn fn, void *arg);
 void ctl_unlisten(struct ctl *ctl, ctl_listener_fn fn, void *arg);
+
+/* Records an event about setting id that is not a change (old and new values unset), such as a
+ * lease ended by a revoked token, in the audit log. Blocks until committed: not on a
+ * completion-queue thread. */
+void ctl_audit_event(struct ctl *ctl, const char *caller, const char *id,
+                     Casca__V1__AuditOutcome outcome, const char *reason);
 
 /* Lease hook (the agent module installs it): called by ctl_set for every change that would be
  * applied (not dry runs). Returns CASCA_OK to allow, or CASCA_ERR_PRECONDITION with a public-safe

@@ -254,6 +254,12 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
         slo_service_reload(d->slo, next);
         hooks_reload(d->hooks, next->sections[CONFIG_SECTION_HOOKS]);
         probes_reload(d->probes, next->sections[CONFIG_SECTION_PROBES]);
+        /* a removed token, or one whose role changed, loses its open calls now (agents their
+         * leases), not only its next call */
+        size_t ended = rpc_server_reauthorize(d->rpc, agent_revoke, d->agent);
+        if (ended)
+            log_info("cascad", "%zu open calls ended: their tokens were revoked or lost the role",
+                     ended);
         *generation = next->generation;
         log_info("cascad", "configuration reloaded: generation %llu",
                  (unsigned long long)next->generation);

@@ -70,6 +70,11 @@ struct rpc_ctx {
     void (*data_free)(void *);
     enum rpc_role role;
     char caller[64];
+    /* a call authorised by a token is listed, with the token, so a reload can revoke it */
+    char *token;
+    size_t token_len;
+    struct rpc_ctx *live_prev, *live_next; /* under srv->live_lock */
+    bool listed;
 };
 
 struct method_slot {
@@ -95,6 +100,8 @@ struct rpc_server {
     pthread_cond_t shutdown_cond;
     bool shutdown_done;
     atomic_uint_fast64_t calls_total, calls_active, calls_failed;
+    pthread_mutex_t live_lock; /* the list of token-authorised calls */
+    struct rpc_ctx *live;
 };
 
 /* ---- the one translation from casca_err to gRPC status ---- */
@@ -252,6 +259,20 @@ static void drop_queue_locked(struct rpc_ctx *ctx)
 static void ctx_free(struct rpc_ctx *ctx)
 {
     struct rpc_server *srv = ctx->srv;
+    if (ctx->listed) {
+        pthread_mutex_lock(&srv->live_lock);
+        if (ctx->live_prev)
+            ctx->live_prev->live_next = ctx->live_next;
+        else
+            srv->live = ctx->live_next;
+        if (ctx->live_next)
+            ctx->live_next->live_prev = ctx->live_prev;
+        pthread_mutex_unlock(&srv->live_lock);
+    }
+    if (ctx->token) {
+        memset(ctx->token, 0, ctx->token_len);
+        free(ctx->token);
+    }
     drop_queue_locked(ctx);
     if (ctx->recv_buf)
         grpc_byte_buffer_destroy(ctx->recv_buf);
@@ -700,14 +721,14 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
         snprintf(ctx->caller, sizeof(ctx->caller), "local");
         return CASCA_OK;
     }
+    if (m->flags & RPC_PUBLIC) { /* health probes carry no token by design: any, or none, will do */
+        ctx->role = RPC_ROLE_VIEWER;
+        snprintf(ctx->caller, sizeof(ctx->caller), "anonymous");
+        return CASCA_OK;
+    }
     size_t len = 0;
     const char *token = bearer_token(&ctx->md, &len);
     if (!token || !len) {
-        if (m->flags & RPC_PUBLIC) {
-            ctx->role = RPC_ROLE_VIEWER;
-            snprintf(ctx->caller, sizeof(ctx->caller), "anonymous");
-            return CASCA_OK;
-        }
         snprintf(why, whylen, token ? "malformed authorization header: send 'Bearer <token>'"
                                     : "missing credentials: send metadata 'authorization: "
                                       "Bearer <token>'");
@@ -728,6 +749,20 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
                  rpc_role_name(ctx->role), m->path, allowed);
         return CASCA_ERR_PERMISSION;
     }
+    /* kept for rpc_server_reauthorize; a call that cannot keep it is not revocable, so refuse */
+    if (!(ctx->token = malloc(len))) {
+        snprintf(why, whylen, "server out of memory; retry");
+        return CASCA_ERR_NOMEM;
+    }
+    memcpy(ctx->token, token, len);
+    ctx->token_len = len;
+    pthread_mutex_lock(&srv->live_lock);
+    ctx->live_next = srv->live;
+    if (srv->live)
+        srv->live->live_prev = ctx;
+    srv->live = ctx;
+    ctx->listed = true;
+    pthread_mutex_unlock(&srv->live_lock);
     return CASCA_OK;
 }
 
@@ -847,6 +882,74 @@ static void *cq_thread(void *arg)
     return NULL;
 }
 
+/* ---- revocation ---- */
+
+/* A reference on a listed call, unless it is already being freed. Under live_lock. */
+static bool ctx_try_ref(struct rpc_ctx *ctx)
+{
+    unsigned n = atomic_load(&ctx->refs);
+    while (n && !atomic_compare_exchange_weak(&ctx->refs, &n, n + 1))
+        ;
+    return n != 0;
+}
+
+size_t rpc_server_reauthorize(struct rpc_server *srv, rpc_revoke_fn fn, void *arg)
+{
+    if (!srv->opts.auth)
+        return 0;
+    struct ended {
+        struct rpc_ctx *ctx;
+        int err;
+        char why[200];
+    } *ended = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&srv->live_lock);
+    for (struct rpc_ctx *ctx = srv->live; ctx; ctx = ctx->live_next) {
+        enum rpc_role role;
+        char name[64];
+        int err = CASCA_OK;
+        char why[200];
+        if (srv->opts.auth(srv->opts.auth_arg, ctx->token, ctx->token_len, &role, name,
+                           sizeof(name)) != CASCA_OK) {
+            err = CASCA_ERR_UNAUTH;
+            snprintf(why, sizeof(why), "token '%s' was revoked by a configuration reload: ask "
+                                       "the operator for a new one", ctx->caller);
+        } else if (role != RPC_ROLE_OPERATOR && !(ctx->method->roles & role)) {
+            err = CASCA_ERR_PERMISSION;
+            snprintf(why, sizeof(why), "token '%s' now has role '%s', which may not call %s "
+                                       "(changed by a configuration reload)",
+                     name, rpc_role_name(role), ctx->method->path);
+        }
+        if (!err || atomic_load(&ctx->cancelled) || !ctx_try_ref(ctx))
+            continue;
+        if (n == cap) {
+            struct ended *g = realloc(ended, (cap = cap ? 2 * cap : 8) * sizeof(*g));
+            if (!g) { /* out of memory: revoke what we have; the next reload retries */
+                ctx_unref(ctx);
+                break;
+            }
+            ended = g;
+        }
+        ended[n].ctx = ctx;
+        ended[n].err = err;
+        snprintf(ended[n].why, sizeof(ended[n].why), "%s", why);
+        n++;
+    }
+    pthread_mutex_unlock(&srv->live_lock);
+    for (size_t i = 0; i < n; i++) {
+        struct rpc_ctx *ctx = ended[i].ctx;
+        log_info("rpc", "%s by '%s' ended: %s", ctx->method->path, ctx->caller, ended[i].why);
+        /* the service ends the call itself when it wants to (releasing what it holds);
+         * otherwise the call is cancelled with the status and its service hears of it */
+        if (!fn || !fn(arg, ctx, ended[i].err, ended[i].why))
+            grpc_call_cancel_with_status(ctx->call, rpc_status_of(ended[i].err), ended[i].why,
+                                         NULL);
+        ctx_unref(ctx);
+    }
+    free(ended);
+    return n;
+}
+
 /* ---- server ---- */
 
 struct rpc_server *rpc_server_create(const struct rpc_options *opts)
@@ -864,6 +967,7 @@ struct rpc_server *rpc_server_create(const struct rpc_options *opts)
     if (!srv->opts.stream_queue)
         srv->opts.stream_queue = 64;
     pthread_mutex_init(&srv->shutdown_lock, NULL);
+    pthread_mutex_init(&srv->live_lock, NULL);
     pthread_cond_init(&srv->shutdown_cond, NULL);
     srv->t_shutdown = (struct rpc_tag){TAG_SHUTDOWN, NULL};
 
@@ -965,6 +1069,7 @@ void rpc_server_destroy(struct rpc_server *srv)
     free(srv->threads);
     pthread_cond_destroy(&srv->shutdown_cond);
     pthread_mutex_destroy(&srv->shutdown_lock);
+    pthread_mutex_destroy(&srv->live_lock);
     free(srv);
 }
 

@@ -114,6 +114,15 @@ void rpc_server_destroy(struct rpc_server *srv);
  * valid until destroy. Any thread after start. */
 size_t rpc_server_services(const struct rpc_server *srv, const char *const **names);
 void rpc_server_stats(const struct rpc_server *srv, struct rpc_stats *st);
+/* After the tokens changed (a reload): every open call authorised by a token that is gone, or
+ * whose role may no longer call its method, is ended, UNAUTHENTICATED or PERMISSION_DENIED with
+ * a message naming the token's name (never its secret). For each, fn (may be NULL) is asked
+ * first and returns true when the service ended the call itself (to release what it holds);
+ * otherwise the call is cancelled with that status, and its rpc_on_cancel runs. Health and
+ * reflection (RPC_PUBLIC) are never ended. Returns how many were ended. Any thread but a
+ * completion-queue one. */
+typedef bool (*rpc_revoke_fn)(void *arg, struct rpc_ctx *ctx, int err, const char *why);
+size_t rpc_server_reauthorize(struct rpc_server *srv, rpc_revoke_fn fn, void *arg);
 
 /* ---- inside a call (any thread, until the call's rpc_reply / rpc_finish) ---- */
 
