@@ -1766,7 +1766,7 @@ static void refresh_run(void *arg)
 {
     struct refresh_job *j = arg;
     char msg[256];
-    struct ctl_reading r;
+    struct ctl_reading r = {0};
     if (read_fresh(j->ctl, j->e, INT64_MAX, &r, msg, sizeof(msg)) == CASCA_OK)
         ctl_reading_clear(&r);
     pthread_mutex_lock(&j->e->st->lock);
