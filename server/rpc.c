@@ -70,7 +70,7 @@ struct rpc_ctx {
     void (*data_free)(void *);
     enum rpc_role role;
     char caller[64];
-    /* a call authorised by a token is listed, with the token, so a reload can revoke it */
+    /* a stream authorised by a token is listed, with the token, so a reload can revoke it */
     char *token;
     size_t token_len;
     struct rpc_ctx *live_prev, *live_next; /* under srv->live_lock */
@@ -749,7 +749,10 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
                  rpc_role_name(ctx->role), m->path, allowed);
         return CASCA_ERR_PERMISSION;
     }
-    /* kept for rpc_server_reauthorize; a call that cannot keep it is not revocable, so refuse */
+    /* streams (unary calls end soon anyway) keep the token for rpc_server_reauthorize; one that
+     * cannot keep it would not be revocable, so it is refused */
+    if (m->kind == RPC_UNARY)
+        return CASCA_OK;
     if (!(ctx->token = malloc(len))) {
         snprintf(why, whylen, "server out of memory; retry");
         return CASCA_ERR_NOMEM;

@@ -114,7 +114,7 @@ void rpc_server_destroy(struct rpc_server *srv);
  * valid until destroy. Any thread after start. */
 size_t rpc_server_services(const struct rpc_server *srv, const char *const **names);
 void rpc_server_stats(const struct rpc_server *srv, struct rpc_stats *st);
-/* After the tokens changed (a reload): every open call authorised by a token that is gone, or
+/* After the tokens changed (a reload): every open stream authorised by a token that is gone, or
  * whose role may no longer call its method, is ended, UNAUTHENTICATED or PERMISSION_DENIED with
  * a message naming the token's name (never its secret). For each, fn (may be NULL) is asked
  * first and returns true when the service ended the call itself (to release what it holds);
