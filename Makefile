@@ -3,9 +3,11 @@
 #   make test   build (plain and ASan+UBSan) and run every unit and end-to-end test
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build build-asan test test-plain test-asan demo bench clean
+.PHONY: all deps build build-asan test test-plain test-asan demo bench fuzz clean
 
 all: build
 
@@ -29,11 +31,29 @@ test-asan: build-asan
 test: test-plain test-asan
 
 # make demo [AGENT=gds|rds|rlds] [SIMULATE=1] [DURATION=seconds]: see deploy/demo.sh
-demo: build
+# The build is quiet here: its output goes to $(BUILD)/build.log, shown (the tail) only on failure.
+demo: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@printf '== building casca in %s (log: %s/build.log)... ' "$(BUILD)" "$(BUILD)"; \
+	start=$$(date +%s); \
+	if cmake --build $(BUILD) -j$(JOBS) >$(BUILD)/build.log 2>&1; then \
+	  echo "done in $$(($$(date +%s) - start)) s"; \
+	else \
+	  echo "FAILED; the end of $(BUILD)/build.log:"; tail -n 40 $(BUILD)/build.log; exit 1; \
+	fi
 	@AGENT="$(AGENT)" SIMULATE="$(SIMULATE)" DURATION="$(DURATION)" deploy/demo.sh $(BUILD)
+
+# make fuzz [FUZZ_SECONDS=60]: builds the libFuzzer harnesses of test/fuzz with clang in
+# $(BUILD_FUZZ) and runs each for FUZZ_SECONDS (see test/fuzz/run.sh). `make test` replays their
+# committed corpus and crash inputs without clang.
+fuzz: deps
+	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCASCA_FUZZ=ON -DCASCA_WERROR=OFF >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j$(JOBS) --target fuzz
+	@test/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 bench: build
 	@test/bench/unary.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

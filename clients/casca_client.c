@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -108,6 +111,94 @@ int casca_err_from_grpc(int code)
     if (code < 0 || code >= (int)(sizeof(from_grpc) / sizeof(from_grpc[0])))
         return CASCA_ERR_INTERNAL; /* a code newer than this table */
     return from_grpc[code];
+}
+
+int casca_backoff_ceiling(const struct casca_backoff *b)
+{
+    int64_t base = b->base_ms > 0 ? b->base_ms : CASCA_BACKOFF_BASE_MS;
+    int64_t cap = b->max_ms > 0 ? b->max_ms : CASCA_BACKOFF_MAX_MS;
+    unsigned n = b->attempt < 30 ? b->attempt : 30; /* 2^30 * base is past any cap */
+    int64_t c = base << n;
+    return (int)(c < cap ? c : cap);
+}
+
+int casca_backoff_next(struct casca_backoff *b)
+{
+    if (!b->seed) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        b->seed = (unsigned)(t.tv_nsec ^ t.tv_sec ^ (long)getpid()) | 1u;
+    }
+    int ceiling = casca_backoff_ceiling(b);
+    if (b->attempt < UINT_MAX) b->attempt++;
+    int d = (int)((double)rand_r(&b->seed) / ((double)RAND_MAX + 1) * (ceiling + 1));
+    return d < 1 ? 1 : d;
+}
+
+void casca_backoff_reset(struct casca_backoff *b)
+{
+    b->attempt = 0;
+}
+
+int casca_retryable(int code)
+{
+    switch (code) {
+    case GRPC_STATUS_UNAVAILABLE:
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+    case GRPC_STATUS_CANCELLED:
+    case GRPC_STATUS_ABORTED:
+    case GRPC_STATUS_INTERNAL:
+    case GRPC_STATUS_UNKNOWN:
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int64_t reconnect_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+int casca_reconnect_should(const struct casca_reconnect *r, int code)
+{
+    if (r->fail_fast) return 0;
+    if (code == GRPC_STATUS_FAILED_PRECONDITION && !r->ever_connected) return 0;
+    return code == GRPC_STATUS_OK || casca_retryable(code);
+}
+
+int casca_reconnect_wait_ms(struct casca_reconnect *r, const char *why)
+{
+    if (!r->outage_since_ns) {
+        r->outage_since_ns = reconnect_now_ns();
+        FILE *f = r->log ? r->log : stderr;
+        why = why && *why ? why : "the session ended";
+        if (r->ever_connected)
+            fprintf(f, "%s: lost connection to cascad at %s: %s; reconnecting\n", r->who, r->target,
+                    why);
+        else
+            fprintf(f, "%s: cannot connect to cascad at %s yet: %s; retrying\n", r->who, r->target,
+                    why);
+        fflush(f);
+    }
+    return casca_backoff_next(&r->backoff);
+}
+
+void casca_reconnect_ok(struct casca_reconnect *r)
+{
+    if (r->outage_since_ns) {
+        FILE *f = r->log ? r->log : stderr;
+        fprintf(f, "%s: %s after %.1f s\n", r->who, r->ever_connected ? "reconnected" : "connected",
+                (double)(reconnect_now_ns() - r->outage_since_ns) / 1e9);
+        fflush(f);
+    }
+    r->outage_since_ns = 0;
+    r->ever_connected = 1;
+    casca_backoff_reset(&r->backoff);
 }
 
 static gpr_timespec deadline_after(int ms)
@@ -313,6 +404,15 @@ int casca_client_open(const char *target, const struct casca_client_options *opt
         {.type = GRPC_ARG_STRING,
          .key = GRPC_ARG_PRIMARY_USER_AGENT_STRING,
          .value.string = "casca-c/" CASCA_VERSION},
+        /* grpc's own reconnect backoff (1 s growing to 120 s by default) would outlast a
+         * restarted cascad by minutes, and a call on a channel waiting it out fails at once: the
+         * channel tries again at least once a second (one TCP connect), and the agents' jittered
+         * casca_backoff paces the Hellos. Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: that is also the
+         * connect timeout (20 s). */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+         .value.integer = CASCA_BACKOFF_BASE_MS},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, .value.integer = 1000},
     };
     grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     c->channel = creds ? grpc_channel_create(target, creds, &chargs) : NULL;

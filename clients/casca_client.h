@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -85,6 +86,58 @@ int casca_stream_recv(struct casca_stream *s, const ProtobufCMessageDescriptor *
                       ProtobufCMessage **msg, int timeout_ms, struct casca_status *st);
 /* Cancels the call if it is still open and frees the stream. Safe on NULL. */
 void casca_stream_close(struct casca_stream *s);
+
+/* Reconnecting (the stream helpers' callers: agents that keep a session open across a restart
+ * of cascad or a broken connection). A caller that reconnects waits casca_backoff_next() between
+ * attempts: exponential backoff with full jitter (a uniform draw in [0, min(max_ms, base_ms *
+ * 2^attempt)], never below 1 ms), so that many agents cut off by the same restart do not all come
+ * back at once. casca_backoff_reset() after a success. A caller that prefers to fail fast (a
+ * supervisor restarts it) does not reconnect at all: every agent has a flag for that. */
+struct casca_backoff {
+    int base_ms;      /* the first attempt's ceiling; 0 = CASCA_BACKOFF_BASE_MS */
+    int max_ms;       /* the cap; 0 = CASCA_BACKOFF_MAX_MS */
+    unsigned attempt; /* attempts since the last reset */
+    unsigned seed;    /* rand_r state; 0 = seeded from the clock at the first draw */
+};
+#define CASCA_BACKOFF_BASE_MS 200
+#define CASCA_BACKOFF_MAX_MS 10000
+/* The ceiling of the next delay (no jitter): min(max_ms, base_ms * 2^attempt). */
+int casca_backoff_ceiling(const struct casca_backoff *b);
+/* The next delay in ms (jittered, >= 1) and counts the attempt. */
+int casca_backoff_next(struct casca_backoff *b);
+void casca_backoff_reset(struct casca_backoff *b);
+/* Whether a session that ended with this gRPC status may be opened again with hope: 1 for a lost
+ * server or connection (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED by the server's shutdown,
+ * ABORTED, INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED) and for FAILED_PRECONDITION (a lease still held
+ * by the session that the broken connection left behind, until the server times it out: retry it
+ * only when reconnecting, since at a first Hello it is another agent's lease); 0 for
+ * what retrying cannot fix (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND...). */
+int casca_retryable(int grpc_code);
+
+/* One outage at a time, for a client that keeps a session open: whether an end is retried (with
+ * the fail-fast field), the jittered wait before the next attempt, and one line on log when an
+ * outage starts ("WHO: lost connection to cascad at TARGET: WHY; reconnecting", or "WHO: cannot
+ * connect to cascad at TARGET yet: WHY; retrying" before the first success) and one when it ends
+ * ("WHO: reconnected after N s"), not one per attempt. Zero-initialise, then set who and target. */
+struct casca_reconnect {
+    const char *who;         /* log prefix, e.g. "casca-gds" */
+    const char *target;      /* HOST:PORT, for the log line */
+    int fail_fast;           /* 1 = never retry (a supervisor restarts the program instead) */
+    FILE *log;               /* NULL = stderr */
+    int ever_connected;      /* a session was opened once: later ends are outages */
+    int64_t outage_since_ns; /* CLOCK_MONOTONIC start of the current outage; 0 = none */
+    struct casca_backoff backoff;
+};
+/* Whether a session that ended with this gRPC status (0 = ended by the server without an error,
+ * e.g. its shutdown) is opened again: not when fail_fast, not what retrying cannot fix, and not
+ * FAILED_PRECONDITION before the first success (then the lease is another agent's). */
+int casca_reconnect_should(const struct casca_reconnect *r, int grpc_code);
+/* An attempt failed (why: its message): logs the outage's first line if it is new, and returns the
+ * ms to wait before the next attempt (casca_backoff_next). */
+int casca_reconnect_wait_ms(struct casca_reconnect *r, const char *why);
+/* A session is open again: logs the outage's last line, if there was one, and resets the backoff.
+ */
+void casca_reconnect_ok(struct casca_reconnect *r);
 
 /* gRPC status code -> casca_err (OK -> CASCA_OK, NOT_FOUND -> CASCA_ERR_NOT_FOUND...). */
 int casca_err_from_grpc(int code);

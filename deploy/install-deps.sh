@@ -12,6 +12,7 @@ packages=(
   python3-numpy python3-torch
   nghttp2-client valgrind influxdb
   jq
+  clang libclang-rt-dev
   ffmpeg gnuplot-nox python3-yaml
 )
 

@@ -140,13 +140,10 @@ static bool scalar(struct config_loader *ld, const struct yd_node *n, const char
     return false;
 }
 
+/* n is a map (carbon_config_parse checked). */
 static void parse_factor_set(struct config_loader *ld, const struct yd_node *n,
                              struct carbon_conf *c)
 {
-    if (n->kind != YD_MAP) {
-        config_error(ld, n, "carbon.factor_sets items are maps {name, basis, sources}");
-        return;
-    }
     for (size_t i = 0; i < n->n; i++) {
         const char *k = n->keys[i]->scalar;
         if (strcmp(k, "name") && strcmp(k, "basis") && strcmp(k, "sources"))
@@ -358,7 +355,9 @@ void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const 
                 config_error(ld, v, "carbon.factor_sets must be a list");
             else
                 for (size_t i = 0; i < v->n; i++)
-                    parse_factor_set(ld, v->values[i], c);
+                    if (config_expect(ld, NULL, v->values[i], YD_MAP,
+                                      "carbon.factor_sets items are maps {name, basis, sources}"))
+                        parse_factor_set(ld, v->values[i], c);
         }
         if ((v = yd_get(root, "default_factor_set")) && scalar(ld, v, "default_factor_set")) {
             set = v->scalar;

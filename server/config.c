@@ -70,6 +70,25 @@ void config_error(struct config_loader *ld, const struct yd_node *at, const char
     va_end(ap);
 }
 
+bool config_expect(struct config_loader *ld, const char *file, const struct yd_node *n,
+                   enum yd_kind want, const char *fmt, ...)
+{
+    if (n->kind == want)
+        return true;
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (n->kind == YD_SCALAR)
+        config_error_in(ld, file ? file : ld->file, n, "%s, not a value ('%.40s')", what,
+                        n->scalar);
+    else
+        config_error_in(ld, file ? file : ld->file, n, "%s, not a %s", what,
+                        yd_kind_name(n->kind));
+    return false;
+}
+
 const char *config_loader_file(const struct config_loader *ld)
 {
     return ld->file;
@@ -440,11 +459,10 @@ static void load_tokens(struct config_loader *ld, const struct yd_node *seq, str
         return;
     for (size_t i = 0; i < seq->n; i++) {
         const struct yd_node *t = seq->values[i];
-        if (t->kind != YD_MAP) {
-            config_error(ld, t, "auth.tokens[%zu] must be a map {name, role, token_env | token_file "
-                            "| token}", i);
+        if (!config_expect(ld, NULL, t, YD_MAP,
+                           "auth.tokens[%zu] must be a map {name, role, token_env | token_file "
+                           "| token}", i))
             continue;
-        }
         for (size_t k = 0; k < t->n; k++) {
             const char *name = t->keys[k]->scalar;
             if (strcmp(name, "name") && strcmp(name, "role") && strcmp(name, "token") &&

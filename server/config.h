@@ -67,6 +67,13 @@ void config_error(struct config_loader *ld, const struct yd_node *at, const char
 /* Same, for a node of another file the section reads (an SLO file named by the config). */
 void config_error_in(struct config_loader *ld, const char *file, const struct yd_node *at,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The one check every section makes before it reads a node (above all an item of a list) as a
+ * map, a list or a value: true when n is of kind want; otherwise records
+ * "file:line:col: <what fmt says>, not a <kind>" (file NULL: the configuration file), returns
+ * false, and the caller leaves the node out. It must not keep a half-filled item: comparing the
+ * next item with one (a NULL id or name) is how a bad file used to crash cascad. */
+bool config_expect(struct config_loader *ld, const char *file, const struct yd_node *n,
+                   enum yd_kind want, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* The name of the configuration file being loaded, as errors show it. */
 const char *config_loader_file(const struct config_loader *ld);
 /* Errors recorded so far (a parser may stop early once its own part failed). */

@@ -861,10 +861,9 @@ static void parse_targets(struct ctl_parse *p, const struct yd_node *seq, struct
     for (size_t i = 0; i < seq->n; i++) {
         const struct yd_node *t = seq->values[i];
         struct ctl_target *tg = &d->targets[i];
-        if (t->kind != YD_MAP) {
-            ctl_parse_error(p, t, "targets: each target is a map {name, type, controller}");
+        if (!config_expect(p->ld, p->file, t, YD_MAP,
+                           "targets: each target is a map {name, type, controller}"))
             continue;
-        }
         ctl_parse_keys(p, t, target_keys);
         const char *name = ctl_parse_str(p, t, "name", true);
         const char *type = ctl_parse_str(p, t, "type", true);
@@ -933,13 +932,9 @@ static void parse_table(struct ctl_parse *p, const struct yd_node *map, struct c
     }
 }
 
+/* n is a map (parse_list checked). */
 static void parse_setting(struct ctl_parse *p, const struct yd_node *n, struct ctl_decl *d)
 {
-    if (n->kind != YD_MAP) {
-        ctl_parse_error(p, n, "settings: each setting is a map with at least id, type and "
-                              "controller");
-        return;
-    }
     ctl_parse_keys(p, n, setting_keys);
     if (asprintf(&d->where, "%s:%u:%u", p->file ? p->file : config_loader_file(p->ld), n->line,
                  n->col) < 0)
@@ -1090,11 +1085,16 @@ static void parse_list(struct ctl_parse *p, const struct yd_node *seq, struct ct
         return;
     ds->v = grown;
     for (size_t i = 0; i < seq->n; i++) {
+        /* an item that is not a map is left out: it has no id to compare with the next ones */
+        if (!config_expect(p->ld, p->file, seq->values[i], YD_MAP,
+                           "settings: each setting is a map with at least id, type and "
+                           "controller"))
+            continue;
         struct ctl_decl *d = &ds->v[ds->n];
         memset(d, 0, sizeof(*d));
         parse_setting(p, seq->values[i], d);
         for (size_t j = 0; d->id && *d->id && j < ds->n; j++)
-            if (!strcmp(ds->v[j].id, d->id))
+            if (ds->v[j].id && !strcmp(ds->v[j].id, d->id))
                 ctl_parse_error(p, yd_get(seq->values[i], "id"),
                                 "setting '%s' is declared twice (first at %s)", d->id,
                                 ds->v[j].where ? ds->v[j].where : "?");
@@ -1116,8 +1116,11 @@ static void parse_files(struct ctl_parse *mainp, const struct yd_node *files, st
     }
     for (size_t i = 0; i < files->n; i++) {
         const struct yd_node *f = files->values[i];
-        if (f->kind != YD_SCALAR || !*f->scalar) {
-            ctl_parse_error(mainp, f, "settings_files: expected a file name");
+        if (!config_expect(mainp->ld, mainp->file, f, YD_SCALAR,
+                           "settings_files: expected a file name"))
+            continue;
+        if (!*f->scalar) {
+            ctl_parse_error(mainp, f, "settings_files: expected a file name, not ''");
             continue;
         }
         char *path = ctl_parse_path(mainp, f->scalar);

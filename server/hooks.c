@@ -137,6 +137,18 @@ static int unix_to_ns(enum hook_time_kind kind, double v, int64_t *out)
     return CASCA_OK;
 }
 
+/* secs (+ frac ns) since the epoch as ns; a time past 2262 (or before 1677) does not fit int64
+ * ns and is a bad time, not an overflow. */
+static int secs_to_ns(int64_t secs, int64_t frac, int64_t *out)
+{
+    int64_t ns;
+    if (__builtin_mul_overflow(secs, (int64_t)1000000000, &ns) ||
+        __builtin_add_overflow(ns, frac, &ns))
+        return CASCA_ERR_INVALID;
+    *out = ns;
+    return CASCA_OK;
+}
+
 int hook_time_parse_number(const struct hook_time *t, double v, int64_t *out_ns)
 {
     if (t->kind < HOOK_TIME_UNIX_S)
@@ -172,8 +184,7 @@ static int parse_rfc3339(const struct hook_time *t, const char *s, int64_t *out)
         secs = tz_local_to_utc(t->tz, secs);
     }
     if (*p) return CASCA_ERR_INVALID;
-    *out = secs * 1000000000 + frac;
-    return CASCA_OK;
+    return secs_to_ns(secs, frac, out);
 }
 
 int hook_time_parse_string(const struct hook_time *t, const char *s, int64_t *out_ns)
@@ -194,8 +205,7 @@ int hook_time_parse_string(const struct hook_time *t, const char *s, int64_t *ou
         secs -= tm.tm_gmtoff;
     else
         secs = tz_local_to_utc(t->tz, secs);
-    *out_ns = secs * 1000000000;
-    return CASCA_OK;
+    return secs_to_ns(secs, 0, out_ns);
 }
 
 /* ---- config: bus: and hooks: ---- */
@@ -312,7 +322,9 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
     static const char *const keys[] = {"name", "listen", "publish", "max_message", NULL};
     for (size_t i = 0; i < cnt; i++) {
         const struct yd_node *b = n->kind == YD_SEQ ? n->values[i] : n;
-        if (!check_keys(ld, b, "bus", keys)) continue;
+        if (!config_expect(ld, NULL, b, YD_MAP, "bus: each bus is a map {name, listen, publish}") ||
+            !check_keys(ld, b, "bus", keys))
+            continue;
         struct bus_config *bc = &s->buses[s->nbuses++];
         const struct yd_node *name = yd_get(b, "name");
         const char *nm = name ? scalar(ld, name, "bus.name") : (i == 0 ? "main" : NULL);
@@ -676,7 +688,9 @@ void *hooks_section_parse(struct config_loader *ld, const struct yd_node *const 
             config_error(ld, hooks, "hooks must be a list of hooks (- name: ...)");
         } else if ((s->hooks = calloc(hooks->n ? hooks->n : 1, sizeof(*s->hooks)))) {
             for (size_t i = 0; i < hooks->n; i++)
-                parse_hook(ld, hooks->values[i], s, &s->hooks[s->nhooks++]);
+                if (config_expect(ld, NULL, hooks->values[i], YD_MAP,
+                                  "hooks: each hook is a map (- name: ..., topic: ...)"))
+                    parse_hook(ld, hooks->values[i], s, &s->hooks[s->nhooks++]);
         }
     }
     return s;

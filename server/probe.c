@@ -42,15 +42,12 @@ static uint64_t fingerprint(uint64_t h, const struct yd_node *n)
     return (h ^ '}') * 1099511628211ull;
 }
 
+/* n is a map (probes_section_parse checked). */
 static void parse_probe(struct config_loader *ld, const struct yd_node *n, struct probes_section *s,
                         struct probe_config *p)
 {
     static const char *const keys[] = {"name",          "url",    "method", "period", "timeout",
                                        "expect_status", "series", "tags",   NULL};
-    if (n->kind != YD_MAP) {
-        config_error(ld, n, "each probe must be a map {name, url, period, ...}");
-        return;
-    }
     for (size_t i = 0; i < n->n; i++) {
         size_t k = 0;
         while (keys[k] && strcmp(keys[k], n->keys[i]->scalar))
@@ -134,8 +131,10 @@ void *probes_section_parse(struct config_loader *ld, const struct yd_node *const
         return s;
     }
     if (!(s->probes = calloc(n->n ? n->n : 1, sizeof(*s->probes)))) return s;
-    for (size_t i = 0; i < n->n; i++)
-        parse_probe(ld, n->values[i], s, &s->probes[s->n++]);
+    for (size_t i = 0; i < n->n; i++) /* an item that is not a map is left out, uncounted */
+        if (config_expect(ld, NULL, n->values[i], YD_MAP,
+                          "probes: each probe is a map {name, url, period, ...}"))
+            parse_probe(ld, n->values[i], s, &s->probes[s->n++]);
     return s;
 }
 

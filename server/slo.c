@@ -338,13 +338,10 @@ static char *make_signature(const struct slo_def *d)
     return buf;
 }
 
+/* n is a map (parse_list checked). */
 static void parse_slo(struct parse *p, const struct yd_node *n, struct slo_def *d)
 {
     p->failed = false;
-    if (n->kind != YD_MAP) {
-        perr(p, n, "slos: each SLO is a map (- id: ..., series: ..., objective: ...)");
-        return;
-    }
     static const char *const keys[] = {
         "id", "description", "unit", "kind", "series", "power_series", "tags", "aggregation",
         "window", "objective", "zone", "hide", "compliance_period", "compliance_step", NULL};
@@ -448,6 +445,10 @@ static void parse_list(struct parse *p, const struct yd_node *seq, struct slo_co
         return;
     sc->v = grown;
     for (size_t i = 0; i < seq->n; i++) {
+        /* an item that is not a map is left out: it has no id to compare with the next ones */
+        if (!config_expect(p->ld, p->file, seq->values[i], YD_MAP,
+                           "slos: each SLO is a map (- id: ..., series: ..., objective: ...)"))
+            continue;
         struct slo_def *d = &sc->v[sc->n];
         memset(d, 0, sizeof(*d));
         parse_slo(p, seq->values[i], d);
@@ -472,8 +473,10 @@ static void parse_files(struct parse *mainp, const struct yd_node *files, struct
     }
     for (size_t i = 0; i < files->n; i++) {
         const struct yd_node *f = files->values[i];
-        if (f->kind != YD_SCALAR || !*f->scalar) {
-            perr(mainp, f, "slo_files: expected a file name");
+        if (!config_expect(mainp->ld, mainp->file, f, YD_SCALAR, "slo_files: expected a file name"))
+            continue;
+        if (!*f->scalar) {
+            perr(mainp, f, "slo_files: expected a file name, not ''");
             continue;
         }
         char *path = config_resolve_path(mainp->ld, f->scalar);

@@ -6,9 +6,9 @@
  * one line is printed. See usage() and README's "GDS" section for the rules and the options.
  *
  * Exit status: 0 stopped by SIGINT/SIGTERM or --duration (Goodbye sent), 1 the session could not
- * be opened or ended on the server's side (unreachable, refused Hello, setting unusable...),
- * 2 bad options. GDS does not reconnect: a supervisor (systemd's Restart=on-failure) restarts it,
- * and the lease is taken afresh by the new session. */
+ * be used (refused Hello, setting unusable, revoked token...), 2 bad options. A lost cascad or
+ * connection is not an end: GDS says Hello again with backoff and takes its lease back, logging
+ * one line per outage; --no-reconnect makes it exit 1 instead (for a supervisor). */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -39,7 +39,7 @@
 struct opts {
     char *target, *token, *ca_file, *slo, *setting, *carbon_slo, *zone, *name, *config;
     double step, period, duration, settle; /* settle < 0 = auto */
-    int sign, carbon_sign, tls;
+    int sign, carbon_sign, tls, no_reconnect;
 };
 
 enum opt_kind { OPT_STRING, OPT_NUMBER, OPT_SIGN, OPT_FLAG, OPT_SETTLE };
@@ -77,6 +77,9 @@ static const struct opt_def opt_defs[] = {
     {"name", OPT_STRING, O(name), "NAME", "agent name shown in audits (default gds)"},
     {"duration", OPT_NUMBER, O(duration), "SECONDS",
      "stop after this long (default: run until a signal)"},
+    {"no-reconnect", OPT_FLAG, O(no_reconnect), NULL,
+     "fail fast: exit 1 when the session ends or cascad cannot be reached, instead of opening "
+     "it again with backoff (for a supervisor that restarts GDS itself)"},
     {"config", OPT_STRING, O(config), "FILE",
      "read options from FILE: `key = value` lines with the names above; flags win"},
 };
@@ -95,7 +98,8 @@ static void usage(FILE *f)
     }
     fprintf(f, "  %-26s %s\n", "--help", "this text");
     fprintf(f,
-            "\nExit status: 0 stopped (signal or --duration), 1 session failed, 2 bad options.\n");
+            "\nExit status: 0 stopped (signal or --duration), 1 session failed (cascad lost, with "
+            "--no-reconnect), 2 bad options.\n");
 }
 
 static void opt_error(const char *where, const char *fmt, ...)
@@ -384,6 +388,8 @@ struct gds {
     uint64_t nsamples;
     double time_sum_us;
     unsigned rng;
+    struct casca_reconnect rc;                /* outages: retry or not, backoff, one line each */
+    const struct casca_client_options *copts; /* to open a fresh client after an outage */
 };
 
 static bool stopping(const struct gds *g)
@@ -825,7 +831,101 @@ static void say_goodbye(struct gds *g, const char *reason)
     }
 }
 
-static int run(struct gds *g, struct casca_client *c)
+/* What one session came to: stopped (Goodbye said), worth opening again (st says why), or a
+ * failure retrying cannot fix (said on stderr). */
+enum outcome { SESSION_STOPPED, SESSION_RETRY, SESSION_FATAL };
+
+/* The session ended with st: fatal when retrying cannot help (or --no-reconnect), said on stderr
+ * then; otherwise SESSION_RETRY with st kept for the outage line. */
+static enum outcome session_ended(const struct gds *g, const char *what,
+                                  const struct casca_status *st)
+{
+    /* (FAILED_PRECONDITION at the first Hello is another agent's lease, not our dead session's) */
+    if (casca_reconnect_should(&g->rc, st->code)) return SESSION_RETRY;
+    session_failed(what, st);
+    return SESSION_FATAL;
+}
+
+/* One session: Hello, Welcome, then a decision per State until stopped or the session ends. */
+static enum outcome session(struct gds *g, struct casca_client *c, Casca__V1__AgentMessage *hello,
+                            struct casca_status *st)
+{
+    if (casca_stream_open(c, SESSION_METHOD, &hello->base, 0, &g->stream, st))
+        return session_ended(g, NULL, st);
+
+    Casca__V1__ControlMessage *m = NULL;
+    enum got got = receive(g, WELCOME_TIMEOUT_MS, true, &m, st);
+    if (got == GOT_NOTHING && stopping(g)) return SESSION_STOPPED;
+    if (got == GOT_NOTHING) {
+        st->code = 4; /* DEADLINE_EXCEEDED */
+        snprintf(st->message, sizeof(st->message), "no Welcome from cascad within %d s",
+                 WELCOME_TIMEOUT_MS / 1000);
+        return session_ended(g, NULL, st);
+    }
+    if (got == GOT_END && casca_err_from_grpc(st->code) == CASCA_ERR_UNAVAILABLE &&
+        strstr(st->message, "cannot reach cascad"))
+        return session_ended(g, NULL, st);
+    if (got == GOT_END) return session_ended(g, "cascad refused the session", st);
+    if (m->msg_case != CASCA__V1__CONTROL_MESSAGE__MSG_WELCOME) {
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        fprintf(stderr, "casca-gds: cascad did not answer Hello with Welcome\n");
+        return SESSION_FATAL;
+    }
+    bool usable = take_welcome(g, m->welcome);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    if (!usable) {
+        say_goodbye(g, "the setting or SLO cannot be used by GDS");
+        return SESSION_FATAL;
+    }
+    casca_reconnect_ok(&g->rc); /* ends the outage, if any, with its one line */
+
+    while (!stopping(g)) {
+        m = g->pending;
+        g->pending = NULL;
+        if (!m) {
+            got = receive(g, -1, true, &m, st);
+            if (got == GOT_NOTHING) continue; /* stopping */
+            if (got == GOT_END) return session_ended(g, "the session ended", st);
+        }
+        int rc = 0;
+        if (m->msg_case == CASCA__V1__CONTROL_MESSAGE__MSG_STATE)
+            rc = handle_state(g, m->state, st);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        if (rc == CASCA_ERR_CANCELLED && stop_signal)
+            break; /* stopped while awaiting a result: say goodbye all the same */
+        if (rc == CASCA_ERR_TIMEOUT && !st->code) st->code = 4; /* no ActionResult: start over */
+        if (rc) return session_ended(g, "the session ended", st);
+    }
+    char reason[64];
+    if (stop_signal)
+        snprintf(reason, sizeof(reason), "stopped by %s",
+                 stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    else
+        snprintf(reason, sizeof(reason), "--duration reached");
+    printf("gds: %s: saying goodbye\n", reason);
+    say_goodbye(g, reason);
+    return SESSION_STOPPED;
+}
+
+/* Sleeps ms in POLL_MS slices; false when stopping. */
+static bool pause_ms(const struct gds *g, int ms)
+{
+    int64_t until = mono_ns() + (int64_t)ms * 1000000;
+    while (!stopping(g)) {
+        int64_t left = until - mono_ns();
+        if (left <= 0) return true;
+        if (left > (int64_t)POLL_MS * 1000000) left = (int64_t)POLL_MS * 1000000;
+        struct timespec t = {0, (long)left};
+        nanosleep(&t, NULL);
+    }
+    return false;
+}
+
+/* Sessions until stopped: a lost cascad or connection (a restart, a broken stream, a lease the
+ * dead session still holds) is opened again after a jittered backoff, with one line when the
+ * outage starts and one when it ends, not one per attempt. With --no-reconnect the first end is
+ * final (exit 1), as a supervisor that restarts GDS itself prefers. */
+static int run(struct gds *g, struct casca_client **c)
 {
     const struct opts *o = g->o;
     struct casca_status st;
@@ -851,58 +951,28 @@ static int run(struct gds *g, struct casca_client *c)
     msg.msg_case = CASCA__V1__AGENT_MESSAGE__MSG_HELLO;
     msg.hello = &hello;
 
-    if (casca_stream_open(c, SESSION_METHOD, &msg.base, 0, &g->stream, &st))
-        return session_failed(NULL, &st);
-
-    Casca__V1__ControlMessage *m = NULL;
-    enum got got = receive(g, WELCOME_TIMEOUT_MS, true, &m, &st);
-    if (got == GOT_NOTHING && stopping(g)) return 0;
-    if (got == GOT_NOTHING) {
-        fprintf(stderr, "casca-gds: no Welcome from cascad within %d s\n",
-                WELCOME_TIMEOUT_MS / 1000);
-        return 1;
-    }
-    if (got == GOT_END && casca_err_from_grpc(st.code) == CASCA_ERR_UNAVAILABLE &&
-        strstr(st.message, "cannot reach cascad"))
-        return session_failed(NULL, &st);
-    if (got == GOT_END) return session_failed("cascad refused the session", &st);
-    if (m->msg_case != CASCA__V1__CONTROL_MESSAGE__MSG_WELCOME) {
-        protobuf_c_message_free_unpacked(&m->base, NULL);
-        fprintf(stderr, "casca-gds: cascad did not answer Hello with Welcome\n");
-        return 1;
-    }
-    bool usable = take_welcome(g, m->welcome);
-    protobuf_c_message_free_unpacked(&m->base, NULL);
-    if (!usable) {
-        say_goodbye(g, "the setting or SLO cannot be used by GDS");
-        return 1;
-    }
-
-    while (!stopping(g)) {
-        m = g->pending;
-        g->pending = NULL;
-        if (!m) {
-            got = receive(g, -1, true, &m, &st);
-            if (got == GOT_NOTHING) continue; /* stopping */
-            if (got == GOT_END) return session_failed("the session ended", &st);
+    for (;;) {
+        memset(&st, 0, sizeof(st));
+        enum outcome out = session(g, *c, &msg, &st);
+        if (out == SESSION_STOPPED) return 0;
+        if (out == SESSION_FATAL) return 1;
+        casca_stream_close(g->stream);
+        g->stream = NULL;
+        if (g->pending) {
+            protobuf_c_message_free_unpacked(&g->pending->base, NULL);
+            g->pending = NULL;
         }
-        int rc = 0;
-        if (m->msg_case == CASCA__V1__CONTROL_MESSAGE__MSG_STATE)
-            rc = handle_state(g, m->state, &st);
-        protobuf_c_message_free_unpacked(&m->base, NULL);
-        if (rc == CASCA_ERR_CANCELLED && stop_signal)
-            break; /* stopped while awaiting a result: say goodbye all the same */
-        if (rc) return session_failed("the session ended", &st);
+        const char *why = st.message[0] ? st.message : "the stream ended";
+        if (!pause_ms(g, casca_reconnect_wait_ms(&g->rc, why))) return 0;
+        /* a fresh channel: grpc's channel would wait out its own backoff in TRANSIENT_FAILURE,
+         * failing every call at once with a stale "connection refused" long after cascad is
+         * back */
+        struct casca_client *fresh = NULL;
+        if (casca_client_open(o->target, g->copts, &fresh, &st) == CASCA_OK) {
+            casca_client_close(*c);
+            *c = fresh;
+        }
     }
-    char reason[64];
-    if (stop_signal)
-        snprintf(reason, sizeof(reason), "stopped by %s",
-                 stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
-    else
-        snprintf(reason, sizeof(reason), "--duration reached");
-    printf("gds: %s: saying goodbye\n", reason);
-    say_goodbye(g, reason);
-    return 0;
 }
 
 int main(int argc, char **argv)
@@ -949,7 +1019,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "casca-gds: %s\n", st.message);
         rc = 1;
     } else {
-        rc = run(g, c);
+        g->copts = &copts;
+        g->rc.who = "casca-gds";
+        g->rc.target = o.target;
+        g->rc.fail_fast = o.no_reconnect;
+        rc = run(g, &c);
     }
     if (g->pending) protobuf_c_message_free_unpacked(&g->pending->base, NULL);
     casca_stream_close(g->stream);

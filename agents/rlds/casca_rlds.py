@@ -312,6 +312,9 @@ def parse_args(argv):
     ap.add_argument("--name", default="rlds", help="agent name (audit log, leases)")
     ap.add_argument("--zone", default="", help="grid zone of the carbon state (default: server's)")
     ap.add_argument("--mode", choices=("control", "shadow"), default="control")
+    ap.add_argument("--no-reconnect", action="store_true",
+                    help="fail fast: exit 1 when cascad is lost instead of reconnecting with "
+                         "backoff (for a supervisor that restarts the agent)")
     ap.add_argument("--carbon-weight", type=float, default=0.5, help="w in the reward (>= 0)")
     ap.add_argument("--carbon-scale", type=float, default=None,
                     help="C in the reward, mg CO2eq/min (default: the carbon SLO's max)")
@@ -393,7 +396,8 @@ def main(argv=None):
         env = CascaEnv(args.target, args.token, slos=args.slo, settings=args.setting,
                        period=args.period, mode=args.mode, name=args.name, zone=args.zone,
                        reward=reward, normalize=blob["normalization"] if blob else True,
-                       carbon_scale=args.carbon_scale, tls=args.tls, ca=args.ca,
+                       carbon_scale=args.carbon_scale, reconnect=not args.no_reconnect,
+                       tls=args.tls, ca=args.ca,
                        cert=args.cert, key=args.key, server_name=args.server_name)
     except OSError as e:
         die(f"cannot read a TLS file: {e}")

@@ -476,6 +476,26 @@ class Demo:
                 time.sleep(0.1)
         raise SystemExit("cascad did not start serving in %ds:\n%s" % (timeout, cascad.tail()))
 
+    def wait_http(self, service, url, timeout=60):
+        """Waits until the service answers url (any HTTP status), so the agent starts on a service
+        that is up; casca would cope with a later one, but a demo should start clean."""
+        import urllib.error
+        import urllib.request
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not service.alive():
+                raise SystemExit("the transcoder exited %s:\n%s"
+                                 % (service.proc.returncode, service.tail()))
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers, if not with 200
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        raise SystemExit("the transcoder did not answer %s in %ds:\n%s"
+                         % (url, timeout, service.tail()))
+
     def run(self):
         a = self.args
         stubs = os.path.join(self.build, "py")
@@ -577,6 +597,7 @@ class Demo:
                     objectives["carbon"]))
 
         if agent:
+            self.wait_http(service, url)
             self.agent = self.start(a.agent if not a.agent_cmd else "agent", agent,
                                     env=agent_env, echo=self.echo_agent)
             self.say("== agent: %s" % " ".join(os.path.relpath(x, SRC) if x.startswith(SRC)

@@ -66,7 +66,8 @@ class Daemon:
         self.config_path.write_text(text)
 
     def start(self):
-        self.log = open(self.log_path, "w")
+        # a restart (same port and data dir) keeps the earlier runs' lines
+        self.log = open(self.log_path, "a" if self.proc else "w")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=self.env)
         deadline = time.time() + START_TIMEOUT

@@ -366,16 +366,16 @@ def test_session_ended_by_the_server(stack):
     s = stack(6)
     # a GDS that stops answering (SIGSTOP) loses its session at the keepalive (3 periods + 5 s)
     g = s.gds("--slo", "FPS", "--setting", "EncodingThreadCount", "--step", "1", "--sign", "+1",
-              "--period", "0.2", "--name", "sleepy")
+              "--period", "0.2", "--name", "sleepy", "--no-reconnect")
     assert g.wait_line(lambda l: " seq=1 " in l, 10 * SLOW), g.text()
     g.p.send_signal(signal.SIGSTOP)
     time.sleep(6.5)
     g.p.send_signal(signal.SIGCONT)
     assert g.wait(10 * SLOW) == 1, g.text()
     assert "casca-gds: the session ended: no message from the agent for 5600 ms" in g.text()
-    # cascad stopping ends the session: GDS says so and exits 1
+    # cascad stopping ends the session: with --no-reconnect GDS says so and exits 1
     g = s.gds("--slo", "FPS", "--setting", "EncodingThreadCount", "--step", "1", "--sign", "+1",
-              "--period", "0.2")
+              "--period", "0.2", "--no-reconnect")
     assert g.wait_line(lambda l: " seq=2 " in l, 10 * SLOW), g.text()
     assert s.d.stop() == 0
     assert g.wait(10 * SLOW) == 1, g.text()
@@ -443,12 +443,12 @@ duration = 30
     assert "sign +1" in g.lines[0]
     # a CA that did not sign the server's certificate: the handshake fails, clearly
     other = self_signed(tmp_path, "other", "IP:127.0.0.1")
-    g = Proc([GDS, "--config", str(conf), "--ca-file", str(other)])
+    g = Proc([GDS, "--config", str(conf), "--ca-file", str(other), "--no-reconnect"])
     assert g.wait(20 * SLOW) == 1
     assert f"casca-gds: cannot reach cascad at {s.d.target}" in g.text(), g.text()
     # plaintext against the TLS port
     g = Proc([GDS, "--target", s.d.target, "--slo", "FPS", "--setting", "X", "--step", "1",
-              "--sign", "+1"])
+              "--sign", "+1", "--no-reconnect"])
     assert g.wait(20 * SLOW) == 1
     assert f"casca-gds: cannot reach cascad at {s.d.target}" in g.text(), g.text()
 
@@ -457,7 +457,7 @@ def test_unreachable_server(tmp_path):
     port = free_port()
     t0 = time.time()
     g = Proc([GDS, "--target", f"127.0.0.1:{port}", "--slo", "FPS", "--setting", "T", "--step",
-              "1", "--sign", "+1"])
+              "1", "--sign", "+1", "--no-reconnect"])
     assert g.wait(20) == 1
     assert time.time() - t0 < 10
     err = "\n".join(g.err)

@@ -203,7 +203,7 @@ def test_bad_flags_and_unusable_settings(d):
     assert p.returncode == 1 and "no minimum or no maximum" in p.stderr
     p = rds(d, "--setting", "Threads", token="wrong-0123456789abcdef")
     assert p.returncode == 1 and "UNAUTHENTICATED" in p.stderr
-    p = rds(d, "--setting", "Threads", target=f"127.0.0.1:{free_port()}")
+    p = rds(d, "--setting", "Threads", "--no-reconnect", target=f"127.0.0.1:{free_port()}")
     assert p.returncode == 3 and "UNAVAILABLE" in p.stderr
     p = subprocess.run([RDS, "--target", d.target, "--setting", "Threads"], capture_output=True,
                        text=True, timeout=30, env=dict(os.environ, CASCA="/nonexistent/casca"))

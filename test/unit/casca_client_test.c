@@ -305,13 +305,105 @@ static void test_silent_server(void **state)
     pthread_join(m.thread, NULL);
 }
 
+/* Backoff: the ceiling doubles from base to the cap; every draw is within [1, ceiling]; the
+ * draws are spread (full jitter), and a reset starts again at base. */
+static void test_backoff(void **state)
+{
+    (void)state;
+    struct casca_backoff b = {0};
+    assert_int_equal(casca_backoff_ceiling(&b), CASCA_BACKOFF_BASE_MS);
+    int want[] = {200, 400, 800, 1600, 3200, 6400, 10000, 10000};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(casca_backoff_ceiling(&b), want[i]);
+        int d = casca_backoff_next(&b);
+        assert_true(d >= 1 && d <= want[i]);
+    }
+    b.attempt = 1000; /* no overflow however long the outage */
+    assert_int_equal(casca_backoff_ceiling(&b), CASCA_BACKOFF_MAX_MS);
+    casca_backoff_reset(&b);
+    assert_int_equal(casca_backoff_ceiling(&b), CASCA_BACKOFF_BASE_MS);
+
+    /* full jitter: many draws at the cap cover low and high ends, mean near half */
+    struct casca_backoff c = {.base_ms = 100, .max_ms = 1000, .seed = 42};
+    assert_int_equal(casca_backoff_ceiling(&c), 100);
+    double sum = 0;
+    int lo = 1000, hi = 0;
+    for (int i = 0; i < 2000; i++) {
+        c.attempt = 10;
+        int d = casca_backoff_next(&c);
+        assert_true(d >= 1 && d <= 1000);
+        sum += d;
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+    }
+    assert_true(lo < 100 && hi > 900);
+    assert_true(sum / 2000 > 400 && sum / 2000 < 600);
+}
+
+static void test_retryable(void **state)
+{
+    (void)state;
+    assert_true(casca_retryable(14));  /* UNAVAILABLE */
+    assert_true(casca_retryable(4));   /* DEADLINE_EXCEEDED */
+    assert_true(casca_retryable(9));   /* FAILED_PRECONDITION: a lease the old session holds */
+    assert_false(casca_retryable(16)); /* UNAUTHENTICATED */
+    assert_false(casca_retryable(7));  /* PERMISSION_DENIED */
+    assert_false(casca_retryable(3));  /* INVALID_ARGUMENT */
+    assert_false(casca_retryable(5));  /* NOT_FOUND */
+    assert_false(casca_retryable(0));
+}
+
+/* The outage tracker: fail_fast and what cannot be fixed are not retried; a lease held at the first
+ * Hello is not retried, but after a success it is (the dead session's); one line per outage. */
+static void test_reconnect(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *log = open_memstream(&text, &len);
+    assert_non_null(log);
+    struct casca_reconnect r = {.who = "agent", .target = "127.0.0.1:1", .log = log};
+    assert_true(casca_reconnect_should(&r, 14));
+    assert_true(casca_reconnect_should(&r, 0)); /* the server ended the session */
+    assert_false(casca_reconnect_should(&r, 9));
+    assert_false(casca_reconnect_should(&r, 16));
+    for (int i = 0; i < 5; i++) {
+        int ms = casca_reconnect_wait_ms(&r, "connection refused");
+        assert_true(ms >= 1 && ms <= CASCA_BACKOFF_MAX_MS);
+    }
+    casca_reconnect_ok(&r);
+    assert_true(casca_reconnect_should(&r, 9)); /* now: the dead session's lease */
+    casca_reconnect_ok(&r);                     /* no outage: no line */
+    for (int i = 0; i < 3; i++)
+        casca_reconnect_wait_ms(&r, "");
+    casca_reconnect_ok(&r);
+    assert_int_equal(r.backoff.attempt, 0);
+    fclose(log);
+    const char *want[] = {
+        "agent: cannot connect to cascad at 127.0.0.1:1 yet: connection refused; retrying\n",
+        "agent: connected after ",
+        "agent: lost connection to cascad at 127.0.0.1:1: the session ended; reconnecting\n",
+        "agent: reconnected after ",
+    };
+    const char *p = text;
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_memory_equal(p, want[i], strlen(want[i]));
+        p = strchr(p, '\n') + 1;
+    }
+    assert_string_equal(p, ""); /* four lines in all */
+    free(text);
+    r.fail_fast = 1;
+    assert_false(casca_reconnect_should(&r, 14));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_mapping),      cmocka_unit_test(test_open_bad_arguments),
         cmocka_unit_test(test_bad_method),         cmocka_unit_test(test_unreachable_unary),
         cmocka_unit_test(test_unreachable_stream), cmocka_unit_test(test_connect_timeout),
-        cmocka_unit_test(test_silent_server),
+        cmocka_unit_test(test_silent_server),      cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_retryable),          cmocka_unit_test(test_reconnect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

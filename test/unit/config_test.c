@@ -611,8 +611,90 @@ static void wrong_shapes(void **state)
                "    - just-a-string\n"
                "    - [a]\n",
                2,
-               "$F:3:7: auth.tokens[0] must be a map {name, role, token_env | token_file | token}",
-               "$F:4:7: auth.tokens[1] must be a map {name, role, token_env | token_file | token}");
+               "$F:3:7: auth.tokens[0] must be a map {name, role, token_env | token_file | token}"
+               ", not a value ('just-a-string')",
+               "$F:4:7: auth.tokens[1] must be a map {name, role, token_env | token_file | token}"
+               ", not a list");
+}
+
+/* text must fail to load with (at least) an error at each position of at[] ("$F:2:5", NULL-ended). */
+static void fails_at(struct fx *f, const char *text, const char *const at[])
+{
+    struct config *c;
+    assert_int_equal(load(f, text, &c), CASCA_ERR_CONFIG);
+    for (size_t i = 0; at[i]; i++) {
+        char *want = expand(f, at[i]);
+        size_t j = 0;
+        while (j < f->errs.n && strncmp(f->errs.lines[j], want, strlen(want)))
+            j++;
+        if (j == f->errs.n) {
+            print_error("no error at %s in:\n%s\ngot %zu:\n", want, text, f->errs.n);
+            for (j = 0; j < f->errs.n; j++)
+                print_error("  %s\n", f->errs.lines[j]);
+            fail();
+        }
+        free(want);
+    }
+}
+
+/* Every list of every section and included file answers an item of the wrong kind ("- x",
+ * "- [a]", a map where a list of values is expected) with a file:line:col error, before a valid
+ * item (the next item used to be compared with the half-read one, and cascad crashed). */
+static void lists_reject_wrong_kinds(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        const char *text;
+        const char *at[3];
+    } cases[] = {
+        {"settings:\n  - x\n  - [a]\n  - {id: a, type: int, controller: {memory: {value: 1}}}\n",
+         {"$F:2:5: ", "$F:3:5: "}},
+        {"settings_files:\n  - [a]\n  - {a: b}\n", {"$F:2:5: ", "$F:3:5: "}},
+        {"slos:\n  - x\n  - [a]\n  - {id: a, series: s, aggregation: mean, window: 1s, "
+         "objective: {min: 1}}\n",
+         {"$F:2:5: ", "$F:3:5: "}},
+        {"slo_files:\n  - [a]\n  - {a: b}\n", {"$F:2:5: ", "$F:3:5: "}},
+        {"bus: {}\nhooks:\n  - x\n  - [a]\n  - {name: h, series: s, value: /v}\n",
+         {"$F:3:5: ", "$F:4:5: "}},
+        {"bus:\n  - x\n  - [a]\n  - {name: b}\n", {"$F:2:5: ", "$F:3:5: "}},
+        {"probes:\n  - x\n  - [a]\n  - {name: a, url: \"http://127.0.0.1:1/\", period: 1s}\n",
+         {"$F:2:5: ", "$F:3:5: "}},
+        {"auth:\n  tokens:\n    - x\n    - [a]\n"
+         "    - {name: ops, role: operator, token: 0123456789abcdef0123}\n",
+         {"$F:3:7: ", "$F:4:7: "}},
+        {"carbon:\n  factor_sets:\n    - x\n    - [a]\n    - {name: f, sources: {coal: 820}}\n",
+         {"$F:3:7: ", "$F:4:7: "}},
+        {"carbon:\n  providers:\n    - [a]\n    - bundled\n", {"$F:3:7: "}},
+        {"settings:\n  - id: q\n    type: int\n    targets:\n      - x\n      - [a]\n",
+         {"$F:5:9: ", "$F:6:9: "}},
+        /* a map where a list is expected */
+        {"settings: {id: a}\n", {"$F:1:11: "}},
+        {"settings_files: {a: b}\n", {"$F:1:17: "}},
+        {"slos: {id: a}\n", {"$F:1:7: "}},
+        {"slo_files: {a: b}\n", {"$F:1:12: "}},
+        {"hooks: {name: a}\n", {"$F:1:8: "}},
+        {"probes: {name: a}\n", {"$F:1:9: "}},
+        {"auth:\n  tokens: {name: a}\n", {"$F:2:11: "}},
+        {"carbon:\n  factor_sets: {name: a}\n", {"$F:2:16: "}},
+        {"carbon:\n  providers: {name: uk}\n", {"$F:2:14: "}},
+        /* included files: a settings file and an SLO file, each way */
+        {"settings_files: [s1.yaml]\n", {"$D/s1.yaml:2:5: ", "$D/s1.yaml:3:5: "}},
+        {"settings_files: [s2.yaml]\n", {"$D/s2.yaml:1:11: "}},
+        {"slo_files: [o1.yaml]\n", {"$D/o1.yaml:2:5: ", "$D/o1.yaml:3:5: "}},
+        {"slo_files: [o2.yaml]\n", {"$D/o2.yaml:1:7: "}},
+    };
+    put_free(f, "s1.yaml", "settings:\n  - x\n  - [a]\n"
+                           "  - {id: a, type: int, controller: {memory: {value: 1}}}\n");
+    put_free(f, "s2.yaml", "settings: {id: a}\n");
+    put_free(f, "o1.yaml", "slos:\n  - x\n  - [a]\n"
+                           "  - {id: a, series: s, aggregation: mean, window: 1s, "
+                           "objective: {min: 1}}\n");
+    put_free(f, "o2.yaml", "slos: {id: a}\n");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        fails_at(f, cases[i].text, cases[i].at);
+    /* the message says what was expected and what was found */
+    load_fails(f, "probes:\n  - [a]\n", 1,
+               "$F:2:5: probes: each probe is a map {name, url, period, ...}, not a list");
 }
 
 static void yaml_errors_and_unreadable_file(void **state)
@@ -1069,6 +1151,7 @@ int main(void)
         T(out_of_range),
         T(bad_values),
         T(wrong_shapes),
+        T(lists_reject_wrong_kinds),
         T(yaml_errors_and_unreadable_file),
         T(relative_paths_resolve_against_the_file),
         T(overrides_win),

@@ -216,6 +216,47 @@ static void tasmota_in_local_time(void **state)
     config_unref(c);
 }
 
+/* A time past 2262 does not fit int64 ns: it is a bad time (the message is an error, counted in
+ * the hook's errors), never an overflow (UBSan aborted on it). Every time format. */
+static void times_after_2262_are_bad(void **state)
+{
+    struct config *c = load("bus: {}\n"
+                            "hooks:\n"
+                            "  - {name: a, series: s, value: /v, time: {field: /t, format: rfc3339}}\n"
+                            "  - {name: b, series: s, value: /v, time: {field: /t, "
+                            "format: \"%Y-%m-%d %H:%M:%S\", timezone: Europe/Vienna}}\n"
+                            "  - {name: c, series: s, value: /v, time: {field: /t, "
+                            "format: \"%Y-%m-%dT%H:%M:%S%z\"}}\n"
+                            "  - {name: d, series: s, value: /v, time: {field: /t, format: unix}}\n"
+                            "  - {name: e, series: s, value: /v, time: {field: /t, format: unix_ms}}\n");
+    assert_non_null(c);
+    const struct hooks_section *sec = c->sections[CONFIG_SECTION_HOOKS];
+    static const char *const msgs[] = {
+        "{\"v\": 1, \"t\": \"2300-01-01T00:00:00Z\"}",
+        "{\"v\": 1, \"t\": \"2300-01-01 00:00:00\"}",
+        "{\"v\": 1, \"t\": \"2300-01-01T00:00:00+0100\"}",
+        "{\"v\": 1, \"t\": 10413792000}",     /* 2300-01-01 in seconds */
+        "{\"v\": 1, \"t\": \"10413792000000\"}", /* ... in ms */
+    };
+    struct hook_batch b = {0};
+    char err[512];
+    for (size_t i = 0; i < sec->nhooks; i++) {
+        assert_int_equal(run_json(&sec->hooks[i], "x", msgs[i], &b, err), CASCA_ERR_INVALID);
+        assert_int_equal(b.n, 0);
+        assert_non_null(strstr(err, "does not match time.format"));
+        int64_t ns;
+        assert_int_equal(hook_time_parse_string(&sec->hooks[i].time, "2300-06-01T00:00:00Z", &ns),
+                         CASCA_ERR_INVALID);
+    }
+    /* 2262-04-11 still fits */
+    assert_int_equal(run_json(&sec->hooks[0], "x", "{\"v\": 1, \"t\": \"2262-04-11T00:00:00Z\"}",
+                              &b, err),
+                     CASCA_OK);
+    assert_int_equal(b.pts[0].time_ns, S(9223286400));
+    hook_batch_free(&b);
+    config_unref(c);
+}
+
 static void received_and_unix_times(void **state)
 {
     struct config *c = load("bus: {}\n"
@@ -346,6 +387,7 @@ int main(void)
         cmocka_unit_test(bad_input),
         cmocka_unit_test(tasmota_in_local_time),
         cmocka_unit_test(received_and_unix_times),
+        cmocka_unit_test(times_after_2262_are_bad),
         cmocka_unit_test(config_errors_have_positions),
         cmocka_unit_test(protobuf_points),
         cmocka_unit_test(time_zones),

@@ -139,7 +139,14 @@ def make_channel(target, tls=False, ca=None, cert=None, key=None, server_name=No
     ca = trusted roots (PEM bytes or a file; None = the system's), cert + key = a client
     certificate (PEM bytes or files), server_name = the name to check in the server's
     certificate when it differs from the host in target."""
-    opts = list(options)
+    # grpc's own reconnect backoff (1 s growing to 120 s) would outlast a restarted cascad by
+    # minutes, and a call on a channel waiting it out fails at once: the channel tries again at
+    # least once a second, casca.Session's jittered backoff paces the Hellos (options given win;
+    # not grpc.min_reconnect_backoff_ms, which is also the connect timeout, 20 s)
+    given = {k for k, _ in options}
+    opts = [(k, v) for k, v in (("grpc.initial_reconnect_backoff_ms", 200),
+                                ("grpc.max_reconnect_backoff_ms", 1000)) if k not in given]
+    opts += list(options)
     if tls or ca or cert or key:
         creds = grpc.ssl_channel_credentials(root_certificates=_read_pem(ca),
                                              private_key=_read_pem(key),

@@ -46,7 +46,7 @@ import grpc
 from .client import Client, range_of, value_of
 from .errors import CascaError
 from .session import Session
-from .v1 import common_pb2, slo_pb2
+from .v1 import agent_pb2, common_pb2, slo_pb2
 
 try:
     import numpy as np
@@ -156,8 +156,11 @@ class CascaEnv:
     """CascaEnv(target="127.0.0.1:50051", token=None, *, slos=(), settings=(), period=1.0,
                 mode="control", name="casca-env", zone="", reward=None, normalize=True,
                 clip=5.0, carbon_scale=None, bounds=None, max_steps=None, settle=1,
-                step_timeout=None, client=None, **client_args)
+                step_timeout=None, reconnect=True, client=None, **client_args)
 
+    reconnect: the session is opened again when cascad restarts or the connection breaks
+    (casca.Session's reconnect): the first reset() waits for cascad as long as it takes, and a
+    step() cut by an outage goes on from the first state after it, with an empty result.
     bounds: {setting_id: (min, max)} for numeric settings whose range is open (or to narrow it).
     The session opens at the first reset() (or the first look at a space).
     """
@@ -168,11 +171,12 @@ class CascaEnv:
     def __init__(self, target="127.0.0.1:50051", token=None, *, slos=(), settings=(),
                  period=1.0, mode="control", name="casca-env", zone="", reward=None,
                  normalize=True, clip=5.0, carbon_scale=None, bounds=None, max_steps=None,
-                 settle=1, step_timeout=None, client=None, **client_args):
+                 settle=1, step_timeout=None, reconnect=True, client=None, **client_args):
         self._own = client is None
         self.client = client or Client(target, token, **client_args)
         self._session_args = dict(slos=list(slos), settings=list(settings), period=period,
-                                  mode=mode, zone=zone)
+                                  mode=mode, zone=zone, reconnect=reconnect)
+        self.reconnect = reconnect
         self.name = name
         self.reward_fn = reward or CarbonAwareReward(carbon_scale=carbon_scale)
         self.normalize, self.clip = normalize, float(clip)
@@ -192,7 +196,7 @@ class CascaEnv:
         if self.session is not None:
             return
         s = Session(self.client, self.name, **self._session_args)
-        self.welcome = s.hello(timeout=self.step_timeout)
+        self.welcome = s.hello(timeout=None if self.reconnect else self.step_timeout)
         self.session = s
         try:
             self._describe()
@@ -396,6 +400,17 @@ class CascaEnv:
         self.steps = 0
         return self.observe(self.state), self._info(self.state)
 
+    def _next_state(self, fresh):
+        """The next state within step_timeout; with reconnect, an outage is waited out however
+        long it lasts (the agent has nothing to act on meanwhile)."""
+        while True:
+            try:
+                return self.session.next_state(timeout=self.step_timeout, fresh=fresh)
+            except CascaError as e:
+                if not self.reconnect or self.session.ended or self.session.connected or \
+                        e.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+
     def step(self, action):
         """Applies the action and returns (observation, reward, terminated, truncated, info) of the
         state that follows it. info: seq, state, result, applied, rejected, settings, slos,
@@ -404,9 +419,19 @@ class CascaEnv:
             raise CascaError(grpc.StatusCode.FAILED_PRECONDITION, "call reset() first",
                              "CascaEnv.step")
         changes = self.changes_for(action)
-        result = self.session.act(changes, state_seq=self.state.seq, timeout=self.step_timeout)
+        try:
+            result = self.session.act(changes, state_seq=self.state.seq,
+                                      timeout=self.step_timeout)
+        except CascaError:
+            if not self.reconnect or self.session.ended:
+                raise
+            # cut by an outage: the action is lost; go on from the first state after it
+            result = agent_pb2.ActionResult()
+            self.state = self.session.next_state(timeout=None, fresh=True)
+            self.welcome = self.session.welcome
         for i in range(self.settle):
-            self.state = self.session.next_state(timeout=self.step_timeout, fresh=(i == 0))
+            self.state = self._next_state(fresh=(i == 0))
+        self.welcome = self.session.welcome  # a new session's, after an outage
         reward = float(self.reward_fn(self.state, self.welcome))
         self.steps += 1
         truncated = bool(self.max_steps) and self.steps >= self.max_steps

@@ -12,12 +12,22 @@ A reader thread takes the server's messages: the Welcome, States (kept in a smal
 the server already coalesces for a slow agent, and past `max_states` the oldest local ones are
 dropped and counted in `dropped`), and ActionResults (matched to act() by nonce).
 
+Reconnecting (reconnect=True, the default): when cascad restarts or the connection breaks, the
+reader opens the session again with the same Hello after an exponential backoff with full jitter
+(0.2 s doubling up to 10 s), and takes its leases back; a lease the dead session still holds
+(FAILED_PRECONDITION) is retried too. One warning is logged (logger "casca") when an outage starts
+and one when it ends. Meanwhile next_state() waits, and send_action()/act() raise UNAVAILABLE.
+`welcome` and `session_id` are the latest session's. What retrying cannot fix (UNAUTHENTICATED,
+PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND, a lease another agent holds at the first Hello)
+ends the session with that error. reconnect=False: any end of the stream ends the session.
+
 Thread safety: act() may be called from several threads; states()/next_state() from one consumer.
-Errors: a refused Hello, a session the server ends (keepalive, shutdown) and timeouts raise
-casca.CascaError.
+Errors: a refused Hello, a session the server ends for good and timeouts raise casca.CascaError.
 """
 import collections
 import itertools
+import logging
+import random
 import threading
 import time as _time
 import queue
@@ -32,19 +42,33 @@ MODES = {"control": agent_pb2.AGENT_MODE_CONTROL, "shadow": agent_pb2.AGENT_MODE
          "observe": agent_pb2.AGENT_MODE_OBSERVE}
 _METHOD = "casca.v1.AgentService/Session"
 _MAX_RESULTS = 1024  # answers kept for act()/result() callers that never collected them
+_BACKOFF_BASE, _BACKOFF_MAX = 0.2, 10.0
+# what a reconnect may fix: a lost server or connection, a lease the dead session still holds
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+              grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
+              grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED,
+              grpc.StatusCode.FAILED_PRECONDITION}
+log = logging.getLogger("casca")
+
+
+def backoff_delay(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_MAX, rand=random.random):
+    """Full jitter: a uniform draw in [0, min(cap, base * 2**attempt)]."""
+    return rand() * min(cap, base * 2 ** min(attempt, 30))
 
 
 class Session:
     """Session(client=None, name="agent", *, slos=(), settings=(), period=1.0, mode="control",
-               zone="", resume_after_seq=0, max_states=64, **client_args)
+               zone="", resume_after_seq=0, max_states=64, reconnect=True, **client_args)
 
     client: a casca.Client (None = a new Client(**client_args), closed with the session).
     slos/settings: ids the states carry (empty = all visible); in CONTROL mode the settings are
     leased. period: seconds between states (>= 0.1). mode: "control", "shadow" or "observe".
+    reconnect: open the session again after a lost connection (see the module's text).
     """
 
     def __init__(self, client=None, name="agent", *, slos=(), settings=(), period=1.0,
-                 mode="control", zone="", resume_after_seq=0, max_states=64, **client_args):
+                 mode="control", zone="", resume_after_seq=0, max_states=64, reconnect=True,
+                 **client_args):
         if client is None:
             from .client import Client
             client = Client(**client_args)
@@ -79,18 +103,38 @@ class Session:
         self._closing = False
         self._call = None
         self._reader = None
+        self._reconnect = reconnect
+        self._connected = False  # a session is open (welcomed) right now
+        self._welcomed_once = False
+        self.outages = 0  # connections lost and opened again
+        self._outage_since = None
+        self._attempt = 0
+        self._last_error = None  # why the last call ended, while retrying
+        self._calls = 0  # calls ended so far: an action sent on an ended call gets no answer
+        self._sent = {}  # nonce -> self._calls when it was sent
 
     # -- stream plumbing -------------------------------------------------------------------------
 
-    def _requests(self):
+    @staticmethod
+    def _requests(out):
         while True:
-            m = self._out.get()
+            m = out.get()
             if m is None:
                 return
             yield m
 
-    def _read(self):
-        err = None
+    def _open(self):
+        """Opens one call with Hello (under _cv). False when closing."""
+        if self._closing:
+            return False
+        self._out = queue.Queue()
+        self._out.put(agent_pb2.AgentMessage(hello=self.hello_msg))
+        stub = agent_pb2_grpc.AgentServiceStub(self.client.channel)
+        self._call = stub.Session(self._requests(self._out), metadata=self.client.metadata)
+        return True
+
+    def _read_call(self):
+        """Reads one call to its end; the CascaError it ended with (None: ended with OK)."""
         try:
             for m in self._call:
                 kind = m.WhichOneof("msg")
@@ -99,6 +143,7 @@ class Session:
                     if kind == "welcome":
                         self.welcome = m.welcome
                         self._types = {s.id: s.type for s in m.welcome.settings}
+                        self._connected = True
                     elif kind == "state":
                         if len(self._states) >= self._max_states:
                             self._states.popleft()
@@ -109,14 +154,61 @@ class Session:
                         while len(self._results) > _MAX_RESULTS:
                             self._results.popitem(last=False)
                     self._cv.notify_all()
+                if kind == "welcome" and self._outage_since is not None:
+                    log.warning("casca: %s: %s to cascad at %s after %.1f s", self.name,
+                                "reconnected" if self._welcomed_once else "connected",
+                                self.client.target, _time.monotonic() - self._outage_since)
+                    self._outage_since = None
+                    self._attempt = 0
+                if kind == "welcome":
+                    self._welcomed_once = True
         except grpc.RpcError as e:
-            if not (self._closing and e.code() == grpc.StatusCode.CANCELLED):
-                err = CascaError.from_rpc(e, _METHOD)
-        with self._cv:
-            self._ended = True
-            self._error = err
-            self._cv.notify_all()
-        self._out.put(None)  # lets gRPC's request thread finish
+            return CascaError.from_rpc(e, _METHOD)
+        return None
+
+    def _retry(self, err):
+        """Whether a call that ended with err (None = OK) is opened again."""
+        if self._closing or not self._reconnect:
+            return False
+        if err is None:
+            return self._welcomed_once  # the server ended a running session: a restart
+        if err.code == grpc.StatusCode.FAILED_PRECONDITION and not self._welcomed_once:
+            return False  # at the first Hello, a lease another agent holds
+        return err.code in _RETRYABLE
+
+    def _read(self):
+        while True:
+            err = self._read_call()
+            self._out.put(None)  # lets gRPC's request thread finish
+            with self._cv:
+                self._connected = False
+                self._calls += 1
+                retry = self._retry(err)
+                if not retry:
+                    if self._closing and err is not None and \
+                            err.code == grpc.StatusCode.CANCELLED:
+                        err = None
+                    self._ended = True
+                    self._error = err
+                    self._cv.notify_all()
+                    return
+                self._last_error = err
+                if self._outage_since is None:
+                    self._outage_since = _time.monotonic()
+                    why = err.message if err is not None else "cascad ended the session"
+                    if self._welcomed_once:
+                        self.outages += 1
+                        log.warning("casca: %s: lost connection to cascad at %s: %s; "
+                                    "reconnecting", self.name, self.client.target, why)
+                    else:
+                        log.warning("casca: %s: cannot connect to cascad at %s yet: %s; "
+                                    "retrying", self.name, self.client.target, why)
+                self._cv.wait_for(lambda: self._closing, backoff_delay(self._attempt))
+                self._attempt += 1
+                if not self._open():
+                    self._ended = True
+                    self._cv.notify_all()
+                    return
 
     def _wait(self, ready, timeout, what):
         """Waits under _cv until ready() or the stream ended; CascaError on timeout or error."""
@@ -133,22 +225,32 @@ class Session:
 
     # -- the session -----------------------------------------------------------------------------
 
+    @property
+    def connected(self):
+        """Whether a session is open right now (False during an outage, while reconnecting)."""
+        return self._connected
+
     def hello(self, timeout=10.0):
         """Opens the stream with Hello and returns the Welcome (casca.v1.Welcome: session_id, the
-        SLOs and settings described, leased_setting_ids). CascaError if the server refuses."""
+        SLOs and settings described, leased_setting_ids). CascaError if the server refuses, or
+        when no Welcome came within timeout seconds (None = wait as long as it takes: with
+        reconnect, an agent started before cascad then connects when cascad comes up)."""
         if self._call is not None:
             raise CascaError(grpc.StatusCode.FAILED_PRECONDITION, "hello() was already called",
                              _METHOD)
-        stub = agent_pb2_grpc.AgentServiceStub(self.client.channel)
-        self._out.put(agent_pb2.AgentMessage(hello=self.hello_msg))
-        self._call = stub.Session(self._requests(), metadata=self.client.metadata)
+        with self._cv:
+            self._open()
         self._reader = threading.Thread(target=self._read, name="casca-session", daemon=True)
         self._reader.start()
         try:
             with self._cv:
                 self._wait(lambda: self.welcome is not None, timeout, "Welcome")
-        except CascaError:
+        except CascaError as e:
             self.close()
+            last = self._last_error
+            if e.code == grpc.StatusCode.DEADLINE_EXCEEDED and last is not None:
+                raise CascaError(last.code, f"{last.message} (still no Welcome after {timeout} s "
+                                 "of retrying)", _METHOD) from None
             raise
         return self.welcome
 
@@ -214,12 +316,20 @@ class Session:
         if self._ended:
             raise self._error or CascaError(grpc.StatusCode.CANCELLED, "the session is over",
                                             _METHOD)
+        if not self._connected:
+            raise CascaError(grpc.StatusCode.UNAVAILABLE,
+                             f"reconnecting to cascad at {self.client.target}: try again later",
+                             _METHOD)
         if state_seq is None:
             with self._cv:
                 newest = self._states[-1][1] if self._states else self.last_state
             state_seq = newest.seq if newest is not None else 0
         if nonce is None:
             nonce = f"{self.name}-{next(self._nonces)}"
+        with self._cv:
+            self._sent[nonce] = self._calls
+            while len(self._sent) > _MAX_RESULTS:
+                self._sent.pop(next(iter(self._sent)))
         self._out.put(agent_pb2.AgentMessage(action=agent_pb2.Action(
             state_seq=state_seq, changes=self._changes(changes), nonce=nonce)))
         return nonce
@@ -227,7 +337,14 @@ class Session:
     def result(self, nonce, timeout=10.0):
         """Waits for the ActionResult of the action with this nonce."""
         with self._cv:
-            self._wait(lambda: nonce in self._results, timeout, f"ActionResult for {nonce!r}")
+            call = self._sent.get(nonce, self._calls)
+            self._wait(lambda: nonce in self._results or self._calls != call, timeout,
+                       f"ActionResult for {nonce!r}")
+            self._sent.pop(nonce, None)
+            if nonce not in self._results:  # the call it went out on ended: no answer comes
+                raise CascaError(grpc.StatusCode.UNAVAILABLE,
+                                 "the connection to cascad was lost before the ActionResult "
+                                 "came: the action may or may not have been applied", _METHOD)
             mark, r = self._results.pop(nonce)
             self._result_mark = max(self._result_mark, mark)
             return r
@@ -244,6 +361,7 @@ class Session:
     def goodbye(self, reason="", timeout=5.0):
         """Ends the session cleanly (releases leases) and waits for the server to close it."""
         if self._call is not None and not self._ended:
+            self._closing = True  # the end that follows is final: no reconnect
             self._out.put(agent_pb2.AgentMessage(goodbye=agent_pb2.Goodbye(reason=reason)))
             self._out.put(None)
             with self._cv:
@@ -254,7 +372,9 @@ class Session:
 
     def close(self):
         """Ends the stream at once (cancels it if still open) and frees the client if owned."""
-        self._closing = True
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
         if self._call is not None and not self._ended:
             self._call.cancel()
         self._out.put(None)

@@ -1,0 +1,17 @@
+/* Shared by the fuzz harnesses: a private temporary directory for the files a harness hands to
+ * the code under test (config files, SLO files), so that no fuzzer writes anywhere else. */
+#ifndef CASCA_FUZZ_UTIL_H
+#define CASCA_FUZZ_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The directory (created on first use under $TMPDIR or /tmp, removed at exit). */
+const char *fuzz_dir(void);
+/* Writes len bytes to fuzz_dir()/name; returns the path (static buffer, valid until the next
+ * call) or NULL. */
+const char *fuzz_write(const char *name, const void *data, size_t len);
+
+#endif
