@@ -290,7 +290,7 @@ def test_bundled_data(make_daemon):
     first = d.output()
     assert "bundled carbon data loaded" in first
     d.start()
-    again = d.output()
+    again = d.output()[len(first):]  # the log of this start only (a restart appends)
     assert "bundled carbon data loaded" not in again
     r = stub(d).GetLocationIntensity(cb.GetLocationIntensityRequest(zone="AT", time=ts(2022)))
     assert r.gco2eq_per_kwh == pytest.approx(84.73)
