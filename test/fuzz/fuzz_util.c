@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+
 static char dir[256];
 
 static void remove_dir(void)
@@ -38,4 +40,18 @@ const char *fuzz_write(const char *name, const void *data, size_t len)
         return NULL;
     size_t w = len ? fwrite(data, 1, len, f) : 0;
     return fclose(f) == 0 && w == len ? path : NULL;
+}
+
+void fuzz_load_with_file(const char *main_config, const char *name, const uint8_t *data,
+                         size_t size)
+{
+    if (!fuzz_write(name, data, size))
+        return;
+    const char *path = fuzz_write("casca.yaml", main_config, strlen(main_config));
+    struct config *c = NULL;
+    struct config_errors errs = {0};
+    if (path)
+        config_load(path, NULL, &c, &errs);
+    config_unref(c);
+    config_errors_free(&errs);
 }
