@@ -2,7 +2,7 @@
  * yearly figures, and the cache of live providers' answers, all keyed for sequential range scans.
  *
  * Named databases of the store (the file is stores/carbondb.h and not carbon.h because the daemon's
- * server/carbon.h is on the same include path):
+ * server/carbon/carbon.h is on the same include path):
  *   carbon.hourly  zone NUL hour(u32 BE, hours since 1970)  -> {double g, u8 source, u8 flags}
  *   carbon.yearly  zone NUL year(u16 BE)                    -> {double g, u8 source, u8 flags}
  *   carbon.cache   provider(u8) zone NUL hour(u32 BE)       -> {double g, i64 fetched_ns, u8 flags}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# libcasca's gRPC client (clients/casca_client.c) against a local cascad with a memory setting:
+# libcasca's gRPC client (clients/lib/casca_client.c) against a local cascad with a memory setting:
 # unary call latency and rate from one and several threads, and an agent session's
 # Action -> ActionResult round trip (see client_bench.c).
 #   test/bench/client.sh [BUILD_DIR] [CALLS] [THREADS] [ACTIONS]   (defaults: build 5000 4 500)

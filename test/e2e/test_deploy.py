@@ -266,7 +266,8 @@ def test_dockerfile(path):
                     assert (BUILD / src[7:]).exists(), "%s: %s is not built here" % (path.name,
                                                                                     src)
     for t in built_targets:
-        assert re.search(r"add_(?:executable|custom_target)\(%s\b" % re.escape(t),
+        assert re.search(r"(?:add_executable|add_custom_target|casca_server_program)\(%s\b"
+                         % re.escape(t),
                          "\n".join(p.read_text() for p in ROOT.rglob("CMakeLists.txt")
                                    if "build" not in p.relative_to(ROOT).parts[0])), \
             "%s: no CMake target %s" % (path.name, t)
