@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "casca/v1/agent.pb-c.h"
+#include "casca/v1/carbon.pb-c.h"
 #include "casca_client.h"
 #include "greedy.h"
 
@@ -32,6 +33,8 @@
 #define RESULT_TIMEOUT_MS 30000  /* an action may wait for a slow service */
 #define GOODBYE_TIMEOUT_MS 5000
 #define SAMPLES_MAX 65536 /* decision times kept for the percentiles (reservoir) */
+#define AHEAD_MAX 1024    /* hours of forecast a --carbon-aware decision looks at */
+#define HOUR_NS (3600 * NS)
 #define NS 1000000000LL
 
 /* ---- options: one table for the flags, the config file and the usage text ---- */
@@ -39,7 +42,7 @@
 struct opts {
     char *target, *token, *ca_file, *slo, *setting, *carbon_slo, *zone, *name, *config;
     double step, period, duration, settle; /* settle < 0 = auto */
-    int sign, carbon_sign, tls, no_reconnect;
+    int sign, carbon_sign, tls, no_reconnect, carbon_aware;
 };
 
 enum opt_kind { OPT_STRING, OPT_NUMBER, OPT_SIGN, OPT_FLAG, OPT_SETTLE };
@@ -73,6 +76,9 @@ static const struct opt_def opt_defs[] = {
     {"settle", OPT_SETTLE, O(settle), "SECONDS|auto",
      "after a change, hold this long before deciding again; auto (default): until the SLOs' "
      "windows hold only data measured after the change; 0: decide on every state"},
+    {"carbon-aware", OPT_FLAG, O(carbon_aware), NULL,
+     "spend the SLO's error budget in the dirtiest hours ahead (the SLO needs an error_budget): "
+     "the setting goes to its lowest-footprint end then, and back afterwards"},
     {"zone", OPT_STRING, O(zone), "ZONE", "grid zone of the carbon state (default: the server's)"},
     {"name", OPT_STRING, O(name), "NAME", "agent name shown in audits (default gds)"},
     {"duration", OPT_NUMBER, O(duration), "SECONDS",
@@ -388,6 +394,14 @@ struct gds {
     uint64_t nsamples;
     double time_sum_us;
     unsigned rng;
+    /* --carbon-aware: the hours ahead (fetched once per hour of the carbon state's clock) */
+    struct casca_client *client;
+    double ahead[AHEAD_MAX];
+    size_t nahead;
+    int64_t ahead_hour_ns; /* the hour they were fetched for; 0 = none */
+    bool spending;         /* the setting is at its lowest-footprint end for the budget */
+    double resume;         /* the value to go back to when spending stops */
+    uint64_t spent_decisions;
     struct casca_reconnect rc;                /* outages: retry or not, backoff, one line each */
     const struct casca_client_options *copts; /* to open a fresh client after an outage */
 };
@@ -683,6 +697,75 @@ static void format_slo(char *buf, size_t len, const char *id, const Casca__V1__S
 }
 
 /* One State: decide, act, await the result, print. Returns 0 or the session's end (st). */
+/* The intensities of the budget window's hours ahead of the carbon state's hour, from
+ * CarbonService (the bundled data, or under a replay the replayed day's). Fetched once an hour;
+ * on failure the old ones are kept (none: no spending). */
+static void fetch_ahead(struct gds *g, const Casca__V1__CarbonState *cs, int64_t window_ns)
+{
+    int64_t hour = cs->time ? ts_ns(cs->time) / HOUR_NS * HOUR_NS : 0;
+    if (!hour || hour == g->ahead_hour_ns)
+        return;
+    Google__Protobuf__Timestamp start = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+                                end = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    start.seconds = hour / NS;
+    end.seconds = (hour + (window_ns > HOUR_NS ? window_ns : HOUR_NS)) / NS;
+    Casca__V1__GetLocationHistoryRequest req = CASCA__V1__GET_LOCATION_HISTORY_REQUEST__INIT;
+    req.zone = cs->zone;
+    req.start = &start;
+    req.end = &end;
+    ProtobufCMessage *resp = NULL;
+    struct casca_status st;
+    if (casca_call(g->client, "/casca.v1.CarbonService/GetLocationHistory", &req.base,
+                   &casca__v1__get_location_history_response__descriptor, &resp, &st)) {
+        fprintf(stderr, "casca-gds: no carbon forecast for zone %s: %s\n", cs->zone, st.message);
+        return;
+    }
+    const Casca__V1__GetLocationHistoryResponse *h = (const void *)resp;
+    g->nahead = 0;
+    for (size_t i = 0; i < h->n_points && g->nahead < AHEAD_MAX; i++)
+        g->ahead[g->nahead++] = h->points[i]->gco2eq_per_kwh;
+    g->ahead_hour_ns = hour;
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+/* --carbon-aware: replaces the greedy decision d while the budget is being spent, and on the
+ * first state after, by a move to the lowest-footprint end and back. */
+static void carbon_aware(struct gds *g, const Casca__V1__State *s, const Casca__V1__SloStatus *slo,
+                         double current, struct greedy_decision *d, bool *spend_move)
+{
+    const Casca__V1__ErrorBudget *b = slo ? slo->budget : NULL;
+    const Casca__V1__CarbonState *cs = s->carbon;
+    if (b && cs && cs->zone)
+        fetch_ahead(g, cs, dur_ns(b->window));
+    struct spend_input in = {
+        .has_budget = b != NULL,
+        .target = b ? b->target : 0,
+        .remaining_ratio = b ? b->remaining_ratio : 0,
+        .intensity = cs ? cs->intensity_gco2eq_per_kwh : 0,
+        .ahead = g->ahead,
+        .nahead = g->nahead,
+    };
+    bool spend = greedy_should_spend(&in);
+    if (spend) {
+        const struct greedy_range *r = &g->setting.range;
+        bool low = g->o->carbon_sign > 0;
+        double end = low ? (r->has_min ? r->min : current) : (r->has_max ? r->max : current);
+        if (!g->spending)
+            g->resume = current;
+        g->spending = true;
+        g->spent_decisions++;
+        d->value = greedy_fit(&g->setting, end, low ? 1 : -1);
+    } else if (g->spending) {
+        g->spending = false;
+        d->value = g->resume;
+    } else {
+        return;
+    }
+    d->change = d->value != current;
+    d->limited = false;
+    *spend_move = true;
+}
+
 static int handle_state(struct gds *g, const Casca__V1__State *s, struct casca_status *st)
 {
     int64_t t0 = mono_ns();
@@ -705,8 +788,11 @@ static int handle_state(struct gds *g, const Casca__V1__State *s, struct casca_s
         .carbon_objective = g->carbon_objective,
     };
     struct greedy_decision d = greedy_decide(&g->params, &g->setting, &in);
-    bool hold =
-        has_current && in.has_value && settling(g, s, slo, d.why == GREEDY_CARBON ? carbon : NULL);
+    bool spend_move = false; /* a --carbon-aware move: made at once, never held to settle */
+    if (o->carbon_aware && has_current)
+        carbon_aware(g, s, slo, current, &d, &spend_move);
+    bool hold = has_current && in.has_value && !spend_move &&
+                settling(g, s, slo, d.why == GREEDY_CARBON ? carbon : NULL);
     bool act = has_current && d.change && !hold;
 
     Casca__V1__Value value = CASCA__V1__VALUE__INIT;
@@ -775,6 +861,8 @@ static int handle_state(struct gds *g, const Casca__V1__State *s, struct casca_s
     char when[40], main_slo[200], carbon_slo[200] = "";
     format_time(ts_ns(s->time), when, sizeof(when));
     const char *verdict = d.why == GREEDY_CARBON ? "met" : greedy_why_name(d.why);
+    if (g->spending)
+        verdict = "spending budget";
     format_slo(main_slo, sizeof(main_slo), o->slo, slo, &g->objective, verdict);
     if (o->carbon_slo) {
         bool high = carbon && carbon->has_value && g->carbon_objective.has_max &&
@@ -810,6 +898,9 @@ static void print_summary(struct gds *g)
            (unsigned long long)g->decisions, (unsigned long long)g->applied,
            (unsigned long long)g->rejected, (unsigned long long)g->no_data,
            (unsigned long long)g->settling, (unsigned long long)g->missed, mean, p99);
+    if (g->o->carbon_aware)
+        printf("gds: carbon-aware: %llu decisions spent error budget\n",
+               (unsigned long long)g->spent_decisions);
 }
 
 /* Goodbye, half-close, and the server's end of the call. */
@@ -850,6 +941,7 @@ static enum outcome session_ended(const struct gds *g, const char *what,
 static enum outcome session(struct gds *g, struct casca_client *c, Casca__V1__AgentMessage *hello,
                             struct casca_status *st)
 {
+    g->client = c;
     if (casca_stream_open(c, SESSION_METHOD, &hello->base, 0, &g->stream, st))
         return session_ended(g, NULL, st);
 

@@ -75,3 +75,16 @@ struct greedy_decision greedy_decide(const struct greedy_params *p, const struct
     if (!d.change) d.value = in->current;
     return d;
 }
+
+bool greedy_should_spend(const struct spend_input *in)
+{
+    if (!in->has_budget || !in->nahead || !(in->target > 0 && in->target < 1) ||
+        !(in->remaining_ratio > 0))
+        return false;
+    size_t dirtier = 0;
+    for (size_t i = 0; i < in->nahead; i++)
+        dirtier += in->ahead[i] > in->intensity;
+    /* the window's share still spendable vs the share the dirtier hours and this one need */
+    double left = in->remaining_ratio * (1 - in->target);
+    return (double)(dirtier + 1) / (double)in->nahead <= left + EPS;
+}

@@ -17,6 +17,7 @@
 #define CASCA_GREEDY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* An inclusive range; a side without its has_ flag is open. */
 struct greedy_range {
@@ -69,6 +70,25 @@ struct greedy_decision greedy_decide(const struct greedy_params *p, const struct
 /* v clamped to r and put on s's grid (whole numbers for integer settings); dir (+1/-1/0) says
  * which way to round a value between two grid points. */
 double greedy_fit(const struct greedy_setting *s, double v, int dir);
+
+/* The carbon-aware variant (casca-gds --carbon-aware): an SLO with an error budget may be missed
+ * for a share of its window. Spend that share where missing saves most carbon, the dirtiest
+ * hours, and never early: the budget is spent on the current hour only if it still covers every
+ * hour ahead in the window that is dirtier, and this one. While spending, the setting goes to its
+ * lowest-footprint end; afterwards it goes back to the value it had, and greedy_decide resumes.
+ * Shares, not durations, are compared, so the rule holds whatever clock the hours play at (a
+ * replayed day). */
+struct spend_input {
+    bool has_budget;
+    double target;          /* the SLO's compliance target, (0, 1) */
+    double remaining_ratio; /* ErrorBudget.remaining_ratio: 1 untouched, <= 0 exhausted */
+    double intensity;       /* the grid's intensity now */
+    const double *ahead;    /* the intensities of the window's hours ahead (equal slots) */
+    size_t nahead;
+};
+
+/* Whether to spend budget now (no forecast or no budget: never). */
+bool greedy_should_spend(const struct spend_input *in);
 
 /* "below", "above"... for printing. */
 const char *greedy_why_name(enum greedy_why why);

@@ -368,7 +368,13 @@ static void send_state(struct sess *s)
     st.n_settings = s->nsettings;
     st.settings = svp;
     struct carbon_figure fig;
-    if (carbon_intensity_at(a->carbon, s->zone, t, &fig) == CASCA_OK) {
+    char replay[96];
+    Google__Protobuf__Timestamp carbon_at; /* the carbon clock's hour (replay.h) */
+    int64_t ct = carbon_replay_time(a->carbon, t, NULL, replay, sizeof(replay));
+    ts_of(ct, &carbon_at);
+    carbon.time = &carbon_at;
+    carbon.note = replay;
+    if (carbon_intensity_at(a->carbon, s->zone, ct, &fig) == CASCA_OK) {
         carbon.intensity_gco2eq_per_kwh = fig.gco2eq_per_kwh;
         if (has_footprint && fig.gco2eq_per_kwh > 0) {
             carbon.footprint_mg_per_min = footprint;
@@ -564,7 +570,8 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     snprintf(s->zone, sizeof(s->zone), "%s", h->zone);
     if (*h->zone) {
         struct carbon_figure fig;
-        rc = carbon_intensity_at(a->carbon, h->zone, wall_ns(), &fig);
+        rc = carbon_intensity_at(a->carbon, h->zone,
+                                 carbon_replay_time(a->carbon, wall_ns(), NULL, NULL, 0), &fig);
         if (rc == CASCA_ERR_INVALID)
             FAIL(rc, "Hello.zone '%s' is not a zone code (e.g. AT, DE)", h->zone);
         if (rc != CASCA_OK)

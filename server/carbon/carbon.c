@@ -12,6 +12,7 @@
 
 #include "carbon_csv.h"
 #include "carbon_providers.h"
+#include "replay.h"
 #include "carbondb.h"
 #include "casca/v1/carbon.pb-c.h"
 #include "casca_err.h"
@@ -55,6 +56,7 @@ struct carbon_conf {
     size_t nsets;
     struct carbon_provider_conf *providers;
     size_t nproviders;
+    struct replay_conf replay;
 };
 
 #define IPCC_SET "IPCC AR5 2014 lifecycle medians"
@@ -324,6 +326,7 @@ void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const 
                                            "default_factor_set",
                                            "factor_sets",
                                            "providers",
+                                           "replay",
                                            NULL};
         for (size_t i = 0; i < root->n; i++) {
             const char *const *k = keys;
@@ -333,7 +336,7 @@ void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const 
                 config_error(ld, root->keys[i],
                              "unknown key '%s' in carbon (known: default_zone, "
                              "bundled_data, estimate_from_nearest_year, default_factor_set, "
-                             "factor_sets, providers)",
+                             "factor_sets, providers, replay)",
                              root->keys[i]->scalar);
         }
         const struct yd_node *v;
@@ -364,6 +367,7 @@ void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const 
             if (!find_set(c, set))
                 config_error(ld, v, "default_factor_set: no factor set named '%s'", set);
         }
+        replay_parse(ld, yd_get(root, "replay"), &c->replay);
         if ((v = yd_get(root, "providers"))) {
             if (v->kind != YD_SEQ)
                 config_error(ld, v, "carbon.providers must be a list, e.g. [uk, bundled]");
@@ -395,6 +399,7 @@ struct carbon {
     struct config_live *live;
     struct carbondb *db;
     char *loaded_dir; /* the bundled_data dir loaded last */
+    struct replay_clock clock; /* carbon.replay's */
     struct rpc_method methods[7];
 };
 
@@ -1059,18 +1064,6 @@ static void set_ts(Google__Protobuf__Timestamp *t, int64_t secs)
     t->seconds = secs;
 }
 
-static bool ts_ns(const Google__Protobuf__Timestamp *t, int64_t *ns)
-{
-    if (!t) {
-        *ns = now_ns();
-        return true;
-    }
-    if (t->seconds < 0 || t->seconds > 4102444800LL * 10 || t->nanos < 0 || t->nanos > 999999999)
-        return false;
-    *ns = t->seconds * 1000000000 + t->nanos;
-    return true;
-}
-
 /* Resolves "" to the default zone and upper-cases; false when not a zone code. */
 static bool zone_of(const struct carbon_conf *conf, const char *in, char *out)
 {
@@ -1131,6 +1124,19 @@ static void call_begin(struct rpc_ctx *ctx, struct call *k)
     k->conf = conf_of(k->cfg);
     int64_t left = rpc_deadline_ms(ctx);
     k->lk = (struct lookup){k->c, k->conf, true, left == INT64_MAX ? 0 : mono_ms() + left};
+}
+
+/* A request's time; unset = now, which under carbon.replay is the replayed time. */
+static bool ts_ns(struct call *k, const Google__Protobuf__Timestamp *t, int64_t *ns)
+{
+    if (!t) {
+        *ns = replay_time(&k->c->clock, &k->conf->replay, now_ns());
+        return true;
+    }
+    if (t->seconds < 0 || t->seconds > 4102444800LL * 10 || t->nanos < 0 || t->nanos > 999999999)
+        return false;
+    *ns = t->seconds * 1000000000 + t->nanos;
+    return true;
 }
 
 static void get_mix_intensity(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
@@ -1210,7 +1216,7 @@ static void get_location_intensity(struct rpc_ctx *ctx, const ProtobufCMessage *
                    "zone '%.40s' is not a zone code (e.g. AT, DE, "
                    "US-CAL-CISO: letters, digits, '-')",
                    req->zone);
-    } else if (!ts_ns(req->time, &t) || t < 0) {
+    } else if (!ts_ns(&k, req->time, &t) || t < 0) {
         rpc_finish(ctx, CASCA_ERR_INVALID, "time must be a valid time after 1970-01-01");
     } else if ((rc = figure_for(&k.lk, zone, t / HOUR_NS, g, &fig, err, sizeof(err)))) {
         rpc_finish(ctx, rc, "%s",
@@ -1220,6 +1226,11 @@ static void get_location_intensity(struct rpc_ctx *ctx, const ProtobufCMessage *
         struct intensity_msg im;
         int64_t from, to;
         period_of(t / HOUR_NS, g, &from, &to);
+        if (!req->time && k.conf->replay.on) { /* "now" was the replayed time: say so */
+            char note[96];
+            replay_note(&k.conf->replay, note, sizeof(note));
+            note_add(fig.note, sizeof(fig.note), "%s", note);
+        }
         intensity_fill(&im, zone, from, to, g, &fig);
         rpc_reply(ctx, &im.m.base);
     }
@@ -1242,7 +1253,7 @@ static void get_location_history(struct rpc_ctx *ctx, const ProtobufCMessage *ms
                    req->zone);
         goto out;
     }
-    if (!req->start || !ts_ns(req->start, &start) || !ts_ns(req->end, &end) || start < 0) {
+    if (!req->start || !ts_ns(&k, req->start, &start) || !ts_ns(&k, req->end, &end) || start < 0) {
         rpc_finish(ctx, CASCA_ERR_INVALID,
                    "start is required (and end, when given, must be a "
                    "valid time after 1970-01-01)");
@@ -1481,7 +1492,7 @@ static void compute_footprint(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
             rpc_finish(ctx, CASCA_ERR_INVALID, "at.zone '%.40s' is not a zone code", req->at->zone);
             goto out;
         }
-        if (!ts_ns(req->at->time, &t) || t < 0) {
+        if (!ts_ns(&k, req->at->time, &t) || t < 0) {
             rpc_finish(ctx, CASCA_ERR_INVALID, "at.time must be a valid time after 1970-01-01");
             goto out;
         }
@@ -1554,7 +1565,7 @@ static void get_best_window(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         rpc_finish(ctx, CASCA_ERR_INVALID, "zone '%.40s' is not a zone code", req->zone);
         goto out;
     }
-    if (!ts_ns(req->start, &start) || start < 0 || !req->end || !ts_ns(req->end, &end)) {
+    if (!ts_ns(&k, req->start, &start) || start < 0 || !req->end || !ts_ns(&k, req->end, &end)) {
         rpc_finish(ctx, CASCA_ERR_INVALID,
                    "end is required (and start, when given, must be a "
                    "valid time after 1970-01-01)");
@@ -1656,15 +1667,18 @@ int carbon_create(struct rpc_server *srv, struct config_live *live, struct store
     struct carbon *c = calloc(1, sizeof(*c));
     if (!c) return CASCA_ERR_NOMEM;
     c->live = live;
+    replay_clock_init(&c->clock);
     int rc = carbondb_open(store, &c->db);
     if (rc) {
         snprintf(err, errlen, "cannot open the carbon data in the store: %s", casca_strerror(rc));
+        replay_clock_destroy(&c->clock);
         free(c);
         return rc;
     }
     carbon_providers_global_init();
     struct config *cfg = config_live_get(live);
     load_bundled(c, conf_of(cfg)->bundled_data);
+    replay_time(&c->clock, &conf_of(cfg)->replay, now_ns()); /* the replay starts now */
     config_unref(cfg);
 #define M(name, req, resp, flags, fn)                                                              \
     (struct rpc_method){"/casca.v1.CarbonService/" name,                                           \
@@ -1702,7 +1716,9 @@ int carbon_create(struct rpc_server *srv, struct config_live *live, struct store
 
 void carbon_reload(struct carbon *c, const struct config *cfg)
 {
-    if (c) load_bundled(c, conf_of(cfg)->bundled_data);
+    if (!c) return;
+    load_bundled(c, conf_of(cfg)->bundled_data);
+    replay_time(&c->clock, &conf_of(cfg)->replay, now_ns()); /* a new replay starts now */
 }
 
 void carbon_destroy(struct carbon *c)
@@ -1711,5 +1727,18 @@ void carbon_destroy(struct carbon *c)
     carbondb_close(c->db);
     carbon_providers_global_cleanup();
     free(c->loaded_dir);
+    replay_clock_destroy(&c->clock);
     free(c);
+}
+
+int64_t carbon_replay_time(struct carbon *c, int64_t real_ns, double *speed, char *note,
+                           size_t notelen)
+{
+    struct config *cfg = config_live_get(c->live);
+    const struct replay_conf *r = &conf_of(cfg)->replay;
+    int64_t t = replay_time(&c->clock, r, real_ns);
+    if (speed) *speed = r->on ? r->speed : 1;
+    if (note) replay_note(r, note, notelen);
+    config_unref(cfg);
+    return t;
 }

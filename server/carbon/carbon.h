@@ -61,6 +61,12 @@ void carbon_destroy(struct carbon *c);
 int carbon_intensity_at(struct carbon *c, const char *zone, int64_t time_ns,
                         struct carbon_figure *out);
 
+/* The carbon clock's time for real_ns (this machine's clock): real_ns itself, or under
+ * carbon.replay the replayed time (replay.h). speed (may be NULL) gets the replayed seconds per
+ * real second (1 without a replay), note (may be NULL) "replayed: ..." or "". Any thread. */
+int64_t carbon_replay_time(struct carbon *c, int64_t real_ns, double *speed, char *note,
+                           size_t notelen);
+
 /* The default zone of cfg's carbon section ("AT"); valid while cfg is. Any thread. */
 const char *carbon_default_zone(const struct config *cfg);
 

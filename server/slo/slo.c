@@ -320,6 +320,46 @@ static void parse_hide(struct parse *p, const struct yd_node *n, struct slo_def 
     }
 }
 
+/* error_budget: {target: 0.9, window: 24h}: fulfilled 90% of any 24 h. The window is measured
+ * on the compliance steps, so it must hold whole steps, and no more than the ring allows. */
+static void parse_budget(struct parse *p, const struct yd_node *slo, struct slo_def *d,
+                         const char *what)
+{
+    const struct yd_node *b = yd_get(slo, "error_budget");
+    if (!b || is_null(b))
+        return;
+    if (b->kind != YD_MAP) {
+        perr(p, b, "%s: error_budget: expected a map such as {target: 0.9, window: 24h}, not a %s",
+             what, yd_kind_name(b->kind));
+        return;
+    }
+    static const char *const keys[] = {"target", "window", NULL};
+    char where[160];
+    snprintf(where, sizeof(where), "%s: error_budget", what);
+    check_keys(p, b, where, keys);
+    const struct yd_node *t = yd_get(b, "target");
+    double target = 0;
+    if (!t)
+        perr(p, b, "%s: 'target' is required: the share of the window the SLO must be "
+                   "fulfilled, e.g. target: 0.9", where);
+    else if (number(p, t, false, &target, where) && !(target > 0 && target < 1))
+        perr(p, t, "%s: target: %s is not a share: use a number between 0 and 1 (exclusive), "
+                   "e.g. 0.9 for 90%% of the time", where, t->scalar);
+    if (!yd_get(b, "window"))
+        perr(p, b, "%s: 'window' is required: the rolling window, e.g. window: 24h", where);
+    int64_t window = duration(p, b, "window", 24 * 3600 * 1000 * MS, 1000,
+                              366LL * 24 * 3600 * 1000, where);
+    if (window < d->compliance_step_ns ||
+        window / d->compliance_step_ns > MAX_COMPLIANCE_STEPS)
+        perr(p, b, "%s: the window must hold 1 to %d compliance steps (compliance_step is "
+                   "%lld ms): lengthen the window or raise compliance_step", where,
+             MAX_COMPLIANCE_STEPS, (long long)(d->compliance_step_ns / MS));
+    if (target > 0 && target < 1) {
+        d->budget_target = target;
+        d->budget_window_ns = window;
+    }
+}
+
 static char *make_signature(const struct slo_def *d)
 {
     char *buf = NULL;
@@ -331,6 +371,7 @@ static char *make_signature(const struct slo_def *d)
             strlen(d->series), d->series, (int)d->agg, d->q, (long long)d->window_ns,
             d->has_min, d->has_max, d->is_target, d->min, d->max, strlen(d->zone), d->zone,
             (long long)d->compliance_period_ns, (long long)d->compliance_step_ns);
+    fprintf(f, "%.17g|%lld|", d->budget_target, (long long)d->budget_window_ns);
     for (size_t i = 0; i < d->ntags; i++)
         fprintf(f, "%zu:%s=%zu:%s,", strlen(d->tags[i].key), d->tags[i].key,
                 strlen(d->tags[i].value), d->tags[i].value);
@@ -344,7 +385,8 @@ static void parse_slo(struct parse *p, const struct yd_node *n, struct slo_def *
     p->failed = false;
     static const char *const keys[] = {
         "id", "description", "unit", "kind", "series", "power_series", "tags", "aggregation",
-        "window", "objective", "zone", "hide", "compliance_period", "compliance_step", NULL};
+        "window", "objective", "zone", "hide", "compliance_period", "compliance_step",
+        "error_budget", NULL};
     const char *id = scalar(p, n, "id", "slo");
     char what[128];
     if (!id || !valid_id(id)) {
@@ -427,6 +469,7 @@ static void parse_slo(struct parse *p, const struct yd_node *n, struct slo_def *
     if (hide && !is_null(hide))
         parse_hide(p, hide, d, what);
     parse_objective(p, n, d, what);
+    parse_budget(p, n, d, what);
     if ((p->file ? asprintf(&d->where, "%s:%u:%u", p->file, n->line, n->col)
                  : asprintf(&d->where, "line %u column %u of the config file", n->line, n->col)) <
         0)

@@ -22,6 +22,8 @@
  *   slo_engine: {interval: 1s, compliance_period: 1h, compliance_step: 1m, history_max_samples: 10000}
  *
  * Per SLO, `compliance_period` and `compliance_step` override the slo_engine defaults, and
+ * `error_budget: {target: 0.9, window: 24h}` gives the SLO an error budget: it must be fulfilled
+ * 90% of any 24 h, measured on the compliance steps (slo_engine.h). And
  * `hide: [window, aggregation]` keeps those two out of the public description (they are public by
  * default: they say over which time scale and how the objective is judged, not what is measured).
  * Private (never sent to agents or viewers, nor put into any reply): series, power_series, tags,
@@ -55,6 +57,8 @@ struct slo_def {
     bool is_target; /* objective {target: x}: min == max == x */
     bool hide_window, hide_aggregation;
     int64_t compliance_period_ns, compliance_step_ns;
+    double budget_target;     /* error_budget: share to fulfil, (0, 1); 0 = no budget */
+    int64_t budget_window_ns; /* ... over this rolling window */
     /* private */
     char *series; /* kind value: the series; carbon_footprint: the power series (W) */
     struct tsdb_tag *tags;

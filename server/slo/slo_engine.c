@@ -1,5 +1,6 @@
 #include "slo_engine.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -169,6 +170,11 @@ static void refresh_locked(struct slo_engine *e, const struct slo_def *d, struct
     st.compliance = r->st.compliance;
     st.compliance_covered_ns = r->st.compliance_covered_ns;
     st.compliance_period_ns = d->compliance_period_ns;
+    st.has_budget = r->st.has_budget;
+    st.budget_allowed_ns = r->st.budget_allowed_ns;
+    st.budget_spent_ns = r->st.budget_spent_ns;
+    st.budget_covered_ns = r->st.budget_covered_ns;
+    st.burn_rate_1h = r->st.burn_rate_1h;
     r->st = st;
     r->valid = true;
 }
@@ -178,6 +184,49 @@ static int64_t floor_div(int64_t a, int64_t b)
     return a / b - (a % b != 0 && (a < 0) != (b < 0));
 }
 
+struct step_counts {
+    size_t met, with_data;
+};
+
+/* The steps of the ring in the span (ns) that ends with the newest evaluated step. */
+static struct step_counts count_steps(const struct rt *r, int64_t step, int64_t span)
+{
+    struct step_counts c = {0, 0};
+    if (!r->ring_end_ns)
+        return c;
+    size_t n = (size_t)((span + step - 1) / step);
+    if (n > r->nring)
+        n = r->nring;
+    int64_t newest = floor_div(r->ring_end_ns, step);
+    for (size_t j = 0; j < n; j++) {
+        uint8_t v = r->ring[(size_t)((newest - (int64_t)j) % (int64_t)r->nring)];
+        c.met += v == STEP_MET;
+        c.with_data += v == STEP_MET || v == STEP_MISSED;
+    }
+    return c;
+}
+
+#define HOUR_NS (3600 * INT64_C(1000000000))
+
+/* speed: the carbon clock's replayed seconds per real second (slo_engine_options). */
+static void budget_figures(const struct slo_def *d, struct rt *r, int64_t step, double speed)
+{
+    struct slo_status *st = &r->st;
+    st->has_budget = d->budget_target > 0;
+    if (!st->has_budget)
+        return;
+    double slack = 1 - d->budget_target;
+    int64_t window = (int64_t)((double)d->budget_window_ns / speed); /* real time */
+    int64_t hour = (int64_t)((double)HOUR_NS / speed);
+    struct step_counts w = count_steps(r, step, window);
+    st->budget_allowed_ns = llround(slack * (double)d->budget_window_ns);
+    st->budget_spent_ns = llround((double)((int64_t)(w.with_data - w.met) * step) * speed);
+    st->budget_covered_ns = llround((double)((int64_t)w.with_data * step) * speed);
+    struct step_counts h = count_steps(r, step, window < hour ? window : hour);
+    st->burn_rate_1h =
+        h.with_data ? (double)(h.with_data - h.met) / (double)h.with_data / slack : 0;
+}
+
 /* Evaluates up to budget new compliance steps up to now and recomputes the figure; returns the
  * number evaluated. Under lock. */
 static int compliance_locked(struct slo_engine *e, const struct slo_def *d, struct rt *r,
@@ -185,8 +234,14 @@ static int compliance_locked(struct slo_engine *e, const struct slo_def *d, stru
 {
     int used = 0;
     int64_t step = d->compliance_step_ns;
+    double speed = e->o.budget_speed ? e->o.budget_speed(e->o.budget_speed_arg, now) : 1;
+    if (!(speed >= 1))
+        speed = 1;
     if (!r->ring) {
-        r->nring = (size_t)((d->compliance_period_ns + step - 1) / step);
+        /* long enough for both figures (a budget window at the speed of the first tick) */
+        int64_t bw = (int64_t)((double)d->budget_window_ns / speed);
+        int64_t span = d->compliance_period_ns > bw ? d->compliance_period_ns : bw;
+        r->nring = (size_t)((span + step - 1) / step);
         if (!(r->ring = calloc(r->nring, 1)))
             return 0;
     }
@@ -204,14 +259,11 @@ static int compliance_locked(struct slo_engine *e, const struct slo_def *d, stru
         r->ring[k] = !st.has_value ? STEP_NO_DATA : st.fulfilled ? STEP_MET : STEP_MISSED;
         r->ring_end_ns = next;
     }
-    size_t met = 0, with_data = 0;
-    for (size_t k = 0; k < r->nring; k++) {
-        met += r->ring[k] == STEP_MET;
-        with_data += r->ring[k] == STEP_MET || r->ring[k] == STEP_MISSED;
-    }
-    r->st.compliance = with_data ? (double)met / (double)with_data : 0;
-    r->st.compliance_covered_ns = (int64_t)with_data * step;
+    struct step_counts c = count_steps(r, step, d->compliance_period_ns);
+    r->st.compliance = c.with_data ? (double)c.met / (double)c.with_data : 0;
+    r->st.compliance_covered_ns = (int64_t)c.with_data * step;
     r->st.compliance_period_ns = d->compliance_period_ns;
+    budget_figures(d, r, step, speed);
     return used;
 }
 

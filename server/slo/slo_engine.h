@@ -16,6 +16,10 @@
  * it survives restarts, at most 64 steps per SLO and 2,000 in all per tick (so a reload that adds
  * thousands of SLOs backfills over a few ticks instead of hogging a core).
  *
+ * Error budget: an SLO with error_budget {target, window} keeps its ring long enough for the
+ * longer of compliance_period and the budget window; the budget spent is the missed steps of the
+ * window, the burn rate the missed share of the last hour over (1 - target).
+ *
  * Reload: slo_engine_reload swaps in the SLOs of a new config snapshot. An SLO whose id and
  * definition are unchanged keeps its state (cached status, selector, compliance ring); a changed
  * one starts afresh; a removed one is reported to the listener (SLO_EVENT_REMOVED). */
@@ -45,6 +49,12 @@ struct slo_status {
     double compliance;    /* share of the covered steps in which the SLO was fulfilled, [0, 1] */
     int64_t compliance_covered_ns; /* steps with data x step; 0 = no compliance figure yet */
     int64_t compliance_period_ns;
+    /* the error budget (slo.h's error_budget), on the same steps; has_budget false: none */
+    bool has_budget;
+    int64_t budget_allowed_ns;  /* (1 - target) x window */
+    int64_t budget_spent_ns;    /* missed steps in the window x step */
+    int64_t budget_covered_ns;  /* steps with data in the window x step */
+    double burn_rate_1h;        /* missed share of the last hour / (1 - target); 0: no data */
 };
 
 /* One evaluation of d over [end_ns - window, end_ns) with the selector sel (of d's series and
@@ -70,6 +80,11 @@ struct slo_engine_options {
     void *intensity_arg;
     int64_t (*clock)(void *arg); /* wall clock in ns; NULL = CLOCK_REALTIME */
     void *clock_arg;
+    /* error budgets run on the carbon clock: under a carbon replay at speed x, a budget window
+     * and the burn rate's hour last 1/x of their real length, and the durations a budget
+     * reports are replayed time. NULL = speed 1 (real time). */
+    double (*budget_speed)(void *arg, int64_t now_ns);
+    void *budget_speed_arg;
     bool manual; /* no tick thread: the caller runs slo_engine_tick (unit tests) */
 };
 

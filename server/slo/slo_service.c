@@ -20,6 +20,8 @@ struct pub {
     bool has_min, has_max;
     double min, max;
     int64_t window_ns; /* 0 when hidden */
+    double budget_target; /* 0: no error budget */
+    int64_t budget_window_ns;
 };
 
 static void pub_of(const struct slo_def *d, struct pub *p)
@@ -35,6 +37,8 @@ static void pub_of(const struct slo_def *d, struct pub *p)
         .min = d->min,
         .max = d->max,
         .window_ns = d->hide_window ? 0 : d->window_ns,
+        .budget_target = d->budget_target,
+        .budget_window_ns = d->budget_window_ns,
     };
 }
 
@@ -109,7 +113,32 @@ struct status_parts {
     struct slo_parts slo;
     Google__Protobuf__Timestamp at;
     Google__Protobuf__Duration covered, period;
+    Casca__V1__ErrorBudget budget;
+    Google__Protobuf__Duration budget_window, allowed, spent, remaining, budget_covered;
 };
+
+static void budget_msg(const struct pub *d, const struct slo_status *st,
+                       struct status_parts *parts)
+{
+    Casca__V1__ErrorBudget *b = &parts->budget;
+    casca__v1__error_budget__init(b);
+    b->target = d->budget_target;
+    duration_of(d->budget_window_ns, &parts->budget_window);
+    b->window = &parts->budget_window;
+    duration_of(st->budget_allowed_ns, &parts->allowed);
+    b->allowed = &parts->allowed;
+    duration_of(st->budget_spent_ns, &parts->spent);
+    b->spent = &parts->spent;
+    int64_t remaining = st->budget_allowed_ns - st->budget_spent_ns;
+    duration_of(remaining, &parts->remaining);
+    b->remaining = &parts->remaining;
+    b->remaining_ratio =
+        st->budget_allowed_ns ? (double)remaining / (double)st->budget_allowed_ns : 0;
+    b->burn_rate_1h = st->burn_rate_1h;
+    duration_of(st->budget_covered_ns, &parts->budget_covered);
+    b->covered = &parts->budget_covered;
+    parts->s.budget = b;
+}
 
 static void status_msg(const struct pub *p, const struct slo_status *st, bool removed,
                        struct status_parts *parts)
@@ -133,6 +162,8 @@ static void status_msg(const struct pub *p, const struct slo_status *st, bool re
     parts->s.compliance_covered = &parts->covered;
     duration_of(st->compliance_period_ns, &parts->period);
     parts->s.compliance_period = &parts->period;
+    if (st->has_budget)
+        budget_msg(p, st, parts);
 }
 
 /* ---- the service ---- */
@@ -147,10 +178,18 @@ struct slo_service {
 static int intensity_at(void *arg, const char *zone, int64_t time_ns, double *g)
 {
     struct carbon_figure fig;
-    int rc = carbon_intensity_at(arg, zone, time_ns, &fig);
+    /* telemetry keeps real time; the grid's hour is the carbon clock's (replay.h) */
+    int rc = carbon_intensity_at(arg, zone, carbon_replay_time(arg, time_ns, NULL, NULL, 0), &fig);
     if (rc == CASCA_OK)
         *g = fig.gco2eq_per_kwh;
     return rc;
+}
+
+static double budget_speed(void *arg, int64_t now_ns)
+{
+    double speed = 1;
+    carbon_replay_time(arg, now_ns, &speed, NULL, 0);
+    return speed;
 }
 
 #define NOT_FOUND_FMT "unknown SLO '%.64s': ListSlos names the SLOs you may read"
@@ -451,6 +490,8 @@ struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c,
         .db = db,
         .intensity = carbon ? intensity_at : NULL,
         .intensity_arg = carbon,
+        .budget_speed = carbon ? budget_speed : NULL,
+        .budget_speed_arg = carbon,
     };
     if (!(s->watches = watch_hub_create(&watch_ops, NULL)) || !(s->engine = slo_engine_create(&o, c))) {
         slo_service_destroy(s);

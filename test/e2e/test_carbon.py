@@ -152,6 +152,46 @@ carbon:
     assert re.search(r"casca\.yaml:\d+:\d+", text)
 
 
+# ---------------------------------------------------------------- replay
+
+def test_replay(make_daemon, tmp_path):
+    """carbon.replay plays 2022-01-01 from 00:00 at an hour a second: "now" of CarbonService and
+    of agents' CarbonState is the replayed hour, said in the note; explicit times are untouched;
+    bad replay keys are refused with their position."""
+    bundle = carbon_bundle(tmp_path, value=lambda i: 100 + i)
+    d = make_daemon(f"""\
+carbon: {{default_zone: AT, bundled_data: {bundle},
+          replay: {{from: 2022-01-01T00:00:00Z, speed: 3600}}}}
+""")
+    s = stub(d)
+    first = s.GetLocationIntensity(cb.GetLocationIntensityRequest(zone="AT"), timeout=5)
+    t0 = first.time.ToDatetime()
+    assert t0.year == 2022 and t0.month == 1 and t0.day == 1, first
+    assert first.gco2eq_per_kwh == 100 + t0.hour, first
+    assert "replayed: from 2022-01-01T00:00:00Z at 3600x" in first.note, first
+    deadline = time.time() + 10
+    while True:  # the replayed clock moves an hour a second
+        later = s.GetLocationIntensity(cb.GetLocationIntensityRequest(zone="AT"), timeout=5)
+        if later.time.ToDatetime().hour >= t0.hour + 2:
+            break
+        assert time.time() < deadline, later
+        time.sleep(0.2)
+    assert later.gco2eq_per_kwh == 100 + later.time.ToDatetime().hour
+    # an explicit time is the data's time, not shifted, and says nothing about a replay
+    at = s.GetLocationIntensity(cb.GetLocationIntensityRequest(zone="AT", time=ts(2022, 3, 1, 5)),
+                                timeout=5)
+    assert at.gco2eq_per_kwh == 100 + (31 + 28) * 24 + 5 and "replayed" not in at.note
+
+    for bad, words in (("{from: yesterday}", "'from' is required"),
+                       ("{from: 2022-01-01T00:00:00Z, speed: 0}", "speed: out of range"),
+                       ("{from: 2022-01-01T00:00:00Z, pace: 2}", "unknown key 'pace'"),
+                       ("[2022]", "carbon.replay: expected a map")):
+        d2 = make_daemon(start=False, config=f"carbon: {{replay: {bad}}}\n")
+        out = subprocess.run(d2.args, capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0 and words in out.stderr + out.stdout, (bad, out)
+        assert re.search(r"casca\.yaml:1:\d+", out.stderr + out.stdout), out
+
+
 # ---------------------------------------------------------------- bundled data
 
 def test_bundled_data(make_daemon):

@@ -37,7 +37,7 @@ AGENT = "gds-0123456789abcdef0123"
 SLOW = 3 if SANITIZED else 1  # ASan builds start and run slower
 
 
-def config(http_port, bus_port, bundle, tls=""):
+def config(http_port, bus_port, bundle, tls="", replay="", slos=""):
     return f"""\
 server:
   log_level: debug
@@ -47,7 +47,7 @@ auth:
   tokens:
     - {{name: ops, role: operator, token_env: T_OP}}
     - {{name: gds-token, role: agent, token_env: T_AGENT}}
-carbon: {{default_zone: AT, bundled_data: {bundle}, estimate_from_nearest_year: true}}
+carbon: {{default_zone: AT, bundled_data: {bundle}, estimate_from_nearest_year: true{replay}}}
 bus:
   listen: ["tcp://127.0.0.1:{bus_port}"]
 hooks:
@@ -97,7 +97,7 @@ slos:
     aggregation: mean
     window: 2s
     objective: {{min: 1}}
-"""
+{slos}"""
 
 
 class Proc:
@@ -166,11 +166,12 @@ class Proc:
 
 
 class Stack:
-    def __init__(self, make_daemon, tmp_path, threads, power=False, tls=""):
+    def __init__(self, make_daemon, tmp_path, threads, power=False, tls="", carbon=lambda i: 100,
+                 replay="", slos=""):
         self.tmp = tmp_path
         self.http_port, self.bus_port = free_port(), free_port()
-        bundle = carbon_bundle(tmp_path, value=lambda i: 100)
-        self.d = make_daemon(config(self.http_port, self.bus_port, bundle, tls),
+        bundle = carbon_bundle(tmp_path, value=carbon)
+        self.d = make_daemon(config(self.http_port, self.bus_port, bundle, tls, replay, slos),
                              env={"T_OP": OP, "T_AGENT": AGENT}, start=not tls)
         self.procs = []
         self.transcoder = self.spawn([PYTHON, TRANSCODER, "--http", f"127.0.0.1:{self.http_port}",
@@ -326,6 +327,39 @@ def test_carbon_compounding(stack):
     assert s.threads() == 4
     assert g.stop() == 0, g.text()
     check_summary(g, 2)
+
+
+def test_carbon_aware_spends_the_budget_in_the_dirtiest_hours(stack):
+    """A replayed day at one hour a second, dirty (500 g/kWh) from 18:00 to 21:00 and clean (100)
+    otherwise; BudgetFPS (met from 3 threads up) may be missed 12.5% of any 24 h: 3 hours. GDS
+    --carbon-aware drops to 1 thread for exactly those hours (the budget covers them, and no
+    dirtier hour lies ahead), then goes back to 4 threads."""
+    s = stack(4, carbon=lambda i: 500 if i % 24 in (18, 19, 20) else 100,
+              replay=", replay: {from: 2022-01-01T00:00:00Z, speed: 3600}",
+              slos="""\
+  - id: BudgetFPS
+    series: transcoding_fps
+    aggregation: mean
+    window: 1s
+    objective: {min: 10}
+    compliance_step: 1s
+    error_budget: {target: 0.875, window: 24h}
+""")
+    budget = s.slo("BudgetFPS").budget
+    assert budget.target == 0.875 and budget.allowed.seconds == 3 * 3600, budget
+    g = s.gds("--slo", "BudgetFPS", "--setting", "EncodingThreadCount", "--step", "1", "--sign",
+              "+1", "--period", "0.2", "--carbon-aware")
+    # the replay started with cascad: 18:00 comes about 18 s later, 21:00 about 21 s later
+    assert g.wait_line(lambda l: "spending budget" in l and "4 -> 1: applied" in l, 40), g.text()
+    assert g.wait_line(lambda l: "1 -> 4: applied" in l, 15), g.text()
+    spent = [l for l in g.lines if "spending budget" in l]
+    assert 8 <= len(spent) <= 20, g.text()  # about 3 s of decisions at 0.2 s, none before 18:00
+    assert applied(g.lines) == [(4, 1), (1, 4)], g.text()
+    assert s.threads() == 4
+    b = s.slo("BudgetFPS").budget
+    assert 0 < b.spent.seconds <= 4 * 3600 and b.remaining_ratio < 1, b
+    assert g.stop() == 0, g.text()
+    assert "carbon-aware: " in g.text()
 
 
 def test_no_data_keeps_the_setting(stack):

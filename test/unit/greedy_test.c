@@ -172,6 +172,41 @@ static void test_names(void **state)
     assert_string_equal(greedy_why_name((enum greedy_why)99), "?");
 }
 
+/* A day of 24 hourly intensities: the evening peak (hours 18-20) is dirtiest. */
+static const double day[24] = {200, 190, 180, 180, 190, 210, 250, 300, 280, 220, 150, 120,
+                               100, 100, 110, 140, 200, 300, 420, 450, 400, 320, 260, 220};
+
+static void test_spend(void **state)
+{
+    (void)state;
+    struct spend_input in = {.has_budget = true, .target = 0.875, .remaining_ratio = 1,
+                             .ahead = day, .nahead = 24};
+    /* 12.5% of 24 h = 3 h: the three dirtiest hours (450, 420, 400) get it, not 320 */
+    in.intensity = 450;
+    assert_true(greedy_should_spend(&in));
+    in.intensity = 400; /* two dirtier hours ahead + this one = 3 h: fits */
+    assert_true(greedy_should_spend(&in));
+    in.intensity = 320; /* three dirtier hours ahead need the whole budget: keep it */
+    assert_false(greedy_should_spend(&in));
+    in.intensity = 100;
+    assert_false(greedy_should_spend(&in));
+    /* a third of the budget left (1 h): only an hour with nothing dirtier ahead */
+    in.remaining_ratio = 1.0 / 3.0;
+    in.intensity = 450;
+    assert_true(greedy_should_spend(&in));
+    in.intensity = 420;
+    assert_false(greedy_should_spend(&in));
+    /* exhausted, no budget, no forecast: never */
+    in.remaining_ratio = 0;
+    assert_false(greedy_should_spend(&in));
+    in.remaining_ratio = 1;
+    in.has_budget = false;
+    assert_false(greedy_should_spend(&in));
+    in.has_budget = true;
+    in.nahead = 0;
+    assert_false(greedy_should_spend(&in));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_carbon),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_spend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

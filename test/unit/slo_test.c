@@ -42,7 +42,14 @@ struct fx {
     int nevents;
     /* intensity calls */
     char zone[16];
+    double speed; /* the carbon clock's replay speed for budgets; 0 = none */
 };
+
+static double test_speed(void *arg, int64_t now_ns)
+{
+    (void)now_ns;
+    return ((struct fx *)arg)->speed;
+}
 
 static int64_t test_clock(void *arg)
 {
@@ -156,7 +163,9 @@ static void start(struct fx *f, const char *yaml)
         fail_msg("config did not load");
     }
     struct slo_engine_options o = {.db = f->db, .intensity = table_intensity, .intensity_arg = f,
-                                   .clock = test_clock, .clock_arg = f, .manual = true};
+                                   .clock = test_clock, .clock_arg = f, .manual = true,
+                                   .budget_speed = f->speed ? test_speed : NULL,
+                                   .budget_speed_arg = f};
     f->e = slo_engine_create(&o, f->c);
     assert_non_null(f->e);
     slo_engine_listen(f->e, listener, f);
@@ -353,6 +362,38 @@ static void test_compliance_backfill_budget(void **state)
      * covering NOW-1s) missed too: 100/200 */
     assert_int_equal(st.compliance_covered_ns, 200 * SEC);
     assert_true(fabs(st.compliance - 0.5) < 1e-12);
+}
+
+static void test_error_budget(void **state)
+{
+    struct fx *f = *state;
+    /* the data of test_compliance: 32 steps of 10 s, steps 3, 7 and 20 missed; compliance over
+     * the last 100 s only, the budget over all 320 s */
+    start(f, "slos:\n"
+             "  - {id: B, series: fps, window: 10s, objective: {max: 30},\n"
+             "     compliance_period: 100s, compliance_step: 10s,\n"
+             "     error_budget: {target: 0.8, window: 320s}}\n");
+    for (int s = 320; s >= 1; s--) {
+        int j = (320 - s) / 10;
+        put(f, "fps", NULL, NOW - s * SEC, j == 3 || j == 7 || j == 20 ? 50 : 25);
+    }
+    flush(f);
+    slo_engine_tick(f->e);
+    struct slo_status st = status(f, "B");
+    assert_true(st.compliance == 1.0); /* the last 10 steps were all met */
+    assert_int_equal(st.compliance_covered_ns, 100 * SEC);
+    assert_true(st.has_budget);
+    assert_int_equal(st.budget_allowed_ns, 64 * SEC); /* (1 - 0.8) x 320 s */
+    assert_int_equal(st.budget_spent_ns, 30 * SEC);   /* 3 missed steps of 10 s */
+    assert_int_equal(st.budget_covered_ns, 320 * SEC);
+    /* the window is shorter than an hour: its missed share 3/32 over 0.2 */
+    assert_true(fabs(st.burn_rate_1h - (3.0 / 32.0) / 0.2) < 1e-9);
+    /* 100 s later, no new data: steps 0-9 (3 and 7 missed) left the window */
+    f->now = NOW + 100 * SEC;
+    slo_engine_tick(f->e);
+    st = status(f, "B");
+    assert_int_equal(st.budget_spent_ns, 10 * SEC);
+    assert_int_equal(st.budget_covered_ns, 220 * SEC);
 }
 
 /* ---- carbon footprint ---- */
@@ -642,6 +683,51 @@ static void test_config_more_errors(void **state)
     WANT("casca.yaml", 9, 28, "slo_engine: unknown key 'bogus'");
 }
 
+/* Under a carbon replay at 10x, a budget window of 3200 s of replayed time lasts 320 s: the
+ * figures of test_error_budget, with the durations in replayed time. */
+static void test_error_budget_replayed(void **state)
+{
+    struct fx *f = *state;
+    f->speed = 10;
+    start(f, "slos:\n"
+             "  - {id: B, series: fps, window: 10s, objective: {max: 30},\n"
+             "     compliance_period: 100s, compliance_step: 10s,\n"
+             "     error_budget: {target: 0.8, window: 3200s}}\n");
+    for (int s = 320; s >= 1; s--) {
+        int j = (320 - s) / 10;
+        put(f, "fps", NULL, NOW - s * SEC, j == 3 || j == 7 || j == 20 ? 50 : 25);
+    }
+    flush(f);
+    slo_engine_tick(f->e);
+    struct slo_status st = status(f, "B");
+    assert_true(st.has_budget);
+    assert_int_equal(st.budget_allowed_ns, 640 * SEC); /* (1 - 0.8) x 3200 s */
+    assert_int_equal(st.budget_spent_ns, 300 * SEC);   /* 3 steps of 10 s real = 300 s replayed */
+    assert_int_equal(st.budget_covered_ns, 3200 * SEC);
+    /* the burn rate's hour is 360 s real: all 32 steps */
+    assert_true(fabs(st.burn_rate_1h - (3.0 / 32.0) / 0.2) < 1e-9);
+}
+
+static void test_error_budget_errors(void **state)
+{
+    struct fx *f = *state;
+    struct config *c = NULL;
+    assert_int_equal(load(f, "slos:\n"
+                             "  - {id: A, series: s, window: 5m, objective: {min: 1}, error_budget: {target: 1.5, window: 1h}}\n"
+                             "  - {id: B, series: s, window: 5m, objective: {min: 1}, error_budget: {target: 0.9}}\n"
+                             "  - {id: C, series: s, window: 5m, objective: {min: 1}, error_budget: 0.9}\n"
+                             "  - {id: D, series: s, window: 5m, objective: {min: 1}, error_budget: {target: 0.9, window: 1h, burn: 2}}\n"
+                             "  - {id: E, series: s, window: 5m, objective: {min: 1}, compliance_step: 1m, error_budget: {target: 0.9, window: 10s}}\n",
+                          &c),
+                     CASCA_ERR_CONFIG);
+    char want[256];
+    WANT("casca.yaml", 2, 80, "slo 'A': error_budget: target: 1.5 is not a share");
+    WANT("casca.yaml", 3, 71, "slo 'B': error_budget: 'window' is required");
+    WANT("casca.yaml", 4, 71, "slo 'C': error_budget: expected a map");
+    WANT("casca.yaml", 5, 97, "slo 'D': error_budget: unknown key 'burn'");
+    WANT("casca.yaml", 6, 92, "slo 'E': error_budget: the window must hold 1 to");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,6 +737,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_bool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compliance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compliance_backfill_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_budget_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_budget_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_carbon_footprint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_keeps_state_and_reports, setup, teardown),
