@@ -6,6 +6,7 @@
 #include "agent.h"
 #include "audit.h"
 #include "casca/v1/admin.pb-c.h"
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -13,6 +14,7 @@
 #include "slo_engine.h"
 #include "slo_service.h"
 #include "store.h"
+#include "timeconv.h"
 
 #define AUDIT_DEFAULT_LIMIT 100
 #define AUDIT_MAX_LIMIT 10000
@@ -24,14 +26,13 @@ struct admin {
 
 static int64_t ts_to_ns(const Google__Protobuf__Timestamp *t, int64_t if_unset)
 {
-    return t ? t->seconds * 1000000000 + t->nanos : if_unset;
+    return t ? casca_ns_of(t->seconds, t->nanos) : if_unset;
 }
 
 static void ns_to_ts(int64_t ns, Google__Protobuf__Timestamp *t)
 {
     google__protobuf__timestamp__init(t);
-    t->seconds = ns / 1000000000;
-    t->nanos = (int32_t)(ns % 1000000000);
+    casca_timestamp_parts(ns, &t->seconds, &t->nanos);
 }
 
 static void reload(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
@@ -69,11 +70,7 @@ static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     struct store_stats ss = {0};
 
     resp.version = CASCA_VERSION;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t up = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - d->started_mono_ns;
-    uptime.seconds = up / 1000000000;
-    uptime.nanos = (int32_t)(up % 1000000000);
+    casca_duration_parts(casca_mono_ns() - d->started_mono_ns, &uptime.seconds, &uptime.nanos);
     resp.uptime = &uptime;
     ns_to_ts(d->started_ns, &started);
     resp.started_at = &started;

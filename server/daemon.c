@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "carbon.h"
 #include "casca_err.h"
+#include "clock.h"
 #include "control.h"
 #include "ctl.h"
 #include "health.h"
@@ -27,20 +28,6 @@
 
 extern const unsigned char casca_descriptor_set[];
 extern const size_t casca_descriptor_set_size;
-
-int64_t daemon_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void add_error(struct config_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -139,8 +126,8 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     if (!d)
         return CASCA_ERR_NOMEM;
     pthread_mutex_init(&d->reload_lock, NULL);
-    d->started_ns = daemon_now_ns();
-    d->started_mono_ns = mono_ns();
+    d->started_ns = casca_wall_ns();
+    d->started_mono_ns = casca_mono_ns();
     d->config_path = strdup(config_path);
     d->overrides.listen = ov && ov->listen ? strdup(ov->listen) : NULL;
     d->overrides.data_dir = ov && ov->data_dir ? strdup(ov->data_dir) : NULL;

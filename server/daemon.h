@@ -48,6 +48,4 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
  * Safe on NULL. Main thread. */
 void daemon_close(struct daemon *d);
 
-int64_t daemon_now_ns(void);
-
 #endif

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "casca_err.h"
+#include "timeconv.h"
 
 /* Bump when the way bundled files are loaded changes, so existing data dirs reload them. */
 #define BUNDLED_LOAD_VERSION 1
@@ -74,16 +75,6 @@ static const char *zone_name(const char *zone)
 
 /* ---- small parsers ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 static bool digits(const char *s, int n, int *out)
 {
     int v = 0;
@@ -123,7 +114,7 @@ const char *carbon_csv_parse_hour(const char *s, int64_t *hour)
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
         return "date or time out of range";
     if (mi || sec) return "not on the hour (hourly rows start at HH:00:00)";
-    *hour = days_from_civil(y, (unsigned)mo, (unsigned)d) * 24 + h;
+    *hour = casca_days_from_civil(y, (unsigned)mo, (unsigned)d) * 24 + h;
     return NULL;
 }
 

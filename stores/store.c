@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "casca_err.h"
+#include "clock.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -74,7 +75,7 @@ struct store {
 
     /* writer thread only */
     bool unsynced; /* periodic mode: a commit since the last sync */
-    struct timespec next_sync;
+    int64_t next_sync_ns; /* CLOCK_MONOTONIC */
 };
 
 static const struct {
@@ -133,13 +134,6 @@ __attribute__((format(printf, 2, 3))) static void note_error(struct store *s, co
     vsnprintf(s->counters.last_error, sizeof s->counters.last_error, fmt, ap);
     va_end(ap);
     pthread_mutex_unlock(&s->mu);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* ---- the map gate ---- */
@@ -213,19 +207,11 @@ static void after_commit(struct store *s)
 {
     if (s->o.sync != STORE_SYNC_PERIODIC)
         return; /* every_commit: mdb_txn_commit synced; none: store_close syncs */
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t now = casca_mono_ns();
     if (!s->unsynced) {
         s->unsynced = true;
-        s->next_sync = now;
-        s->next_sync.tv_sec += s->o.sync_interval_ms / 1000;
-        s->next_sync.tv_nsec += (long)(s->o.sync_interval_ms % 1000) * 1000000;
-        if (s->next_sync.tv_nsec >= 1000000000) {
-            s->next_sync.tv_sec++;
-            s->next_sync.tv_nsec -= 1000000000;
-        }
-    } else if (now.tv_sec > s->next_sync.tv_sec ||
-               (now.tv_sec == s->next_sync.tv_sec && now.tv_nsec >= s->next_sync.tv_nsec)) {
+        s->next_sync_ns = now + (int64_t)s->o.sync_interval_ms * CASCA_NS_PER_MS;
+    } else if (now >= s->next_sync_ns) {
         sync_env(s);
     }
 }
@@ -286,7 +272,7 @@ static int try_batch(struct store *s, struct write_req *batch, bool can_grow)
 
 static void run_batch(struct store *s, struct write_req *batch)
 {
-    uint64_t start = now_ns();
+    int64_t start = casca_mono_ns();
     int rc, adopted = 0;
     for (;;) {
         bool can_grow = s->map_size < s->o.max_map_size;
@@ -316,7 +302,7 @@ static void run_batch(struct store *s, struct write_req *batch)
             s->counters.failed_writes++;
     }
     if (rc == 0) s->counters.commits++;
-    s->counters.last_commit_ns = now_ns() - start;
+    s->counters.last_commit_ns = (uint64_t)(casca_mono_ns() - start);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -328,7 +314,7 @@ static void wait_for_work(struct store *s)
         pthread_cond_wait(&s->work, &s->mu);
         return;
     }
-    if (pthread_cond_timedwait(&s->work, &s->mu, &s->next_sync) == ETIMEDOUT) {
+    if (casca_cond_wait_until(&s->work, &s->mu, s->next_sync_ns) == ETIMEDOUT) {
         pthread_mutex_unlock(&s->mu);
         sync_env(s);
         pthread_mutex_lock(&s->mu);
@@ -463,15 +449,11 @@ int store_open(const struct store_options *o, struct store **out, char *err, siz
         say(err, errlen, "out of memory opening the store in '%s'", opt.dir);
         return CASCA_ERR_NOMEM;
     }
-    pthread_condattr_t monotonic;
-    pthread_condattr_init(&monotonic);
-    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work, &monotonic);
+    casca_cond_init_mono(&s->work);
     pthread_cond_init(&s->done, NULL);
     pthread_mutex_init(&s->gate.mu, NULL);
     pthread_cond_init(&s->gate.cv, NULL);
-    pthread_condattr_destroy(&monotonic);
 
     size_t dirlen = strlen(opt.dir);
     s->dir = strdup(opt.dir);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "casca_err.h"
+#include "clock.h"
 
 #define RAW_VAL 16          /* time (8 bytes BE) + value (double, native) */
 #define ROLL_KEY 12         /* id (4 bytes BE) + bucket start (8 bytes BE) */
@@ -81,9 +82,7 @@ struct tsdb {
 static int64_t realtime_ns(void *arg)
 {
     (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return casca_wall_ns();
 }
 
 /* ---- encoding ---- */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 
 #define DEFAULT_TARGET "127.0.0.1:50051"
 #define DEFAULT_TIMEOUT_MS 5000
@@ -481,13 +482,6 @@ int cli_arg_duration(struct cli *cli, const char *opt, const char *s, int64_t *n
     return CLI_OK;
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* RFC 3339 or a date; 0 on success. */
 static int parse_time(const char *s, int64_t *ns)
 {
@@ -524,11 +518,11 @@ int cli_arg_time(struct cli *cli, const char *opt, const char *s, int64_t *ns)
 {
     int64_t ago;
     if (!strcmp(s, "now")) {
-        *ns = now_ns();
+        *ns = casca_wall_ns();
         return CLI_OK;
     }
     if (s[0] == '-' && !parse_duration(s + 1, &ago)) {
-        *ns = now_ns() - ago;
+        *ns = casca_wall_ns() - ago;
         return CLI_OK;
     }
     if (!parse_time(s, ns)) return CLI_OK;

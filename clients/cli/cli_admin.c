@@ -4,6 +4,7 @@
 
 #include "casca/v1/admin.pb-c.h"
 #include "cli.h"
+#include "timeconv.h"
 
 int cli_agents_list(struct cli *cli)
 {
@@ -51,8 +52,7 @@ static int time_opt(struct cli *cli, const char *opt, const char *s,
     if (!s) return CLI_OK;
     if (cli_arg_time(cli, opt, s, &ns)) return CLI_USAGE;
     google__protobuf__timestamp__init(ts);
-    ts->seconds = ns / 1000000000;
-    ts->nanos = (int32_t)(ns % 1000000000);
+    casca_timestamp_parts(ns, &ts->seconds, &ts->nanos);
     *out = ts;
     return CLI_OK;
 }

@@ -5,6 +5,7 @@
 
 #include "casca/v1/carbon.pb-c.h"
 #include "cli.h"
+#include "timeconv.h"
 
 #define MAX_SHARES 64
 
@@ -40,8 +41,7 @@ static int parse_time_opt(struct cli *cli, Google__Protobuf__Timestamp *ts,
     int64_t ns;
     if (cli_arg_time(cli, "--time", cli->a.time, &ns)) return CLI_USAGE;
     google__protobuf__timestamp__init(ts);
-    ts->seconds = ns / 1000000000;
-    ts->nanos = (int32_t)(ns % 1000000000);
+    casca_timestamp_parts(ns, &ts->seconds, &ts->nanos);
     *out = ts;
     return CLI_OK;
 }
@@ -300,8 +300,7 @@ int cli_carbon_footprint(struct cli *cli)
         if (cli_arg_double(cli, "--power", a->power, &power.power_w) ||
             cli_arg_duration(cli, "--duration", a->duration, &ns))
             return CLI_USAGE;
-        dur.seconds = ns / 1000000000;
-        dur.nanos = (int32_t)(ns % 1000000000);
+        casca_duration_parts(ns, &dur.seconds, &dur.nanos);
         power.duration = &dur;
         req.energy_case = CASCA__V1__COMPUTE_FOOTPRINT_REQUEST__ENERGY_POWER;
         req.power = &power;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "timeconv.h"
 
 /* ---- JSON ---- */
 
@@ -76,21 +77,6 @@ static json_t *bytes_json(const ProtobufCBinaryData *b)
 }
 
 /* "2022-01-01T00:00:00Z", with 3, 6 or 9 fraction digits when needed (the JSON mapping). */
-static void rfc3339(char *buf, size_t cap, int64_t seconds, int32_t nanos)
-{
-    time_t t = (time_t)seconds;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (nanos % 1000000 == 0 && nanos)
-        n += (size_t)snprintf(buf + n, cap - n, ".%03d", nanos / 1000000);
-    else if (nanos % 1000 == 0 && nanos)
-        n += (size_t)snprintf(buf + n, cap - n, ".%06d", nanos / 1000);
-    else if (nanos)
-        n += (size_t)snprintf(buf + n, cap - n, ".%09d", nanos);
-    snprintf(buf + n, cap - n, "Z");
-}
-
 /* "1.500s", "-0.5s": seconds with 0, 3, 6 or 9 fraction digits (the JSON mapping). */
 static void duration_json_text(char *buf, size_t cap, int64_t seconds, int32_t nanos)
 {
@@ -204,7 +190,7 @@ static json_t *message_json(const ProtobufCMessage *m)
     char text[64];
     if (!strcmp(d->name, "google.protobuf.Timestamp")) {
         const Google__Protobuf__Timestamp *t = (const void *)m;
-        rfc3339(text, sizeof(text), t->seconds, t->nanos);
+        casca_rfc3339_format(text, sizeof(text), t->seconds, t->nanos);
         return json_string(text);
     }
     if (!strcmp(d->name, "google.protobuf.Duration")) {
@@ -417,7 +403,7 @@ char *cli_fmt_time(char buf[CLI_FMT], const Google__Protobuf__Timestamp *t)
     if (!t || (!t->seconds && !t->nanos))
         snprintf(buf, CLI_FMT, "-");
     else
-        rfc3339(buf, CLI_FMT, t->seconds, t->nanos / 1000000 * 1000000); /* ms at most */
+        casca_rfc3339_format(buf, CLI_FMT, t->seconds, t->nanos / 1000000 * 1000000); /* ms */
     return buf;
 }
 

@@ -5,6 +5,7 @@
 
 #include "casca/v1/slo.pb-c.h"
 #include "cli.h"
+#include "timeconv.h"
 
 static const char *kind_name(char buf[CLI_FMT], Casca__V1__SloKind kind)
 {
@@ -147,8 +148,7 @@ int cli_slos_watch(struct cli *cli)
     if (cli->a.interval) {
         int64_t ns;
         if (cli_arg_duration(cli, "--interval", cli->a.interval, &ns)) return CLI_USAGE;
-        interval.seconds = ns / 1000000000;
-        interval.nanos = (int32_t)(ns % 1000000000);
+        casca_duration_parts(ns, &interval.seconds, &interval.nanos);
         req.min_interval = &interval;
     }
     return cli_watch(cli, "/casca.v1.SloService/WatchSlos", &req.base,

@@ -7,6 +7,7 @@
  * casca_stream_recv picks it up. Every buffer a batch uses lives in the stream until its tag
  * completes, and casca_stream_close cancels the call and drains the queue before freeing. */
 #include "casca_client.h"
+#include "clock.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -157,13 +158,6 @@ int casca_retryable(int code)
     }
 }
 
-static int64_t reconnect_now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 int casca_reconnect_should(const struct casca_reconnect *r, int code)
 {
     if (r->fail_fast) return 0;
@@ -174,7 +168,7 @@ int casca_reconnect_should(const struct casca_reconnect *r, int code)
 int casca_reconnect_wait_ms(struct casca_reconnect *r, const char *why)
 {
     if (!r->outage_since_ns) {
-        r->outage_since_ns = reconnect_now_ns();
+        r->outage_since_ns = casca_mono_ns();
         FILE *f = r->log ? r->log : stderr;
         why = why && *why ? why : "the session ended";
         if (r->ever_connected)
@@ -193,7 +187,7 @@ void casca_reconnect_ok(struct casca_reconnect *r)
     if (r->outage_since_ns) {
         FILE *f = r->log ? r->log : stderr;
         fprintf(f, "%s: %s after %.1f s\n", r->who, r->ever_connected ? "reconnected" : "connected",
-                (double)(reconnect_now_ns() - r->outage_since_ns) / 1e9);
+                (double)(casca_mono_ns() - r->outage_since_ns) / 1e9);
         fflush(f);
     }
     r->outage_since_ns = 0;

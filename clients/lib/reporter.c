@@ -1,6 +1,7 @@
 /* libcasca's reporter: a bounded queue of framed messages and one sending thread per reporter
  * with an nng PUSH socket whose dialer reconnects by itself. */
 #include "casca.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -34,13 +35,6 @@ struct casca_reporter {
     atomic_ullong sent, dropped;
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void *sender(void *arg)
 {
     struct casca_reporter *r = arg;
@@ -56,7 +50,7 @@ static void *sender(void *arg)
         /* the message stays first in the queue until sent, so close can count it */
         while ((rv = nng_sendmsg(r->sock, m, 0)) == NNG_ETIMEDOUT) {
             pthread_mutex_lock(&r->lock);
-            bool give_up = r->closing && mono_ns() > r->deadline_ns;
+            bool give_up = r->closing && casca_mono_ns() > r->deadline_ns;
             pthread_mutex_unlock(&r->lock);
             if (give_up) break;
         }
@@ -316,7 +310,7 @@ void casca_reporter_stats(struct casca_reporter *r, struct casca_reporter_stats 
 uint64_t casca_reporter_close(struct casca_reporter *r, int timeout_ms)
 {
     if (!r) return 0;
-    int64_t start = mono_ns();
+    int64_t start = casca_mono_ns();
     pthread_mutex_lock(&r->lock);
     r->closing = true;
     r->deadline_ns = start + (int64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000;
@@ -324,7 +318,7 @@ uint64_t casca_reporter_close(struct casca_reporter *r, int timeout_ms)
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
     /* nng has no linger: give the transport a moment to write out the last message */
-    int64_t left_ms = (r->deadline_ns - mono_ns()) / 1000000;
+    int64_t left_ms = (r->deadline_ns - casca_mono_ns()) / 1000000;
     if (atomic_load(&r->sent) && left_ms > 0) {
         struct timespec ts = {0, (left_ms < LINGER_MS ? left_ms : LINGER_MS) * 1000000};
         while (nanosleep(&ts, &ts) == -1 && errno == EINTR)

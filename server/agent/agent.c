@@ -13,6 +13,7 @@
 #include "casca/v1/admin.pb-c.h"
 #include "casca/v1/agent.pb-c.h"
 #include "casca_err.h"
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "ctl.h"
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "slo_service.h"
 #include "slo_engine.h"
+#include "timeconv.h"
 
 #define MS AGENT_MS
 #define MAX_HELD 64                    /* results waiting for room in a stream before it is closed */
@@ -99,30 +101,15 @@ struct agent {
 
 /* ---- small helpers ---- */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void ts_of(int64_t ns, Google__Protobuf__Timestamp *t)
 {
     google__protobuf__timestamp__init(t);
-    t->seconds = ns / 1000000000;
-    t->nanos = (int32_t)(ns % 1000000000);
+    casca_timestamp_parts(ns, &t->seconds, &t->nanos);
 }
 
 static int64_t ns_of_ts(const Google__Protobuf__Timestamp *t, int64_t if_unset)
 {
-    return t ? t->seconds * 1000000000 + t->nanos : if_unset;
+    return t ? casca_ns_of(t->seconds, t->nanos) : if_unset;
 }
 
 static void strv_free(char **v, size_t n)
@@ -237,7 +224,7 @@ static void end_locked(struct sess *s, int err, const char *fmt, ...)
         Casca__V1__AgentSessionInfo info;
         Google__Protobuf__Timestamp since;
         session_info(s, &info, &since);
-        record(s->a, s->a->sessions_db, s->id, wall_ns(), &info.base);
+        record(s->a, s->a->sessions_db, s->id, casca_wall_ns(), &info.base);
         log_info("agent", "session %s of agent '%s' (%s) ended: %llu states, %llu actions", s->id,
                  s->name, mode_names[s->mode], (unsigned long long)s->states_sent,
                  (unsigned long long)s->actions_received);
@@ -288,7 +275,7 @@ static void flush_held_locked(struct sess *s, int64_t now)
 static int send_result_locked(struct sess *s, const ProtobufCMessage *msg)
 {
     if (s->done) return CASCA_ERR_CANCELLED;
-    int64_t now = mono_ns();
+    int64_t now = casca_mono_ns();
     if (s->held) flush_held_locked(s, now);
     if (s->done) return CASCA_ERR_CANCELLED;
     if (!s->held) {
@@ -461,7 +448,7 @@ static bool list_add_locked(struct agent *a, struct sess *s)
     s->next = a->head;
     a->head = s;
     a->nsess++;
-    s->due_ns = mono_ns();
+    s->due_ns = casca_mono_ns();
     heap_push(a, s);
     return true;
 }
@@ -490,7 +477,7 @@ static int64_t visit(struct sess *s, int64_t now)
                    "changes) at least once per period",
                    (long long)(keepalive / MS));
     if (!s->done && agent_clock_tick(&s->clock, now))
-        s->pending_time_ns = wall_ns();
+        s->pending_time_ns = casca_wall_ns();
     if (s->held) flush_held_locked(s, now);
     pthread_mutex_unlock(&s->lock);
     send_state(s);
@@ -517,15 +504,14 @@ static void *timer_main(void *arg)
             struct sess **g = realloc(batch, a->cap * sizeof(*g));
             if (g) batch = g, bcap = a->cap;
         }
-        int64_t now = mono_ns();
+        int64_t now = casca_mono_ns();
         size_t n = 0;
         while (n < bcap && a->nheap && a->heap[0]->due_ns <= now)
             batch[n++] = heap_pop(a);
         if (n == 0) {
             int64_t until = a->nheap ? a->heap[0]->due_ns : now + MAX_SLEEP_NS;
             if (until <= now) until = now + MS; /* due, but no memory for the batch: retry */
-            struct timespec abs = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
-            pthread_cond_timedwait(&a->wake, &a->lock, &abs);
+            casca_cond_wait_until(&a->wake, &a->lock, until);
             continue;
         }
         pthread_mutex_unlock(&a->lock);
@@ -571,7 +557,7 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     if (*h->zone) {
         struct carbon_figure fig;
         rc = carbon_intensity_at(a->carbon, h->zone,
-                                 carbon_replay_time(a->carbon, wall_ns(), NULL, NULL, 0), &fig);
+                                 carbon_replay_time(a->carbon, casca_wall_ns(), NULL, NULL, 0), &fig);
         if (rc == CASCA_ERR_INVALID)
             FAIL(rc, "Hello.zone '%s' is not a zone code (e.g. AT, DE)", h->zone);
         if (rc != CASCA_OK)
@@ -628,7 +614,7 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
                                    sizeof(why))) != CASCA_OK)
         FAIL(rc, "%s", why);
     s->hello_done = true; /* s's identity is now immutable */
-    s->since_ns = wall_ns();
+    s->since_ns = casca_wall_ns();
     snprintf(s->id, sizeof(s->id), "as-%013" PRIx64 "%05x", (uint64_t)(s->since_ns / MS),
              atomic_fetch_add(&a->counter, 1) & 0xfffff);
     pthread_mutex_unlock(&s->lock);
@@ -640,7 +626,7 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
         bool known = ctl_peek(a->ctl, s->settings[i], &r) == CASCA_OK && r.value.kind != CTL_NONE;
         ctl_reading_clear(&r);
         if (!known &&
-            ctl_get(a->ctl, s->settings[i], mono_ns() + ACTION_DEADLINE_NS, &r, why, sizeof(why)) ==
+            ctl_get(a->ctl, s->settings[i], casca_mono_ns() + ACTION_DEADLINE_NS, &r, why, sizeof(why)) ==
                 CASCA_OK)
             ctl_reading_clear(&r);
         s->watching += ctl_watch(a->ctl, s->settings[i], s->period_ns) == CASCA_OK;
@@ -716,7 +702,7 @@ static void hello(struct agent *a, struct sess *s, const Casca__V1__Hello *h)
     pthread_mutex_lock(&s->lock);
     bool listed = false;
     if (send_result_locked(s, &m.base) == CASCA_OK) {
-        int64_t now = mono_ns();
+        int64_t now = casca_mono_ns();
         agent_clock_start(&s->clock, s->period_ns, h->resume_after_seq, now); /* a state now */
         s->last_msg_mono = now;
         s->rate.window_start_ns = now;
@@ -783,7 +769,7 @@ static bool known_setting(struct agent *a, const char *id)
 static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act)
 {
     size_t n = act->n_changes;
-    int64_t now = mono_ns();
+    int64_t now = casca_mono_ns();
     pthread_mutex_lock(&s->lock);
     s->actions_received++;
     bool limited = !agent_rate_take(&s->rate, now, s->period_ns);
@@ -854,7 +840,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
             .shadow = s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_SHADOW,
             .caller = s->name,
             .session = s,
-            .deadline_ns = mono_ns() + ACTION_DEADLINE_NS,
+            .deadline_ns = casca_mono_ns() + ACTION_DEADLINE_NS,
         };
         if (ctl_set(a->ctl, &req, &rs[i], w, MSG_LEN) == CASCA_OK) {
             control_setting_value(c->id, &rs[i], &ap[res.n_applied]);
@@ -884,7 +870,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
         step.result = &res;
         char key[80];
         agent_key_action(key, sizeof(key), s->id, followed, k);
-        record(a, a->steps_db, key, wall_ns(), &step.base);
+        record(a, a->steps_db, key, casca_wall_ns(), &step.base);
     }
     pthread_mutex_unlock(&s->lock);
 out:
@@ -933,7 +919,7 @@ static void session(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     const AgentMessage *m = (const AgentMessage *)msg;
     pthread_mutex_lock(&s->lock);
     bool done = s->done, said_hello = s->hello_done;
-    s->last_msg_mono = mono_ns();
+    s->last_msg_mono = casca_mono_ns();
     if (!done && !m)
         end_locked(s, CASCA_OK, "%s", "");
     else if (!done && !said_hello && m->msg_case != CASCA__V1__AGENT_MESSAGE__MSG_HELLO)
@@ -1202,11 +1188,7 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     a->live = live;
     a->store = store;
     pthread_mutex_init(&a->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    casca_cond_init_mono(&a->wake);
     a->methods[0] = (struct rpc_method){"/casca.v1.AgentService/Session",
                                         &casca__v1__agent_message__descriptor,
                                         &casca__v1__control_message__descriptor,

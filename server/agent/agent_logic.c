@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "casca_err.h"
+#include "timeconv.h"
 
 #define KEEPALIVE_PERIODS 3
 #define KEEPALIVE_EXTRA_NS (5000 * AGENT_MS)
@@ -42,7 +43,7 @@ int agent_hello_check(const Casca__V1__Hello *h, int64_t *period_ns, char *why, 
     /* seconds bounded first, so the sum cannot overflow */
     int64_t max_s = AGENT_MAX_PERIOD_NS / 1000000000;
     bool sane = !d || (d->seconds >= -1 && d->seconds <= max_s + 1);
-    int64_t p = d && sane ? d->seconds * 1000000000 + d->nanos : 0;
+    int64_t p = d && sane ? casca_ns_of(d->seconds, d->nanos) : 0;
     if (sane && p == 0) p = AGENT_DEFAULT_PERIOD_NS;
     if (!sane || p < AGENT_MIN_PERIOD_NS || p > AGENT_MAX_PERIOD_NS) {
         snprintf(why, whylen, "Hello.period must be between 100 ms and 1 h (or unset for 1 s)");

@@ -16,7 +16,9 @@
 #include "carbondb.h"
 #include "casca/v1/carbon.pb-c.h"
 #include "casca_err.h"
+#include "clock.h"
 #include "log.h"
+#include "timeconv.h"
 
 #ifndef CASCA_DATA_DIR
 #define CASCA_DATA_DIR "data/carbon"
@@ -414,18 +416,9 @@ const char *carbon_default_zone(const struct config *cfg)
     return c && c->default_zone ? c->default_zone : "";
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return casca_mono_ns() / CASCA_NS_PER_MS;
 }
 
 static void load_bundled(struct carbon *c, const char *dir)
@@ -455,31 +448,25 @@ static void load_bundled(struct carbon *c, const char *dir)
 
 /* ---- time ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 struct civil {
     int y, m, d, h;
 };
 
 static struct civil civil_of_hour(int64_t hour)
 {
-    time_t t = (time_t)(hour * 3600);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    return (struct civil){tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour};
+    int64_t days = hour / 24, h = hour % 24, y;
+    if (h < 0) {
+        days--;
+        h += 24;
+    }
+    unsigned m, d;
+    casca_civil_from_days(days, &y, &m, &d);
+    return (struct civil){(int)y, (int)m, (int)d, (int)h};
 }
 
 static int64_t hour_of_civil(struct civil c)
 {
-    return days_from_civil(c.y, (unsigned)c.m, (unsigned)c.d) * 24 + c.h;
+    return casca_days_from_civil(c.y, (unsigned)c.m, (unsigned)c.d) * 24 + c.h;
 }
 
 /* The period [from, to) in hours that holds hour at granularity g. */
@@ -619,7 +606,7 @@ static int ask_provider(const struct lookup *lk, const struct carbon_provider_co
 {
     int64_t a, b;
     if (!missing_span(s, &a, &b)) return CASCA_OK;
-    int64_t now = now_ns();
+    int64_t now = casca_wall_ns();
     struct carbondb_hour *cached = NULL;
     size_t nc = 0;
     int rc = carbondb_cache_get(lk->c->db, p->ops->source, zone, a, b, &cached, &nc);
@@ -1130,12 +1117,12 @@ static void call_begin(struct rpc_ctx *ctx, struct call *k)
 static bool ts_ns(struct call *k, const Google__Protobuf__Timestamp *t, int64_t *ns)
 {
     if (!t) {
-        *ns = replay_time(&k->c->clock, &k->conf->replay, now_ns());
+        *ns = replay_time(&k->c->clock, &k->conf->replay, casca_wall_ns());
         return true;
     }
     if (t->seconds < 0 || t->seconds > 4102444800LL * 10 || t->nanos < 0 || t->nanos > 999999999)
         return false;
-    *ns = t->seconds * 1000000000 + t->nanos;
+    *ns = casca_ns_of(t->seconds, t->nanos);
     return true;
 }
 
@@ -1387,8 +1374,8 @@ static void list_zones(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
             casca__v1__zone__init(&z[n]);
             z[n].zone = zs[i].zone;
             z[n].name = zs[i].name;
-            set_ts(&ts[2 * n], days_from_civil(zs[i].first_year, 1, 1) * 86400);
-            set_ts(&ts[2 * n + 1], days_from_civil(zs[i].last_year + 1, 1, 1) * 86400);
+            set_ts(&ts[2 * n], casca_days_from_civil(zs[i].first_year, 1, 1) * 86400);
+            set_ts(&ts[2 * n + 1], casca_days_from_civil(zs[i].last_year + 1, 1, 1) * 86400);
             z[n].first = &ts[2 * n];
             z[n].last = &ts[2 * n + 1];
             z[n].n_granularities = 1;
@@ -1398,7 +1385,7 @@ static void list_zones(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
             n++;
         }
     }
-    int64_t now_h = now_ns() / HOUR_NS;
+    int64_t now_h = casca_wall_ns() / HOUR_NS;
     for (size_t i = 0; i < k.conf->nproviders; i++) {
         const struct carbon_provider_conf *p = &k.conf->providers[i];
         const char *const *list = (const char *const *)p->zones;
@@ -1438,7 +1425,7 @@ out:
 static bool duration_ns(const Google__Protobuf__Duration *d, int64_t *ns)
 {
     if (!d || d->seconds < 0 || d->nanos < 0 || d->seconds > 100LL * 366 * 86400) return false;
-    *ns = d->seconds * 1000000000 + d->nanos;
+    *ns = casca_ns_of(d->seconds, d->nanos);
     return *ns > 0;
 }
 
@@ -1641,8 +1628,7 @@ static void get_best_window(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     mean_of(&s, i0, i1 < s.n ? i1 : s.n, &fig);
     Casca__V1__GetBestWindowResponse resp = CASCA__V1__GET_BEST_WINDOW_RESPONSE__INIT;
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    ts.seconds = best_t / 1000000000;
-    ts.nanos = (int32_t)(best_t % 1000000000);
+    casca_timestamp_parts(best_t, &ts.seconds, &ts.nanos);
     resp.start = &ts;
     resp.mean_gco2eq_per_kwh = best;
     resp.provider = (char *)fig.provider;
@@ -1675,10 +1661,9 @@ int carbon_create(struct rpc_server *srv, struct config_live *live, struct store
         free(c);
         return rc;
     }
-    carbon_providers_global_init();
     struct config *cfg = config_live_get(live);
     load_bundled(c, conf_of(cfg)->bundled_data);
-    replay_time(&c->clock, &conf_of(cfg)->replay, now_ns()); /* the replay starts now */
+    replay_time(&c->clock, &conf_of(cfg)->replay, casca_wall_ns()); /* the replay starts now */
     config_unref(cfg);
 #define M(name, req, resp, flags, fn)                                                              \
     (struct rpc_method){"/casca.v1.CarbonService/" name,                                           \
@@ -1718,14 +1703,13 @@ void carbon_reload(struct carbon *c, const struct config *cfg)
 {
     if (!c) return;
     load_bundled(c, conf_of(cfg)->bundled_data);
-    replay_time(&c->clock, &conf_of(cfg)->replay, now_ns()); /* a new replay starts now */
+    replay_time(&c->clock, &conf_of(cfg)->replay, casca_wall_ns()); /* a new replay starts now */
 }
 
 void carbon_destroy(struct carbon *c)
 {
     if (!c) return;
     carbondb_close(c->db);
-    carbon_providers_global_cleanup();
     free(c->loaded_dir);
     replay_clock_destroy(&c->clock);
     free(c);

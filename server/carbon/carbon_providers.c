@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "casca_err.h"
+#include "http.h"
+#include "timeconv.h"
 
 #define BODY_MAX (16u << 20) /* a provider answer larger than this is refused */
 
@@ -62,22 +64,9 @@ void carbon_hours_free(struct carbon_hours *h)
 
 /* ---- time ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 void carbon_format_hour(int64_t hour, char *buf, size_t len)
 {
-    time_t t = (time_t)(hour * 3600);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    casca_rfc3339_format(buf, len, hour * 3600, 0);
 }
 
 bool carbon_parse_time(const char *s, int64_t *secs)
@@ -98,40 +87,21 @@ bool carbon_parse_time(const char *s, int64_t *secs)
     else if (!strcmp(p, "+00:00"))
         p += 6;
     if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return false;
-    *secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
+    *secs = casca_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
     return true;
 }
 
 /* ---- HTTP ---- */
-
-struct body {
-    char *p;
-    size_t n;
-    bool too_big;
-};
-
-static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t len = size * nmemb;
-    if (b->n + len > BODY_MAX) {
-        b->too_big = true;
-        return 0;
-    }
-    char *p = realloc(b->p, b->n + len + 1);
-    if (!p) return 0;
-    memcpy(p + b->n, data, len);
-    b->p = p;
-    b->n += len;
-    p[b->n] = 0;
-    return len;
-}
 
 int carbon_http_get(const char *url, const char *const *headers, long timeout_ms, char **body,
                     long *status, char *why, size_t whylen)
 {
     *body = NULL;
     *status = 0;
+    if (casca_http_init() != CASCA_OK) {
+        snprintf(why, whylen, "cannot start libcurl");
+        return CASCA_ERR_INTERNAL;
+    }
     CURL *c = curl_easy_init();
     if (!c) {
         snprintf(why, whylen, "out of memory");
@@ -148,33 +118,19 @@ int carbon_http_get(const char *url, const char *const *headers, long timeout_ms
         }
         hl = next;
     }
-    struct body b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "casca/" CASCA_VERSION);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    CURLcode rc = curl_easy_perform(c);
-    int err = CASCA_OK;
-    if (rc == CURLE_OPERATION_TIMEDOUT) {
-        snprintf(why, whylen, "no answer within %ld ms", timeout_ms);
-        err = CASCA_ERR_TIMEOUT;
-    } else if (rc == CURLE_WRITE_ERROR && b.too_big) {
-        snprintf(why, whylen, "answer larger than %u MiB", BODY_MAX >> 20);
-        err = CASCA_ERR_INVALID;
-    } else if (rc != CURLE_OK) {
-        snprintf(why, whylen, "cannot reach the provider (%s)", curl_easy_strerror(rc));
-        err = CASCA_ERR_UNAVAILABLE;
-    } else {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-        if (!b.p && !(b.p = calloc(1, 1))) err = CASCA_ERR_NOMEM;
-    }
+    struct casca_http_request req = {.url = url, .headers = hl, .timeout_ms = timeout_ms};
+    struct casca_http_body b = {.max = BODY_MAX};
+    char reason[160];
+    int err = casca_http_request(c, &req, &b, status, reason, sizeof(reason));
+    if (err == CASCA_ERR_UNAVAILABLE && !b.overflow)
+        snprintf(why, whylen, "cannot reach the provider (%s)", reason);
+    else if (err != CASCA_OK)
+        snprintf(why, whylen, "%s", reason);
+    else if (!b.p && !(b.p = calloc(1, 1)))
+        err = CASCA_ERR_NOMEM;
+    if (b.overflow) err = CASCA_ERR_INVALID; /* the provider's answer is wrong, not unreachable */
     curl_slist_free_all(hl);
     curl_easy_cleanup(c);
     if (err) {
@@ -204,12 +160,3 @@ int carbon_http_status_err(const char *provider, long status, char *why, size_t 
     return status == 404 || status == 400 ? CASCA_ERR_NOT_FOUND : CASCA_ERR_UNAVAILABLE;
 }
 
-void carbon_providers_global_init(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-void carbon_providers_global_cleanup(void)
-{
-    curl_global_cleanup();
-}

@@ -77,10 +77,6 @@ void carbon_format_hour(int64_t hour, char *buf, size_t len);
  * since 1970; false if it is not one. */
 bool carbon_parse_time(const char *s, int64_t *secs);
 
-/* Call once before any fetch (main thread, before threads start) and at exit. */
-void carbon_providers_global_init(void);
-void carbon_providers_global_cleanup(void);
-
 extern const struct carbon_provider_ops carbon_provider_bundled;
 extern const struct carbon_provider_ops carbon_provider_electricitymaps;
 extern const struct carbon_provider_ops carbon_provider_uk;

@@ -6,7 +6,9 @@
 
 #include "casca/v1/control.pb-c.h"
 #include "casca_err.h"
+#include "clock.h"
 #include "log.h"
+#include "timeconv.h"
 #include "watch.h"
 
 #define MSG_LEN 512
@@ -17,13 +19,6 @@ struct control {
     struct rpc_method methods[4];
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* The call's deadline as CLOCK_MONOTONIC ns, a little early so the answer beats the client's
  * own timer; INT64_MAX when the caller set none. */
 static int64_t deadline_of(struct rpc_ctx *ctx)
@@ -32,7 +27,7 @@ static int64_t deadline_of(struct rpc_ctx *ctx)
     if (ms == INT64_MAX)
         return INT64_MAX;
     int64_t margin = ms / 10 < 10 ? ms / 10 : 10;
-    return mono_ns() + (ms - margin) * 1000000;
+    return casca_mono_ns() + (ms - margin) * 1000000;
 }
 
 /* ---- messages ---- */
@@ -65,8 +60,7 @@ void control_setting_value(const char *id, const struct ctl_reading *r, struct c
     }
     if (r->updated_ns) {
         google__protobuf__timestamp__init(&p->at);
-        p->at.seconds = r->updated_ns / 1000000000;
-        p->at.nanos = (int32_t)(r->updated_ns % 1000000000);
+        casca_timestamp_parts(r->updated_ns, &p->at.seconds, &p->at.nanos);
         p->sv.updated_at = &p->at;
     }
     p->sv.changed_by = (char *)r->changed_by;

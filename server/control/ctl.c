@@ -15,9 +15,11 @@
 #include "audit.h"
 #include "casca/v1/admin.pb-c.h"
 #include "casca_err.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "timeconv.h"
 
 #define MAX_LISTENERS 8
 #define REFRESH_DEFAULT_NS 1000000000LL /* a watcher without a period wants values this fresh */
@@ -34,20 +36,6 @@ static const struct ctl_ops *const controllers[] = {
     &ctl_memory_ops,
 };
 #define NCONTROLLERS (sizeof(controllers) / sizeof(controllers[0]))
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---- values ---- */
 
@@ -203,13 +191,13 @@ int64_t ctl_io_left_ms(const struct ctl_io *io)
 {
     if (io->deadline_ns == INT64_MAX)
         return INT64_MAX;
-    int64_t left = io->deadline_ns - mono_ns();
+    int64_t left = io->deadline_ns - casca_mono_ns();
     return left <= 0 ? 0 : left < 1000000 ? 1 : left / 1000000;
 }
 
 void ctl_io_clamp(struct ctl_io *io, uint64_t timeout_ms)
 {
-    int64_t own = mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t own = casca_mono_ns() + (int64_t)timeout_ms * 1000000;
     if (own < io->deadline_ns)
         io->deadline_ns = own;
 }
@@ -1366,11 +1354,7 @@ struct ctl *ctl_create(struct config *c, struct audit *audit)
         return NULL;
     pthread_mutex_init(&ctl->lock, NULL);
     pthread_mutex_init(&ctl->rlock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ctl->rwake, &ca);
-    pthread_condattr_destroy(&ca);
+    casca_cond_init_mono(&ctl->rwake);
     ctl->audit = audit;
     if (!(ctl->cur = build_view(c, NULL)) ||
         !(ctl->readers = pool_create(REFRESH_THREADS, REFRESH_QUEUE)) ||
@@ -1520,7 +1504,7 @@ static int backend_error(int rc, const char *id, bool writing, char *msg, size_t
 
 static int64_t deadline_of(int64_t deadline_ns)
 {
-    int64_t own = mono_ns() + (int64_t)DEFAULT_TIMEOUT_MS * 1000000;
+    int64_t own = casca_mono_ns() + (int64_t)DEFAULT_TIMEOUT_MS * 1000000;
     return deadline_ns == INT64_MAX || deadline_ns <= 0 ? own : deadline_ns;
 }
 
@@ -1625,7 +1609,7 @@ static void remember(struct ctl *ctl, const struct entry *e, const struct ctl_va
                      const char *changed_by, struct ctl_reading *copy_out)
 {
     struct state *st = e->st;
-    int64_t now = mono_ns(), wall = wall_ns();
+    int64_t now = casca_mono_ns(), wall = casca_wall_ns();
     pthread_mutex_lock(&st->lock);
     /* listeners hear of a first value, a different one, and the first after failed reads */
     bool changed = st->last.value.kind == CTL_NONE || !ctl_value_equal(&st->last.value, v) ||
@@ -1659,11 +1643,8 @@ static void remember(struct ctl *ctl, const struct entry *e, const struct ctl_va
 /* The reason a setting has no value while its service has been failing since wall time ns. */
 static void failing_reason(int64_t ns, char *buf, size_t len)
 {
-    time_t t = (time_t)(ns / 1000000000);
-    struct tm tm;
-    char at[32];
-    gmtime_r(&t, &tm);
-    strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char at[40];
+    casca_rfc3339_format(at, sizeof(at), ns / 1000000000, 0);
     snprintf(buf, len, "service unavailable since %s", at);
 }
 
@@ -1675,7 +1656,7 @@ static void forget(struct ctl *ctl, const struct entry *e)
     pthread_mutex_lock(&st->lock);
     bool first = st->fail_since_ns == 0;
     if (first)
-        st->fail_since_ns = wall_ns();
+        st->fail_since_ns = casca_wall_ns();
     struct ctl_reading r = {.updated_ns = st->last.updated_ns};
     memcpy(r.changed_by, st->last.changed_by, sizeof(r.changed_by));
     failing_reason(st->fail_since_ns, r.reason, sizeof(r.reason));
@@ -1744,7 +1725,7 @@ int ctl_get(struct ctl *ctl, const char *id, int64_t deadline_ns, struct ctl_rea
     struct state *st = e->st;
     pthread_mutex_lock(&st->lock);
     bool fresh = e->decl->max_age_ms && st->read_mono_ns && st->last.value.kind != CTL_NONE &&
-                 mono_ns() - st->read_mono_ns <= (int64_t)e->decl->max_age_ms * 1000000;
+                 casca_mono_ns() - st->read_mono_ns <= (int64_t)e->decl->max_age_ms * 1000000;
     if (fresh) {
         rc = ctl_value_copy(&out->value, &st->last.value);
         out->updated_ns = st->last.updated_ns;
@@ -1832,13 +1813,12 @@ static void *refresher_main(void *arg)
     struct ctl *ctl = arg;
     pthread_mutex_lock(&ctl->rlock);
     while (!ctl->rstop) {
-        int64_t next = refresh_due(ctl, mono_ns());
+        int64_t next = refresh_due(ctl, casca_mono_ns());
         if (next == INT64_MAX) {
             pthread_cond_wait(&ctl->rwake, &ctl->rlock);
             continue;
         }
-        struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};
-        pthread_cond_timedwait(&ctl->rwake, &ctl->rlock, &ts);
+        casca_cond_wait_until(&ctl->rwake, &ctl->rlock, next);
     }
     pthread_mutex_unlock(&ctl->rlock);
     return NULL;
@@ -1979,14 +1959,6 @@ static long allowed_index(const struct ctl_decl *d, const struct ctl_value *v)
     return -1;
 }
 
-static void format_utc(int64_t ns, char *buf, size_t len)
-{
-    time_t s = (time_t)(ns / 1000000000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Cooldown and maximum step; old is the current value (kind NONE: unknown). */
 static int check_rails(const struct entry *e, const struct ctl_value *old,
                        const struct ctl_value *nv, char *msg, size_t len)
@@ -1996,10 +1968,11 @@ static int check_rails(const struct entry *e, const struct ctl_value *old,
         pthread_mutex_lock(&e->st->lock);
         int64_t last = e->st->change_mono_ns;
         pthread_mutex_unlock(&e->st->lock);
-        int64_t since = mono_ns() - last, cd = (int64_t)d->cooldown_ms * 1000000;
+        int64_t since = casca_mono_ns() - last, cd = (int64_t)d->cooldown_ms * 1000000;
         if (last && since < cd) {
             char at[32];
-            format_utc(wall_ns() + (cd - since), at, sizeof(at));
+            int64_t next_ns = casca_wall_ns() + (cd - since);
+            casca_rfc3339_format(at, sizeof(at), next_ns / 1000000000, 0);
             snprintf(msg, len,
                      "setting '%s' was changed %.1f s ago and its cooldown is %.1f s: the next "
                      "change is allowed in %.1f s (at %s)",
@@ -2063,12 +2036,11 @@ static void audit(struct ctl *ctl, const char *caller, const char *id, const str
 {
     if (!ctl->audit)
         return;
-    int64_t now = wall_ns();
+    int64_t now = casca_wall_ns();
     Casca__V1__AuditEntry e = CASCA__V1__AUDIT_ENTRY__INIT;
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     Casca__V1__Value ov, nvv;
-    ts.seconds = now / 1000000000;
-    ts.nanos = (int32_t)(now % 1000000000);
+    casca_timestamp_parts(now, &ts.seconds, &ts.nanos);
     char idbuf[MAX_ID_LEN * 2 + 1];
     snprintf(idbuf, sizeof(idbuf), "%s", id); /* an unknown id from a caller, kept short */
     e.time = &ts;
@@ -2156,7 +2128,7 @@ static int apply(const struct entry *e, const struct ctl_value *nv, const struct
         for (size_t u = t; u-- > 0 && old->kind != CTL_NONE;) {
             struct ctl_value back;
             if (to_service(d, u, old, &back) == CASCA_OK &&
-                write_target(e, u, &back, mono_ns() + 2000000000LL) == CASCA_OK)
+                write_target(e, u, &back, casca_mono_ns() + 2000000000LL) == CASCA_OK)
                 log_warn("ctl", "setting %s: target %s put back after a failed change", d->id,
                          d->targets[u].name);
             ctl_value_clear(&back);
@@ -2169,14 +2141,11 @@ static int apply(const struct entry *e, const struct ctl_value *nv, const struct
 static int lock_until(pthread_mutex_t *m, int64_t deadline_ns)
 {
     int64_t left = deadline_ns == INT64_MAX ? (int64_t)DEFAULT_TIMEOUT_MS * 1000000
-                                            : deadline_ns - mono_ns();
+                                            : deadline_ns - casca_mono_ns();
     if (left <= 0)
         return pthread_mutex_trylock(m);
-    struct timespec abs;
-    clock_gettime(CLOCK_REALTIME, &abs);
-    int64_t ns = abs.tv_nsec + left % 1000000000;
-    abs.tv_sec += left / 1000000000 + ns / 1000000000;
-    abs.tv_nsec = ns % 1000000000;
+    /* pthread_mutex_timedlock waits on CLOCK_REALTIME */
+    struct timespec abs = casca_timespec_of(casca_wall_ns() + left);
     return pthread_mutex_timedlock(m, &abs);
 }
 
@@ -2228,7 +2197,7 @@ int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *
      * one casca saw (for the audit's old value) */
     pthread_mutex_lock(&e->st->lock);
     bool fresh = e->st->read_mono_ns && e->st->last.value.kind != CTL_NONE &&
-                 mono_ns() - e->st->read_mono_ns <= (int64_t)d->max_age_ms * 1000000;
+                 casca_mono_ns() - e->st->read_mono_ns <= (int64_t)d->max_age_ms * 1000000;
     ctl_value_copy(&old, &e->st->last.value);
     pthread_mutex_unlock(&e->st->lock);
     if ((d->max_step > 0 || old.kind == CTL_NONE) && !fresh) {
@@ -2270,7 +2239,7 @@ done:
         pthread_mutex_unlock(&e->st->set_lock);
     audit(ctl, caller, d->id, &old, nv.kind != CTL_NONE ? &nv : req->value, outcome, msg);
     if (rc == CASCA_OK && out->updated_ns == 0) { /* dry run / shadow: the validated value */
-        out->updated_ns = wall_ns();
+        out->updated_ns = casca_wall_ns();
         snprintf(out->changed_by, sizeof(out->changed_by), "%s", caller);
     }
     ctl_value_clear(&nv);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "ctl.h"
 
 #define MAX_OUTPUT (64u << 10)
@@ -100,9 +101,7 @@ fail:
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return casca_mono_ns() / CASCA_NS_PER_MS;
 }
 
 static void drain(int fd, char **buf, size_t *len, bool *open_)

@@ -19,6 +19,7 @@
 
 #include "casca_err.h"
 #include "ctl.h"
+#include "http.h"
 
 #define MAX_BODY (8u << 20)
 #define POOL_KEEP 8 /* idle handles kept per instance */
@@ -39,18 +40,6 @@ struct hj {
     CURL *idle[POOL_KEEP];
     size_t nidle;
 };
-
-struct buf {
-    char *p;
-    size_t len;
-    bool overflow;
-};
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void *hj_parse(struct ctl_parse *p, const struct yd_node *body)
 {
@@ -139,7 +128,8 @@ static void hj_free_conf(void *conf)
 
 static int hj_open(const void *conf, void **inst)
 {
-    pthread_once(&curl_once, curl_init_once);
+    if (casca_http_init() != CASCA_OK)
+        return CASCA_ERR_INTERNAL;
     const struct hj_conf *c = conf;
     struct hj *h = calloc(1, sizeof(*h));
     if (!h)
@@ -186,29 +176,13 @@ static void give_handle(struct hj *h, CURL *c)
         curl_easy_cleanup(c);
 }
 
-static size_t on_data(char *data, size_t size, size_t n, void *arg)
-{
-    struct buf *b = arg;
-    size_t len = size * n;
-    if (b->len + len > MAX_BODY) {
-        b->overflow = true;
-        return 0;
-    }
-    char *grown = realloc(b->p, b->len + len + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + b->len, data, len);
-    b->p = grown;
-    b->len += len;
-    b->p[b->len] = 0;
-    return len;
-}
-
-/* One request: method NULL = GET. On success resp holds the body (caller frees resp->p). */
+/* One request: method NULL = GET. On success resp holds the body (caller frees resp->p).
+ * io->detail names the URL: it goes to the daemon's log, never to a caller. */
 static int request(struct hj *h, const char *method, const char *url, const char *body,
-                   struct buf *resp, struct ctl_io *io)
+                   struct casca_http_body *resp, struct ctl_io *io)
 {
     const struct hj_conf *c = h->conf;
+    *resp = (struct casca_http_body){.max = MAX_BODY};
     int64_t left = ctl_io_left_ms(io);
     if (left <= 0)
         return ctl_io_fail(io, CASCA_ERR_TIMEOUT, "deadline passed before %s %s",
@@ -217,42 +191,22 @@ static int request(struct hj *h, const char *method, const char *url, const char
     CURL *e = take_handle(h);
     if (!e)
         return ctl_io_fail(io, CASCA_ERR_NOMEM, "curl_easy_init failed");
-    memset(resp, 0, sizeof(*resp));
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
     if (c->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
-    if (method) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") ? method : NULL);
-    } else {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    }
-    CURLcode cc = curl_easy_perform(e);
+    struct casca_http_request req = {.method = method,
+                                     .url = url,
+                                     .body = body,
+                                     .body_len = body ? strlen(body) : 0,
+                                     .headers = h->headers,
+                                     .timeout_ms = timeout};
     long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    char why[160];
+    int rc = casca_http_request(e, &req, resp, &status, why, sizeof(why));
     give_handle(h, e);
-    int rc = CASCA_OK;
-    if (cc == CURLE_OPERATION_TIMEDOUT)
-        rc = ctl_io_fail(io, CASCA_ERR_TIMEOUT, "%s %s: no answer within %ld ms",
-                         method ? method : "GET", url, timeout);
-    else if (resp->overflow)
-        rc = ctl_io_fail(io, CASCA_ERR_UNAVAILABLE, "%s %s: answer larger than %u bytes",
-                         method ? method : "GET", url, MAX_BODY);
-    else if (cc != CURLE_OK)
-        rc = ctl_io_fail(io, CASCA_ERR_UNAVAILABLE, "%s %s: %s", method ? method : "GET", url,
-                         curl_easy_strerror(cc));
+    if (rc != CASCA_OK)
+        rc = ctl_io_fail(io, rc, "%s %s: %s", method ? method : "GET", url, why);
     else if (status < 200 || status > 299)
         rc = ctl_io_fail(io, CASCA_ERR_UNAVAILABLE, "%s %s: HTTP %ld: %.160s",
                          method ? method : "GET", url, status, resp->p ? resp->p : "");
@@ -305,7 +259,7 @@ json_t *ctl_json_follow(json_t *root, const char *ptr, json_t **parent, char **k
 
 static int fetch(struct hj *h, json_t **doc, struct ctl_io *io)
 {
-    struct buf b;
+    struct casca_http_body b;
     int rc = request(h, NULL, h->conf->url, NULL, &b, io);
     if (rc != CASCA_OK)
         return rc;
@@ -423,7 +377,7 @@ static int hj_set(void *inst, const struct ctl_value *v, struct ctl_io *io)
     }
     if (!body)
         return ctl_io_fail(io, CASCA_ERR_NOMEM, "cannot build the request body");
-    struct buf resp;
+    struct casca_http_body resp;
     rc = request(h, c->write_method, c->write_url, body, &resp, io);
     free(body);
     if (rc == CASCA_OK)

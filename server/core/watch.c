@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "casca_err.h"
+#include "clock.h"
 
 #define FULL_RETRY_NS (20 * 1000000LL) /* a watch whose send queue was full retries this often */
 #define NEVER INT64_MAX
@@ -40,13 +41,6 @@ struct watch_hub {
     bool stopping;
     pthread_t flusher;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---- slots ---- */
 
@@ -129,7 +123,7 @@ static void *flusher_main(void *arg)
     struct watch_hub *h = arg;
     pthread_mutex_lock(&h->lock);
     while (!h->stopping) {
-        int64_t now = mono_ns(), due = NEVER;
+        int64_t now = casca_mono_ns(), due = NEVER;
         for (struct watch *w = h->head; w; w = w->next)
             if (w->ready) {
                 int64_t d = flush_locked(w, now);
@@ -139,8 +133,7 @@ static void *flusher_main(void *arg)
             pthread_cond_wait(&h->wake, &h->lock);
             continue;
         }
-        struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
-        pthread_cond_timedwait(&h->wake, &h->lock, &ts);
+        casca_cond_wait_until(&h->wake, &h->lock, due);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -155,11 +148,7 @@ struct watch_hub *watch_hub_create(const struct watch_ops *ops, void *arg)
     h->ops = ops;
     h->arg = arg;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    casca_cond_init_mono(&h->wake);
     if (pthread_create(&h->flusher, NULL, flusher_main, h) != 0) {
         pthread_cond_destroy(&h->wake);
         pthread_mutex_destroy(&h->lock);
@@ -251,7 +240,7 @@ void watch_start(struct watch *w)
     pthread_mutex_lock(&h->lock);
     if (!w->dead) {
         w->ready = true;
-        if (flush_locked(w, mono_ns()) != NEVER) pthread_cond_signal(&h->wake);
+        if (flush_locked(w, casca_mono_ns()) != NEVER) pthread_cond_signal(&h->wake);
     }
     unref_locked(w);
     pthread_mutex_unlock(&h->lock);
@@ -259,7 +248,7 @@ void watch_start(struct watch *w)
 
 void watch_publish(struct watch_hub *h, const char *id, bool create, watch_fill_fn fill, void *arg)
 {
-    int64_t now = mono_ns();
+    int64_t now = casca_mono_ns();
     bool wake = false;
     pthread_mutex_lock(&h->lock);
     for (struct watch *w = h->head; w; w = w->next) {

@@ -11,7 +11,9 @@
 #include <curl/curl.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "hooks.h"
+#include "http.h"
 #include "log.h"
 #include "warnlimit.h"
 
@@ -24,17 +26,8 @@ struct influx_conn {
     size_t len, cap;
     size_t points, messages;
     int64_t oldest_ns; /* monotonic time of the first buffered point */
-    char reply[512];
-    size_t reply_len;
     struct warn_limit warn;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static bool reserve(struct influx_conn *c, size_t more)
 {
@@ -68,26 +61,13 @@ static bool put_char(struct influx_conn *c, char ch)
     return true;
 }
 
-static size_t on_reply(char *data, size_t size, size_t n, void *arg)
-{
-    struct influx_conn *c = arg;
-    size_t take = size * n;
-    if (take > sizeof(c->reply) - 1 - c->reply_len) take = sizeof(c->reply) - 1 - c->reply_len;
-    memcpy(c->reply + c->reply_len, data, take);
-    c->reply_len += take;
-    c->reply[c->reply_len] = 0;
-    return size * n;
-}
-
 static int influx_open(const struct hook_config *h, const struct hook_env *env,
                        struct hook_counters *ctr, void **state, char *err, size_t errlen)
 {
     (void)env;
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted; paired in influx_close */
-    struct influx_conn *c = calloc(1, sizeof(*c));
+    struct influx_conn *c = casca_http_init() == CASCA_OK ? calloc(1, sizeof(*c)) : NULL;
     if (!c || !(c->curl = curl_easy_init())) {
         free(c);
-        curl_global_cleanup();
         snprintf(err, errlen, "hook %s: cannot set up libcurl", h->name);
         return CASCA_ERR_NOMEM;
     }
@@ -100,15 +80,9 @@ static int influx_open(const struct hook_config *h, const struct hook_env *env,
     if (!c->write_url) {
         curl_easy_cleanup(c->curl);
         free(c);
-        curl_global_cleanup();
+        snprintf(err, errlen, "hook %s: out of memory", h->name);
         return CASCA_ERR_NOMEM;
     }
-    curl_easy_setopt(c->curl, CURLOPT_URL, c->write_url);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)h->influx.timeout_ms);
-    curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)h->influx.timeout_ms);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_reply);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
     if (h->influx.username) {
         curl_easy_setopt(c->curl, CURLOPT_USERNAME, h->influx.username);
         curl_easy_setopt(c->curl, CURLOPT_PASSWORD, h->influx.password ? h->influx.password : "");
@@ -120,28 +94,31 @@ static int influx_open(const struct hook_config *h, const struct hook_env *env,
 static void post(struct influx_conn *c)
 {
     uint64_t left_out = 0;
-    c->reply_len = 0;
-    c->reply[0] = 0;
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, c->buf);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)c->len);
-    CURLcode cc = curl_easy_perform(c->curl);
+    struct casca_http_request req = {.method = "POST",
+                                     .url = c->write_url,
+                                     .body = c->buf,
+                                     .body_len = c->len,
+                                     .timeout_ms = (long)c->h->influx.timeout_ms};
+    struct casca_http_body reply = {.max = 511, .truncate = true}; /* enough for a log line */
     long status = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (cc == CURLE_OK && status / 100 == 2) {
+    char why[160];
+    int rc = casca_http_request(c->curl, &req, &reply, &status, why, sizeof(why));
+    if (rc == CASCA_OK && status / 100 == 2) {
         atomic_fetch_add(&c->ctr->stored, c->points);
     } else {
         atomic_fetch_add(&c->ctr->errors, c->messages);
         if (warn_limit_allow(&c->warn, &left_out)) {
-            if (cc != CURLE_OK)
+            if (rc != CASCA_OK)
                 log_warn("hooks", "hook %s: cannot reach InfluxDB at %s: %s; %zu points lost%s",
-                         c->h->name, c->h->influx.url, curl_easy_strerror(cc), c->points,
+                         c->h->name, c->h->influx.url, why, c->points,
                          left_out ? " (more suppressed)" : "");
             else
                 log_warn("hooks", "hook %s: InfluxDB at %s refused %zu points: HTTP %ld %s%s",
-                         c->h->name, c->h->influx.url, c->points, status, c->reply,
-                         left_out ? " (more suppressed)" : "");
+                         c->h->name, c->h->influx.url, c->points, status,
+                         reply.p ? reply.p : "", left_out ? " (more suppressed)" : "");
         }
     }
+    free(reply.p);
     c->len = c->points = c->messages = 0;
 }
 
@@ -149,7 +126,7 @@ static uint64_t influx_flush(void *state, bool force)
 {
     struct influx_conn *c = state;
     if (!c->points) return UINT64_MAX;
-    int64_t age_ms = (mono_ns() - c->oldest_ns) / 1000000;
+    int64_t age_ms = (casca_mono_ns() - c->oldest_ns) / 1000000;
     if (!force && c->points < c->h->influx.batch_points && age_ms < (int64_t)c->h->influx.flush_ms)
         return c->h->influx.flush_ms - (uint64_t)age_ms;
     post(c);
@@ -161,7 +138,7 @@ static int influx_write(void *state, const struct tsdb_point *pts, size_t n, cha
 {
     struct influx_conn *c = state;
     size_t mark = c->len;
-    if (!c->points) c->oldest_ns = mono_ns();
+    if (!c->points) c->oldest_ns = casca_mono_ns();
     for (size_t i = 0; i < n; i++) {
         const struct tsdb_point *p = &pts[i];
         if (!put_escaped(c, p->series, ", ")) goto nomem;
@@ -193,7 +170,6 @@ static void influx_close(void *state)
     free(c->write_url);
     free(c->buf);
     free(c);
-    curl_global_cleanup();
 }
 
 const struct hook_connector_ops hook_connector_influxdb = {

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "hooks.h"
 
 struct lmdb_conn {
@@ -73,9 +74,7 @@ static int lmdb_write(void *state, const struct tsdb_point *pts, size_t n, char 
     if (!good) return CASCA_ERR_NOMEM;
     size_t ngood = 0;
     bool told = false;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t now = casca_wall_ns();
     for (size_t i = 0; i < n; i++) {
         char one[200];
         if (tsdb_check_point(c->db, &pts[i], now, one, sizeof(one)) == CASCA_OK)

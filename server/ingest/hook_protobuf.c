@@ -9,6 +9,7 @@
 #include "casca/v1/telemetry.pb-c.h"
 #include "casca_err.h"
 #include "hooks.h"
+#include "timeconv.h"
 
 #define MAX_SECONDS 9200000000ll /* keeps seconds * 1e9 inside int64 */
 
@@ -74,7 +75,7 @@ int hook_protobuf_interpret(const struct hook_config *h, const char *topic, cons
             rc = CASCA_ERR_INVALID;
             continue;
         }
-        if (p->time) t = p->time->seconds * 1000000000 + p->time->nanos;
+        if (p->time) t = casca_ns_of(p->time->seconds, p->time->nanos);
         struct tsdb_point *pt = hook_batch_add(out);
         if (!pt) return CASCA_ERR_NOMEM;
         if (point_tags(h, topic, p, out, pt) != CASCA_OK) {

@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "casca/v1/admin.pb-c.h"
 #include "casca_err.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "tz.h"
@@ -788,13 +789,6 @@ struct hooks {
     size_t nhooks;
 };
 
-static int64_t now_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Takes the message into the queue, or drops and counts it. Never blocks. */
 static void take(struct hook *h, nng_msg *m)
 {
@@ -814,7 +808,7 @@ static void take(struct hook *h, nng_msg *m)
         bool full = h->count == h->cfg->queue || h->bytes + len > h->cfg->queue_bytes;
         if (!full) {
             h->ring[(h->head + h->count++) % h->cfg->queue] =
-                (struct queued){m, now_ns(CLOCK_REALTIME)};
+                (struct queued){m, casca_wall_ns()};
             h->bytes += len;
             pthread_cond_signal(&h->cond);
         }
@@ -903,13 +897,8 @@ static void *hook_thread(void *arg)
             if (next_flush_ms == UINT64_MAX) {
                 pthread_cond_wait(&h->cond, &h->lock);
             } else {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                int64_t at =
-                    (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)next_flush_ms * 1000000;
-                ts.tv_sec = at / 1000000000;
-                ts.tv_nsec = at % 1000000000;
-                if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) == ETIMEDOUT) {
+                int64_t at = casca_mono_ns() + (int64_t)next_flush_ms * CASCA_NS_PER_MS;
+                if (casca_cond_wait_until(&h->cond, &h->lock, at) == ETIMEDOUT) {
                     pthread_mutex_unlock(&h->lock);
                     next_flush_ms = ops->flush(h->conn, false);
                     pthread_mutex_lock(&h->lock);
@@ -917,8 +906,8 @@ static void *hook_thread(void *arg)
             }
         }
         if (h->stop && !drain_deadline)
-            drain_deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)HOOK_DRAIN_MS * 1000000;
-        if (!h->count || (h->stop && now_ns(CLOCK_MONOTONIC) > drain_deadline)) break;
+            drain_deadline = casca_mono_ns() + (int64_t)HOOK_DRAIN_MS * 1000000;
+        if (!h->count || (h->stop && casca_mono_ns() > drain_deadline)) break;
         struct queued q = h->ring[h->head];
         h->head = (h->head + 1) % h->cfg->queue;
         h->count--;
@@ -980,7 +969,7 @@ static int hook_start(const struct hook_config *cfg, struct bus *local, const ch
     if (!h) return CASCA_ERR_NOMEM;
     h->cfg = cfg;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
+    casca_cond_init_mono(&h->cond);
     for (size_t i = 0; i < sizeof(interpreters) / sizeof(interpreters[0]); i++)
         if (interpreters[i].format == cfg->format) h->interpret = interpreters[i].interpret;
     h->ctr = calloc(1, sizeof(*h->ctr));

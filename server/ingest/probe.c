@@ -11,7 +11,9 @@
 #include <curl/curl.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "warnlimit.h"
 #include "yamldoc.h"
@@ -178,20 +180,6 @@ struct probes {
     size_t n;
 };
 
-static size_t discard(char *data, size_t size, size_t n, void *arg)
-{
-    (void)data;
-    (void)arg;
-    return size * n;
-}
-
-static int64_t clock_ns(clockid_t c)
-{
-    struct timespec ts;
-    clock_gettime(c, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
     struct probe *p = arg;
@@ -205,18 +193,20 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_of
 static void probe_once(struct probe *p, CURL *curl)
 {
     const struct probe_config *c = p->cfg;
-    int64_t start_wall = clock_ns(CLOCK_REALTIME), start = clock_ns(CLOCK_MONOTONIC);
-    CURLcode cc = curl_easy_perform(curl);
-    double ms = (double)(clock_ns(CLOCK_MONOTONIC) - start) / 1e6;
+    struct casca_http_request req = {.method = c->method, .url = c->url,
+                                     .timeout_ms = (long)c->timeout_ms};
     long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    bool ok = cc == CURLE_OK &&
+    char why[160];
+    int64_t start_wall = casca_wall_ns(), start = casca_mono_ns();
+    int rc = casca_http_request(curl, &req, NULL, &status, why, sizeof(why));
+    double ms = (double)(casca_mono_ns() - start) / 1e6;
+    bool ok = rc == CASCA_OK &&
               (c->expect_status ? status == c->expect_status : status >= 200 && status < 400);
     uint64_t left_out = 0;
     if (!ok && warn_limit_allow(&p->warn, &left_out)) {
-        if (cc != CURLE_OK)
+        if (rc != CASCA_OK)
             log_warn("probe", "probe %s: %s %s failed after %.1f ms: %s", c->name, c->method,
-                     c->url, ms, curl_easy_strerror(cc));
+                     c->url, ms, why);
         else
             log_warn("probe", "probe %s: %s %s answered HTTP %ld (expected %s)", c->name, c->method,
                      c->url, status, c->expect_status ? "that status" : "2xx or 3xx");
@@ -237,31 +227,23 @@ static void *probe_thread(void *arg)
         log_warn("probe", "probe %s: cannot set up libcurl: not probing", c->name);
         return NULL;
     }
-    curl_easy_setopt(curl, CURLOPT_URL, c->url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, p);
     curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L); /* each probe measures a fresh connection */
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "casca-probe/" CASCA_VERSION);
-    if (!strcmp(c->method, "HEAD")) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-    int64_t next = clock_ns(CLOCK_MONOTONIC), period = (int64_t)c->period_ms * 1000000;
+    int64_t next = casca_mono_ns(), period = (int64_t)c->period_ms * 1000000;
     pthread_mutex_lock(&p->lock);
     while (!p->stop) {
-        int64_t now = clock_ns(CLOCK_MONOTONIC);
+        int64_t now = casca_mono_ns();
         if (now < next) {
-            /* the condvar runs on CLOCK_REALTIME: wait for the remaining interval from now */
-            int64_t at = clock_ns(CLOCK_REALTIME) + (next - now);
-            struct timespec ts = {at / 1000000000, at % 1000000000};
-            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+            casca_cond_wait_until(&p->cond, &p->lock, next);
             continue;
         }
         pthread_mutex_unlock(&p->lock);
         probe_once(p, curl);
         next += period;
-        now = clock_ns(CLOCK_MONOTONIC);
+        now = casca_mono_ns();
         if (next < now) /* a slow request: skip the missed slots, keep the phase */
             next += ((now - next) / period + 1) * period;
         pthread_mutex_lock(&p->lock);
@@ -290,14 +272,19 @@ int probes_create(const struct probes_section *sec, probe_sink_fn sink, void *si
         return CASCA_ERR_NOMEM;
     }
     ps->sec = sec;
-    if (sec && sec->n) curl_global_init(CURL_GLOBAL_DEFAULT); /* paired in probes_destroy */
+    if (sec && sec->n && casca_http_init() != CASCA_OK) {
+        free(ps->p);
+        free(ps);
+        snprintf(err, errlen, "cannot start libcurl for the probes");
+        return CASCA_ERR_INTERNAL;
+    }
     for (size_t i = 0; sec && i < sec->n; i++) {
         struct probe *p = &ps->p[i];
         p->cfg = &sec->probes[i];
         p->sink = sink;
         p->sink_arg = sink_arg;
         pthread_mutex_init(&p->lock, NULL);
-        pthread_cond_init(&p->cond, NULL);
+        casca_cond_init_mono(&p->cond);
         if (pthread_create(&p->thread, NULL, probe_thread, p)) {
             pthread_mutex_destroy(&p->lock);
             pthread_cond_destroy(&p->cond);
@@ -328,7 +315,6 @@ void probes_destroy(struct probes *ps)
         pthread_mutex_destroy(&ps->p[i].lock);
         pthread_cond_destroy(&ps->p[i].cond);
     }
-    if (ps->sec && ps->sec->n) curl_global_cleanup();
     free(ps->p);
     free(ps);
 }

@@ -11,7 +11,9 @@
 #include <time.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "log.h"
+#include "timeconv.h"
 
 #define MAX_ERRORS 10                      /* rejection reasons in one PublishResponse */
 #define MAX_TS_SECONDS INT64_C(9223372035) /* the last second whose ns fit in an int64 */
@@ -160,21 +162,12 @@ void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejecte
     *rejected = atomic_load(&t->rejected);
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A Timestamp as ns since the epoch; NULL when it cannot be one (why says so). */
 static const char *ts_ns(const Google__Protobuf__Timestamp *t, int64_t *out)
 {
     if (t->seconds < 0 || t->seconds > MAX_TS_SECONDS || t->nanos < 0 || t->nanos > 999999999)
         return "the time is outside 1970..2262 or its nanos outside [0, 999999999]";
-    int64_t ns = t->seconds * 1000000000;
-    if (ns > INT64_MAX - t->nanos) return "the time is after 2262";
-    *out = ns + t->nanos;
+    if (!casca_ns_of_checked(t->seconds, t->nanos, out)) return "the time is after 2262";
     return NULL;
 }
 
@@ -182,17 +175,14 @@ static const char *duration_ns(const Google__Protobuf__Duration *d, int64_t *out
 {
     if (d->seconds < 0 || d->nanos < 0 || d->nanos > 999999999 || d->seconds > MAX_TS_SECONDS)
         return "the step must be a positive duration (or unset for one sample)";
-    int64_t ns = d->seconds * 1000000000;
-    if (ns > INT64_MAX - d->nanos) return "the step is too long";
-    *out = ns + d->nanos;
+    if (!casca_ns_of_checked(d->seconds, d->nanos, out)) return "the step is too long";
     return NULL;
 }
 
 static void ns_ts(int64_t ns, Google__Protobuf__Timestamp *t)
 {
     google__protobuf__timestamp__init(t);
-    t->seconds = ns / 1000000000;
-    t->nanos = (int32_t)(ns % 1000000000);
+    casca_timestamp_parts(ns, &t->seconds, &t->nanos);
 }
 
 /* What a Publish or a whole PublishStream tells its caller. */
@@ -330,7 +320,7 @@ static void publish(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     }
     struct publish *p = calloc(1, sizeof(*p));
     struct batch b = {0};
-    if (!p || convert(t->db, req, now_ns(), 0, &b, &p->r)) {
+    if (!p || convert(t->db, req, casca_wall_ns(), 0, &b, &p->r)) {
         if (p) report_free(&p->r);
         free(p);
         batch_free(&b);
@@ -450,7 +440,7 @@ static void publish_stream(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
                       "(tsdb.max_publish_points): split the message",
                       (long long)first, (long long)(s->seen - 1), req->n_points,
                       (unsigned long long)max);
-    } else if (convert(t->db, req, now_ns(), first, &b, &local)) {
+    } else if (convert(t->db, req, casca_wall_ns(), first, &b, &local)) {
         report_reject(&local, req->n_points, "points %lld to %lld: out of memory", (long long)first,
                       (long long)(s->seen - 1));
     } else if (b.n) {
@@ -688,7 +678,7 @@ static void query(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     Casca__V1__QueryResponse resp;
     struct telemetry_arena *arena;
     char why[300];
-    int rc = telemetry_query(t->db, (const Casca__V1__QueryRequest *)msg, now_ns(), max, &resp,
+    int rc = telemetry_query(t->db, (const Casca__V1__QueryRequest *)msg, casca_wall_ns(), max, &resp,
                              &arena, why, sizeof why);
     if (rc)
         rpc_finish(ctx, rc, "%s", why);

@@ -8,6 +8,7 @@
 #include "casca_err.h"
 #include "log.h"
 #include "slo_engine.h"
+#include "timeconv.h"
 #include "watch.h"
 
 
@@ -77,8 +78,7 @@ struct slo_parts {
 static void duration_of(int64_t ns, Google__Protobuf__Duration *d)
 {
     google__protobuf__duration__init(d);
-    d->seconds = ns / 1000000000;
-    d->nanos = (int32_t)(ns % 1000000000);
+    casca_duration_parts(ns, &d->seconds, &d->nanos);
 }
 
 /* Fills parts from p (borrowing its strings). With removed, only the id. */
@@ -154,8 +154,7 @@ static void status_msg(const struct pub *p, const struct slo_status *st, bool re
     parts->s.fulfilled = st->fulfilled;
     parts->s.sample_count = (int64_t)st->count;
     google__protobuf__timestamp__init(&parts->at);
-    parts->at.seconds = st->evaluated_ns / 1000000000;
-    parts->at.nanos = (int32_t)(st->evaluated_ns % 1000000000);
+    casca_timestamp_parts(st->evaluated_ns, &parts->at.seconds, &parts->at.nanos);
     parts->s.evaluated_at = &parts->at;
     parts->s.compliance = st->compliance_covered_ns ? st->compliance : 0;
     duration_of(st->compliance_covered_ns, &parts->covered);
@@ -282,8 +281,7 @@ static int add_sample(void *arg, const struct slo_status *st)
     Casca__V1__SloSample *s = &h->samples[h->n];
     casca__v1__slo_sample__init(s);
     google__protobuf__timestamp__init(&h->times[h->n]);
-    h->times[h->n].seconds = st->evaluated_ns / 1000000000;
-    h->times[h->n].nanos = (int32_t)(st->evaluated_ns % 1000000000);
+    casca_timestamp_parts(st->evaluated_ns, &h->times[h->n].seconds, &h->times[h->n].nanos);
     s->has_value = st->has_value;
     s->value = st->has_value ? st->value : 0;
     s->fulfilled = st->fulfilled;
@@ -294,7 +292,7 @@ static int add_sample(void *arg, const struct slo_status *st)
 
 static int64_t ts_ns(const Google__Protobuf__Timestamp *t)
 {
-    return t->seconds * 1000000000 + t->nanos;
+    return casca_ns_of(t->seconds, t->nanos);
 }
 
 static void get_slo_history(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
@@ -334,7 +332,7 @@ static void get_slo_history(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
             slo_view_put(v);
             return;
         }
-        step = req->step->seconds * 1000000000 + req->step->nanos;
+        step = casca_ns_of(req->step->seconds, req->step->nanos);
     }
     int64_t end = req->end ? ts_ns(req->end) : slo_engine_now(s->engine);
     struct history h = {0};
@@ -454,7 +452,7 @@ static void watch_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         for (size_t i = 0; i < n; i++)
             ids[i] = req->n_ids ? req->ids[i] : slo_view_def(v, i)->id;
         w = watch_open(s->watches, ctx, ids, n, req->n_ids == 0,
-                       mi ? mi->seconds * 1000000000 + mi->nanos : 0);
+                       mi ? casca_ns_of(mi->seconds, mi->nanos) : 0);
     }
     if (!w) {
         free(ids);
