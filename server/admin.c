@@ -21,7 +21,6 @@
 
 struct admin {
     struct daemon *d;
-    struct rpc_method methods[5];
 };
 
 static int64_t ts_to_ns(const Google__Protobuf__Timestamp *t, int64_t if_unset)
@@ -201,30 +200,30 @@ static void export_trajectory(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     agent_export_trajectory(a->d->agent, ctx, msg);
 }
 
+/* Operators only; Reload and ExportTrajectory read the disk: the worker pool. */
+#define OP RPC_ROLE_OPERATOR
+static const struct rpc_method_def admin_methods[] = {
+    RPC_METHOD("Reload", casca__v1__reload_request, casca__v1__reload_response, RPC_UNARY, OP,
+               RPC_BLOCKING, reload),
+    RPC_METHOD("GetStatus", casca__v1__get_status_request, casca__v1__get_status_response,
+               RPC_UNARY, OP, 0, get_status),
+    RPC_METHOD("GetAuditLog", casca__v1__get_audit_log_request, casca__v1__get_audit_log_response,
+               RPC_UNARY, OP, 0, get_audit_log),
+    RPC_METHOD("ListAgentSessions", casca__v1__list_agent_sessions_request,
+               casca__v1__list_agent_sessions_response, RPC_UNARY, OP, 0, list_agent_sessions),
+    RPC_METHOD("ExportTrajectory", casca__v1__export_trajectory_request,
+               casca__v1__trajectory_step, RPC_SERVER_STREAM, OP, RPC_BLOCKING, export_trajectory),
+};
+#undef OP
+
 struct admin *admin_create(struct rpc_server *srv, struct daemon *d)
 {
     struct admin *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->d = d;
-#define M(name, req, resp, kind, flags, fn, pend)                                                 \
-    (struct rpc_method)                                                                        \
-    {                                                                                          \
-        "/casca.v1.AdminService/" name, &casca__v1__##req##__descriptor,                       \
-            &casca__v1__##resp##__descriptor, kind, RPC_ROLE_OPERATOR, flags, fn, a, pend      \
-    }
-    a->methods[0] = M("Reload", reload_request, reload_response, RPC_UNARY, RPC_BLOCKING, reload,
-                      NULL);
-    a->methods[1] = M("GetStatus", get_status_request, get_status_response, RPC_UNARY, 0,
-                      get_status, NULL);
-    a->methods[2] = M("GetAuditLog", get_audit_log_request, get_audit_log_response, RPC_UNARY, 0,
-                      get_audit_log, NULL);
-    a->methods[3] = M("ListAgentSessions", list_agent_sessions_request,
-                      list_agent_sessions_response, RPC_UNARY, 0, list_agent_sessions, NULL);
-    a->methods[4] = M("ExportTrajectory", export_trajectory_request, trajectory_step,
-                      RPC_SERVER_STREAM, RPC_BLOCKING, export_trajectory, NULL);
-#undef M
-    if (rpc_server_add_methods(srv, a->methods, 5) != CASCA_OK) {
+    if (rpc_server_add_service(srv, &casca__v1__admin_service__descriptor, NULL, admin_methods,
+                               RPC_NMETHODS(admin_methods), a) != CASCA_OK) {
         free(a);
         return NULL;
     }

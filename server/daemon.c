@@ -155,6 +155,8 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
          * with none configured at start the server is loopback-only and every caller an operator */
         .auth = auth_enabled(c) ? auth_check : NULL,
         .auth_arg = d->live,
+        .descriptor_set = casca_descriptor_set,
+        .descriptor_set_size = casca_descriptor_set_size,
     };
     d->rpc = rpc_server_create(&opts);
     if (!d->rpc || !(d->health = health_create(d->rpc)) ||

@@ -96,7 +96,6 @@ struct agent {
     struct agent_leases *leases;
     atomic_uint counter;
     atomic_ulong record_failures;
-    struct rpc_method methods[1];
 };
 
 /* ---- small helpers ---- */
@@ -1177,6 +1176,12 @@ void agent_export_trajectory(struct agent *a, struct rpc_ctx *ctx, const Protobu
 
 /* ---- lifecycle ---- */
 
+/* A session's handler waits for the service (actions): the worker pool. */
+static const struct rpc_method_def agent_methods[] = {
+    RPC_METHOD("Session", casca__v1__agent_message, casca__v1__control_message, RPC_BIDI,
+               RPC_ROLE_AGENT | RPC_ROLE_OPERATOR, RPC_BLOCKING, session),
+};
+
 struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_service *slo,
                            struct carbon *carbon, struct config_live *live, struct store *store)
 {
@@ -1189,15 +1194,6 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     a->store = store;
     pthread_mutex_init(&a->lock, NULL);
     casca_cond_init_mono(&a->wake);
-    a->methods[0] = (struct rpc_method){"/casca.v1.AgentService/Session",
-                                        &casca__v1__agent_message__descriptor,
-                                        &casca__v1__control_message__descriptor,
-                                        RPC_BIDI,
-                                        RPC_ROLE_AGENT | RPC_ROLE_OPERATOR,
-                                        RPC_BLOCKING,
-                                        session,
-                                        a,
-                                        NULL};
     if (!(a->leases = agent_leases_create()) ||
         kv_open(store, "agent_sessions", &a->sessions_db) != CASCA_OK ||
         kv_open(store, "agent_steps", &a->steps_db) != CASCA_OK) {
@@ -1210,7 +1206,8 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
         return NULL;
     }
     a->timer_started = true;
-    if (rpc_server_add_methods(srv, a->methods, 1) != CASCA_OK) {
+    if (rpc_server_add_service(srv, &casca__v1__agent_service__descriptor, NULL, agent_methods,
+                               RPC_NMETHODS(agent_methods), a) != CASCA_OK) {
         agent_destroy(a);
         return NULL;
     }

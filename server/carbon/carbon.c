@@ -402,7 +402,6 @@ struct carbon {
     struct carbondb *db;
     char *loaded_dir; /* the bundled_data dir loaded last */
     struct replay_clock clock; /* carbon.replay's */
-    struct rpc_method methods[7];
 };
 
 static struct carbon_conf *conf_of(const struct config *cfg)
@@ -1646,6 +1645,28 @@ out:
 
 /* ---- create / destroy ---- */
 
+/* Viewers, agents, operators. The location methods read LMDB and may ask a live provider over
+ * HTTP: the worker pool. */
+#define R RPC_ROLES_READ
+static const struct rpc_method_def carbon_methods[] = {
+    RPC_METHOD("GetMixIntensity", casca__v1__get_mix_intensity_request, casca__v1__intensity,
+               RPC_UNARY, R, 0, get_mix_intensity),
+    RPC_METHOD("ListSources", casca__v1__list_sources_request, casca__v1__list_sources_response,
+               RPC_UNARY, R, 0, list_sources),
+    RPC_METHOD("GetLocationIntensity", casca__v1__get_location_intensity_request,
+               casca__v1__intensity, RPC_UNARY, R, RPC_BLOCKING, get_location_intensity),
+    RPC_METHOD("GetLocationHistory", casca__v1__get_location_history_request,
+               casca__v1__get_location_history_response, RPC_UNARY, R, RPC_BLOCKING,
+               get_location_history),
+    RPC_METHOD("ListZones", casca__v1__list_zones_request, casca__v1__list_zones_response,
+               RPC_UNARY, R, RPC_BLOCKING, list_zones),
+    RPC_METHOD("ComputeFootprint", casca__v1__compute_footprint_request, casca__v1__footprint,
+               RPC_UNARY, R, RPC_BLOCKING, compute_footprint),
+    RPC_METHOD("GetBestWindow", casca__v1__get_best_window_request,
+               casca__v1__get_best_window_response, RPC_UNARY, R, RPC_BLOCKING, get_best_window),
+};
+#undef R
+
 int carbon_create(struct rpc_server *srv, struct config_live *live, struct store *store,
                   struct carbon **out, char *err, size_t errlen)
 {
@@ -1665,32 +1686,8 @@ int carbon_create(struct rpc_server *srv, struct config_live *live, struct store
     load_bundled(c, conf_of(cfg)->bundled_data);
     replay_time(&c->clock, &conf_of(cfg)->replay, casca_wall_ns()); /* the replay starts now */
     config_unref(cfg);
-#define M(name, req, resp, flags, fn)                                                              \
-    (struct rpc_method){"/casca.v1.CarbonService/" name,                                           \
-                        &casca__v1__##req##__descriptor,                                           \
-                        &casca__v1__##resp##__descriptor,                                          \
-                        RPC_UNARY,                                                                 \
-                        RPC_ROLES_READ,                                                            \
-                        flags,                                                                     \
-                        fn,                                                                        \
-                        c,                                                                         \
-                        NULL}
-    /* the location methods read LMDB and may ask a live provider over HTTP: worker pool */
-    c->methods[0] =
-        M("GetMixIntensity", get_mix_intensity_request, intensity, 0, get_mix_intensity);
-    c->methods[1] = M("ListSources", list_sources_request, list_sources_response, 0, list_sources);
-    c->methods[2] = M("GetLocationIntensity", get_location_intensity_request, intensity,
-                      RPC_BLOCKING, get_location_intensity);
-    c->methods[3] = M("GetLocationHistory", get_location_history_request,
-                      get_location_history_response, RPC_BLOCKING, get_location_history);
-    c->methods[4] =
-        M("ListZones", list_zones_request, list_zones_response, RPC_BLOCKING, list_zones);
-    c->methods[5] = M("ComputeFootprint", compute_footprint_request, footprint, RPC_BLOCKING,
-                      compute_footprint);
-    c->methods[6] = M("GetBestWindow", get_best_window_request, get_best_window_response,
-                      RPC_BLOCKING, get_best_window);
-#undef M
-    if (srv && (rc = rpc_server_add_methods(srv, c->methods, 7)) != CASCA_OK) {
+    if (srv && (rc = rpc_server_add_service(srv, &casca__v1__carbon_service__descriptor, NULL,
+                                            carbon_methods, RPC_NMETHODS(carbon_methods), c))) {
         snprintf(err, errlen, "cannot register CarbonService");
         carbon_destroy(c);
         return rc;

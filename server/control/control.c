@@ -16,7 +16,6 @@
 struct control {
     struct ctl *ctl;
     struct watch_hub *watches;
-    struct rpc_method methods[4];
 };
 
 /* The call's deadline as CLOCK_MONOTONIC ns, a little early so the answer beats the client's
@@ -306,29 +305,28 @@ static void watch_settings(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 /* ---- lifecycle ---- */
 
+/* Reads for viewers, agents and operators; a change for agents and operators. Everything that
+ * may call the service behind a setting runs on the worker pool. */
+static const struct rpc_method_def control_methods[] = {
+    RPC_METHOD("ListSettings", casca__v1__list_settings_request,
+               casca__v1__list_settings_response, RPC_UNARY, RPC_ROLES_READ, 0, list_settings),
+    RPC_METHOD("GetSetting", casca__v1__get_setting_request, casca__v1__setting_value, RPC_UNARY,
+               RPC_ROLES_READ, RPC_BLOCKING, get_setting),
+    RPC_METHOD("SetSetting", casca__v1__set_setting_request, casca__v1__setting_value, RPC_UNARY,
+               RPC_ROLE_AGENT | RPC_ROLE_OPERATOR, RPC_BLOCKING, set_setting),
+    RPC_METHOD("WatchSettings", casca__v1__watch_settings_request, casca__v1__setting_value,
+               RPC_SERVER_STREAM, RPC_ROLES_READ, RPC_BLOCKING, watch_settings),
+};
+
 struct control *control_create(struct rpc_server *srv, struct ctl *ctl)
 {
     struct control *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->ctl = ctl;
-#define M(name, req, resp, kind, roles, flags, fn)                                                \
-    (struct rpc_method)                                                                        \
-    {                                                                                          \
-        "/casca.v1.ServiceControl/" name, &casca__v1__##req##__descriptor,                     \
-            &casca__v1__##resp##__descriptor, kind, roles, flags, fn, c, NULL                  \
-    }
-    c->methods[0] = M("ListSettings", list_settings_request, list_settings_response, RPC_UNARY,
-                      RPC_ROLES_READ, 0, list_settings);
-    c->methods[1] = M("GetSetting", get_setting_request, setting_value, RPC_UNARY, RPC_ROLES_READ,
-                      RPC_BLOCKING, get_setting);
-    c->methods[2] = M("SetSetting", set_setting_request, setting_value, RPC_UNARY,
-                      RPC_ROLE_AGENT | RPC_ROLE_OPERATOR, RPC_BLOCKING, set_setting);
-    c->methods[3] = M("WatchSettings", watch_settings_request, setting_value, RPC_SERVER_STREAM,
-                      RPC_ROLES_READ, RPC_BLOCKING, watch_settings);
-#undef M
     if (!(c->watches = watch_hub_create(&watch_ops, ctl)) ||
-        rpc_server_add_methods(srv, c->methods, 4) != CASCA_OK ||
+        rpc_server_add_service(srv, &casca__v1__service_control__descriptor, NULL,
+                               control_methods, RPC_NMETHODS(control_methods), c) != CASCA_OK ||
         ctl_listen(ctl, on_change, c) != CASCA_OK) {
         control_destroy(c);
         return NULL;

@@ -20,7 +20,6 @@ struct health {
     pthread_mutex_t lock; /* guards serving and the watcher list */
     bool serving;
     struct watcher *watchers;
-    struct rpc_method methods[2];
 };
 
 static bool service_known(struct health *h, const char *name)
@@ -98,6 +97,16 @@ static void watch(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     rpc_on_cancel(ctx, watch_cancelled, h);
 }
 
+/* Probes carry no token by design: any caller, or none. */
+static const struct rpc_method_def health_methods[] = {
+    RPC_METHOD("Check", grpc__health__v1__health_check_request,
+               grpc__health__v1__health_check_response, RPC_UNARY, RPC_ROLES_ANY, RPC_PUBLIC,
+               check),
+    RPC_METHOD("Watch", grpc__health__v1__health_check_request,
+               grpc__health__v1__health_check_response, RPC_SERVER_STREAM, RPC_ROLES_ANY,
+               RPC_PUBLIC, watch),
+};
+
 struct health *health_create(struct rpc_server *srv)
 {
     struct health *h = calloc(1, sizeof(*h));
@@ -105,13 +114,8 @@ struct health *health_create(struct rpc_server *srv)
         return NULL;
     h->srv = srv;
     pthread_mutex_init(&h->lock, NULL);
-    const ProtobufCMessageDescriptor *in = &grpc__health__v1__health_check_request__descriptor;
-    const ProtobufCMessageDescriptor *out = &grpc__health__v1__health_check_response__descriptor;
-    h->methods[0] = (struct rpc_method){"/grpc.health.v1.Health/Check", in, out, RPC_UNARY,
-                                        RPC_ROLES_ANY, RPC_PUBLIC, check, h, NULL};
-    h->methods[1] = (struct rpc_method){"/grpc.health.v1.Health/Watch", in, out,
-                                        RPC_SERVER_STREAM, RPC_ROLES_ANY, RPC_PUBLIC, watch, h, NULL};
-    if (rpc_server_add_methods(srv, h->methods, 2) != CASCA_OK) {
+    if (rpc_server_add_service(srv, &grpc__health__v1__health__descriptor, NULL, health_methods,
+                               RPC_NMETHODS(health_methods), h) != CASCA_OK) {
         health_destroy(h);
         return NULL;
     }

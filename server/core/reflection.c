@@ -30,7 +30,6 @@ struct reflection {
     struct symbol *symbols;
     size_t nsymbols, cap;
     struct rpc_server *srv;
-    struct rpc_method methods[2];
 };
 
 static int add_symbol(struct reflection *r, const char *scope, const char *name, size_t file)
@@ -238,6 +237,13 @@ static void reflect(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     answer(ctx, r, (const Request *)msg);
 }
 
+/* Served as v1 and as v1alpha (the same messages): any caller, or none, like health. */
+static const struct rpc_method_def reflection_methods[] = {
+    RPC_METHOD("ServerReflectionInfo", grpc__reflection__v1__server_reflection_request,
+               grpc__reflection__v1__server_reflection_response, RPC_BIDI, RPC_ROLES_ANY,
+               RPC_PUBLIC, reflect),
+};
+
 struct reflection *reflection_create(struct rpc_server *srv, const unsigned char *set, size_t len)
 {
     struct reflection *r = calloc(1, sizeof(*r));
@@ -249,15 +255,10 @@ struct reflection *reflection_create(struct rpc_server *srv, const unsigned char
         reflection_destroy(r);
         return NULL;
     }
-    const ProtobufCMessageDescriptor *in = &grpc__reflection__v1__server_reflection_request__descriptor;
-    const ProtobufCMessageDescriptor *out =
-        &grpc__reflection__v1__server_reflection_response__descriptor;
-    r->methods[0] = (struct rpc_method){"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                                        in, out, RPC_BIDI, RPC_ROLES_ANY, RPC_PUBLIC, reflect, r, NULL};
-    r->methods[1] =
-        (struct rpc_method){"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                            in, out, RPC_BIDI, RPC_ROLES_ANY, RPC_PUBLIC, reflect, r, NULL};
-    if (rpc_server_add_methods(srv, r->methods, 2) != CASCA_OK) {
+    const ProtobufCServiceDescriptor *v1 = &grpc__reflection__v1__server_reflection__descriptor;
+    if (rpc_server_add_service(srv, v1, NULL, reflection_methods, 1, r) != CASCA_OK ||
+        rpc_server_add_service(srv, v1, "grpc.reflection.v1alpha.ServerReflection",
+                               reflection_methods, 1, r) != CASCA_OK) {
         reflection_destroy(r);
         return NULL;
     }

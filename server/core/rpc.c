@@ -26,6 +26,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "rpc_methods.h"
 
 #define PENDING_REQUESTS 64 /* calls requested from the core ahead of arrival */
 
@@ -77,8 +78,15 @@ struct rpc_ctx {
     bool listed;
 };
 
+/* A registered method: a row of its service's table, with its path and the service's state. */
+struct rpc_method {
+    char *path; /* "/casca.v1.AdminService/GetStatus" */
+    const struct rpc_method_def *def;
+    void *arg;
+};
+
 struct method_slot {
-    const struct rpc_method *m;
+    struct rpc_method *m;
     size_t len;
 };
 
@@ -93,6 +101,7 @@ struct rpc_server {
     size_t table_size, nmethods;
     const char **services;
     size_t nservices;
+    Google__Protobuf__FileDescriptorSet *descriptors; /* to check methods' streaming kinds */
     bool started;
     atomic_bool shutting_down;
     struct rpc_tag t_shutdown;
@@ -171,7 +180,7 @@ static const struct rpc_method *lookup_method(const struct rpc_server *srv, cons
     }
 }
 
-static int table_insert(struct rpc_server *srv, const struct rpc_method *m)
+static int table_insert(struct rpc_server *srv, struct rpc_method *m)
 {
     if ((srv->nmethods + 1) * 2 > srv->table_size) {
         size_t size = srv->table_size ? srv->table_size * 2 : 64;
@@ -221,16 +230,37 @@ static int note_service(struct rpc_server *srv, const char *path)
     return CASCA_OK;
 }
 
-int rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods, size_t n)
+int rpc_server_add_service(struct rpc_server *srv, const ProtobufCServiceDescriptor *svc,
+                           const char *as, const struct rpc_method_def *rows, size_t n, void *arg)
 {
     if (srv->started)
         return CASCA_ERR_PRECONDITION;
+    if (!srv->descriptors) {
+        log_error("rpc", "cannot register %s: the server has no descriptor set to check it with",
+                  svc->name);
+        return CASCA_ERR_INVALID;
+    }
+    char why[300];
+    for (size_t i = 0; i < n; i++) /* all or nothing */
+        if (rpc_method_mismatch(srv->descriptors, svc, &rows[i], why, sizeof(why))) {
+            log_error("rpc", "%s's method table, row %zu: %s", svc->name, i + 1, why);
+            return CASCA_ERR_INVALID;
+        }
     for (size_t i = 0; i < n; i++) {
-        int err = note_service(srv, methods[i].path);
-        if (!err)
-            err = table_insert(srv, &methods[i]);
+        struct rpc_method *m = calloc(1, sizeof(*m));
+        int err = CASCA_ERR_NOMEM;
+        if (m && asprintf(&m->path, "/%s/%s", as ? as : svc->name, rows[i].name) >= 0) {
+            m->def = &rows[i];
+            m->arg = arg;
+            if (!(err = note_service(srv, m->path)))
+                err = table_insert(srv, m);
+        }
         if (err) {
-            log_error("rpc", "cannot register %s: %s", methods[i].path, casca_strerror(err));
+            log_error("rpc", "cannot register %s.%s: %s", as ? as : svc->name, rows[i].name,
+                      casca_strerror(err));
+            if (m)
+                free(m->path);
+            free(m);
             return err;
         }
     }
@@ -529,11 +559,6 @@ void *rpc_method_arg(const struct rpc_ctx *ctx)
     return ctx->method->arg;
 }
 
-const struct rpc_method *rpc_method_of(const struct rpc_ctx *ctx)
-{
-    return ctx->method;
-}
-
 enum rpc_role rpc_caller_role(const struct rpc_ctx *ctx)
 {
     return ctx->role;
@@ -568,7 +593,7 @@ static void start_recv(struct rpc_ctx *ctx)
 
 static bool streams_in(const struct rpc_ctx *ctx)
 {
-    return ctx->method->kind == RPC_CLIENT_STREAM || ctx->method->kind == RPC_BIDI;
+    return ctx->method->def->kind == RPC_CLIENT_STREAM || ctx->method->def->kind == RPC_BIDI;
 }
 
 /* Whether the service has ended the call (rpc_reply / rpc_finish): it gets nothing more. */
@@ -598,7 +623,7 @@ static void invoke(struct rpc_ctx *ctx, ProtobufCMessage *msg)
         }
         ctx->handed = true;
     }
-    ctx->method->handler(ctx, msg);
+    ctx->method->def->handler(ctx, msg);
     if (msg && streams_in(ctx) && !service_done(ctx))
         start_recv(ctx);
 out:
@@ -621,7 +646,7 @@ static void run_job(void *arg)
 
 static void dispatch(struct rpc_ctx *ctx, ProtobufCMessage *msg)
 {
-    if (!(ctx->method->flags & RPC_BLOCKING)) {
+    if (!(ctx->method->def->flags & RPC_BLOCKING)) {
         invoke(ctx, msg);
         return;
     }
@@ -674,13 +699,13 @@ static void on_recv(struct rpc_ctx *ctx, bool success)
                         "no request message: a unary call needs exactly one");
         return;
     }
-    ProtobufCMessage *msg = decode(buf, ctx->method->request);
+    ProtobufCMessage *msg = decode(buf, ctx->method->def->request);
     grpc_byte_buffer_destroy(buf);
     if (!msg) {
         char why[256];
         snprintf(why, sizeof(why),
                  "request is not a valid %s message: check that the client uses casca's protos",
-                 ctx->method->request->name);
+                 ctx->method->def->request->name);
         if (!ctx->handed) {
             finish_call(ctx, NULL, CASCA_ERR_INVALID, why);
         } else {
@@ -721,7 +746,7 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
         snprintf(ctx->caller, sizeof(ctx->caller), "local");
         return CASCA_OK;
     }
-    if (m->flags & RPC_PUBLIC) { /* health probes carry no token by design: any, or none, will do */
+    if (m->def->flags & RPC_PUBLIC) { /* health probes carry no token by design: any, or none, will do */
         ctx->role = RPC_ROLE_VIEWER;
         snprintf(ctx->caller, sizeof(ctx->caller), "anonymous");
         return CASCA_OK;
@@ -739,10 +764,10 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
         snprintf(why, whylen, "unknown bearer token: ask the operator for a token");
         return CASCA_ERR_UNAUTH;
     }
-    if (ctx->role != RPC_ROLE_OPERATOR && !(m->roles & ctx->role)) {
+    if (ctx->role != RPC_ROLE_OPERATOR && !(m->def->roles & ctx->role)) {
         char allowed[128] = "";
         for (unsigned r = RPC_ROLE_VIEWER; r <= RPC_ROLE_OPERATOR; r <<= 1)
-            if ((m->roles | RPC_ROLE_OPERATOR) & r)
+            if ((m->def->roles | RPC_ROLE_OPERATOR) & r)
                 snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
                          *allowed ? ", " : "", rpc_role_name((enum rpc_role)r));
         snprintf(why, whylen, "role '%s' may not call %s; it needs one of: %s",
@@ -751,7 +776,7 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
     }
     /* streams (unary calls end soon anyway) keep the token for rpc_server_reauthorize; one that
      * cannot keep it would not be revocable, so it is refused */
-    if (m->kind == RPC_UNARY)
+    if (m->def->kind == RPC_UNARY)
         return CASCA_OK;
     if (!(ctx->token = malloc(len))) {
         snprintf(why, whylen, "server out of memory; retry");
@@ -799,10 +824,6 @@ static void on_new_call(struct rpc_ctx *ctx)
     int err = authorize(ctx, why, sizeof(why));
     if (err) {
         finish_call(ctx, NULL, err, why);
-        return;
-    }
-    if (ctx->method->unavailable) {
-        finish_call(ctx, NULL, CASCA_ERR_UNIMPLEMENTED, ctx->method->unavailable);
         return;
     }
     start_recv(ctx);
@@ -917,7 +938,7 @@ size_t rpc_server_reauthorize(struct rpc_server *srv, rpc_revoke_fn fn, void *ar
             err = CASCA_ERR_UNAUTH;
             snprintf(why, sizeof(why), "token '%s' was revoked by a configuration reload: ask "
                                        "the operator for a new one", ctx->caller);
-        } else if (role != RPC_ROLE_OPERATOR && !(ctx->method->roles & role)) {
+        } else if (role != RPC_ROLE_OPERATOR && !(ctx->method->def->roles & role)) {
             err = CASCA_ERR_PERMISSION;
             snprintf(why, sizeof(why), "token '%s' now has role '%s', which may not call %s "
                                        "(changed by a configuration reload)",
@@ -969,6 +990,12 @@ struct rpc_server *rpc_server_create(const struct rpc_options *opts)
         srv->opts.max_message_bytes = 4u << 20;
     if (!srv->opts.stream_queue)
         srv->opts.stream_queue = 64;
+    if (opts->descriptor_set &&
+        !(srv->descriptors = google__protobuf__file_descriptor_set__unpack(
+              NULL, opts->descriptor_set_size, opts->descriptor_set))) {
+        free(srv);
+        return NULL;
+    }
     pthread_mutex_init(&srv->shutdown_lock, NULL);
     pthread_mutex_init(&srv->live_lock, NULL);
     pthread_cond_init(&srv->shutdown_cond, NULL);
@@ -1068,7 +1095,14 @@ void rpc_server_destroy(struct rpc_server *srv)
     for (size_t i = 0; i < srv->nservices; i++)
         free((char *)srv->services[i]);
     free(srv->services);
+    for (size_t i = 0; i < srv->table_size; i++)
+        if (srv->table[i].m) {
+            free(srv->table[i].m->path);
+            free(srv->table[i].m);
+        }
     free(srv->table);
+    if (srv->descriptors)
+        google__protobuf__file_descriptor_set__free_unpacked(srv->descriptors, NULL);
     free(srv->threads);
     pthread_cond_destroy(&srv->shutdown_cond);
     pthread_mutex_destroy(&srv->shutdown_lock);

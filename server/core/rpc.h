@@ -1,9 +1,9 @@
 /* rpc: the gRPC call layer of cascad, on the grpc C core. One completion queue served by a small
  * pool of threads, a method table, one state machine per call; services see protobuf-c messages.
  *
- * All grpc_* calls of casca live in rpc.c. A service registers methods (struct rpc_method) before
- * rpc_server_start. For every call the layer checks the method, the caller's role, the deadline and
- * the request's encoding, then calls the method's handler:
+ * All grpc_* calls of casca live in rpc.c. A service registers its method table (RPC_METHOD
+ * rows) before rpc_server_start. For every call the layer checks the method, the caller's role,
+ * the deadline and the request's encoding, then calls the method's handler:
  *   - unary and server-stream: handler(ctx, request) once;
  *   - client-stream and bidi: handler(ctx, message) for each message, then handler(ctx, NULL) when
  *     the client half-closes (or the call is cancelled: rpc_cancelled tells). Once the service has
@@ -58,17 +58,33 @@ struct rpc_ctx; /* one call, opaque */
 typedef void (*rpc_handler_fn)(struct rpc_ctx *ctx, const ProtobufCMessage *msg);
 typedef void (*rpc_cancel_fn)(struct rpc_ctx *ctx, void *arg);
 
-struct rpc_method {
-    const char *path; /* "/casca.v1.AdminService/GetStatus" */
+/* One row of a service's method table, a static const array per service:
+ *
+ *   static const struct rpc_method_def methods[] = {
+ *       RPC_METHOD("GetStatus", casca__v1__get_status_request, casca__v1__get_status_response,
+ *                  RPC_UNARY, RPC_ROLE_OPERATOR, 0, get_status),
+ *       ...
+ *   };
+ *   rpc_server_add_service(srv, &casca__v1__admin_service__descriptor, NULL, methods,
+ *                          RPC_NMETHODS(methods), admin);
+ *
+ * The path ("/casca.v1.AdminService/GetStatus") comes from the service's descriptor, and every
+ * row is checked against it when it is registered, so a misspelled name, a wrong message type or
+ * a wrong streaming kind stops the daemon at start-up instead of compiling. */
+struct rpc_method_def {
+    const char *name; /* "GetStatus" */
     const ProtobufCMessageDescriptor *request;
     const ProtobufCMessageDescriptor *response;
     enum rpc_kind kind;
     unsigned roles; /* RPC_ROLE_* that may call it (operator always may) */
     unsigned flags; /* enum rpc_flags */
     rpc_handler_fn handler;
-    void *arg;             /* the service's state, given back by rpc_method_arg */
-    const char *unavailable; /* if set: answer UNIMPLEMENTED with this message, handler unused */
 };
+
+/* req and resp are protoc-c message names (casca__v1__get_status_request). */
+#define RPC_METHOD(name, req, resp, kind, roles, flags, handler)                                   \
+    {name, &req##__descriptor, &resp##__descriptor, kind, roles, flags, handler}
+#define RPC_NMETHODS(table) (sizeof(table) / sizeof((table)[0]))
 
 /* Answers a bearer token (not NUL-terminated) with a role and a caller name (copied into name,
  * at most namelen bytes). Called on completion-queue threads for every call; must not block. */
@@ -83,6 +99,11 @@ struct rpc_options {
     unsigned stream_queue;    /* messages queued behind the one in flight, default 64 */
     rpc_auth_fn auth;         /* NULL: every caller is an operator named "local" */
     void *auth_arg;
+    /* A serialized google.protobuf.FileDescriptorSet of every service registered (the one
+     * reflection serves), to check each method's streaming kind; protoc-c's descriptors do not
+     * say. Required by rpc_server_add_service. */
+    const unsigned char *descriptor_set;
+    size_t descriptor_set_size;
 };
 
 struct rpc_tls {
@@ -100,8 +121,15 @@ struct rpc_server;
 
 /* Creates a server (not yet listening). Returns NULL on allocation failure. Main thread only. */
 struct rpc_server *rpc_server_create(const struct rpc_options *opts);
-/* Adds methods; the table must outlive the server. Before rpc_server_start only. */
-int rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods, size_t n);
+/* Registers the n rows of service svc (its protoc-c descriptor), each handler getting arg back
+ * from rpc_method_arg. as: the service's full name in paths, NULL = svc's own (a service served
+ * under a second name with the same messages, like reflection's v1alpha). Each row must name a
+ * method of svc with its request and response types and, per the descriptor set, its streaming
+ * kind: otherwise nothing is registered, the row is named in the log and CASCA_ERR_INVALID is
+ * returned. rows must outlive the server. Before rpc_server_start only. */
+int rpc_server_add_service(struct rpc_server *srv, const ProtobufCServiceDescriptor *svc,
+                           const char *as, const struct rpc_method_def *rows, size_t n,
+                           void *arg);
 /* Listens on addr ("127.0.0.1:50051"), plaintext when tls is NULL. Returns the bound port (useful
  * with port 0) or 0 on failure. Before rpc_server_start only. */
 int rpc_server_listen(struct rpc_server *srv, const char *addr, const struct rpc_tls *tls);
@@ -156,7 +184,6 @@ bool rpc_cancelled(const struct rpc_ctx *ctx);
 int64_t rpc_deadline_ms(const struct rpc_ctx *ctx);
 
 void *rpc_method_arg(const struct rpc_ctx *ctx);
-const struct rpc_method *rpc_method_of(const struct rpc_ctx *ctx);
 enum rpc_role rpc_caller_role(const struct rpc_ctx *ctx);
 const char *rpc_caller_name(const struct rpc_ctx *ctx);
 /* Per-call service state: freed with free_fn when the call is destroyed. */

@@ -153,7 +153,6 @@ struct telemetry {
     struct config_live *live;
     struct tsdb *db;
     _Atomic uint64_t accepted, rejected;
-    struct rpc_method methods[4];
 };
 
 void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejected)
@@ -754,6 +753,21 @@ static void list_series(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 /* ---- registration ---- */
 
+/* Publish only queues (tsdb_write never blocks): it stays on the completion-queue thread.
+ * Reads may touch the disk through LMDB's map, so they run on the worker pool. */
+#define PUBLISHERS (RPC_ROLE_REPORTER | RPC_ROLE_OPERATOR)
+static const struct rpc_method_def telemetry_methods[] = {
+    RPC_METHOD("Publish", casca__v1__publish_request, casca__v1__publish_response, RPC_UNARY,
+               PUBLISHERS, 0, publish),
+    RPC_METHOD("PublishStream", casca__v1__publish_request, casca__v1__publish_response,
+               RPC_CLIENT_STREAM, PUBLISHERS, 0, publish_stream),
+    RPC_METHOD("Query", casca__v1__query_request, casca__v1__query_response, RPC_UNARY,
+               RPC_ROLE_OPERATOR, RPC_BLOCKING, query),
+    RPC_METHOD("ListSeries", casca__v1__list_series_request, casca__v1__list_series_response,
+               RPC_UNARY, RPC_ROLE_OPERATOR, RPC_BLOCKING, list_series),
+};
+#undef PUBLISHERS
+
 struct telemetry *telemetry_create(struct rpc_server *srv, struct config_live *live,
                                    struct tsdb *db)
 {
@@ -761,29 +775,8 @@ struct telemetry *telemetry_create(struct rpc_server *srv, struct config_live *l
     if (!t) return NULL;
     t->live = live;
     t->db = db;
-    const unsigned publishers = RPC_ROLE_REPORTER | RPC_ROLE_OPERATOR;
-#define M(name, req, resp, kind, roles, flags, fn)                                                 \
-    (struct rpc_method){"/casca.v1.TelemetryService/" name,                                        \
-                        &casca__v1__##req##__descriptor,                                           \
-                        &casca__v1__##resp##__descriptor,                                          \
-                        kind,                                                                      \
-                        roles,                                                                     \
-                        flags,                                                                     \
-                        fn,                                                                        \
-                        t,                                                                         \
-                        NULL}
-    /* Publish only queues (tsdb_write never blocks): it stays on the completion-queue thread.
-     * Reads may touch the disk through LMDB's map, so they run on the worker pool. */
-    t->methods[0] =
-        M("Publish", publish_request, publish_response, RPC_UNARY, publishers, 0, publish);
-    t->methods[1] = M("PublishStream", publish_request, publish_response, RPC_CLIENT_STREAM,
-                      publishers, 0, publish_stream);
-    t->methods[2] = M("Query", query_request, query_response, RPC_UNARY, RPC_ROLE_OPERATOR,
-                      RPC_BLOCKING, query);
-    t->methods[3] = M("ListSeries", list_series_request, list_series_response, RPC_UNARY,
-                      RPC_ROLE_OPERATOR, RPC_BLOCKING, list_series);
-#undef M
-    if (rpc_server_add_methods(srv, t->methods, 4) != CASCA_OK) {
+    if (rpc_server_add_service(srv, &casca__v1__telemetry_service__descriptor, NULL,
+                               telemetry_methods, RPC_NMETHODS(telemetry_methods), t) != CASCA_OK) {
         free(t);
         return NULL;
     }

@@ -171,7 +171,6 @@ struct slo_service {
     struct slo_engine *engine;
     struct carbon *carbon;
     struct watch_hub *watches;
-    struct rpc_method methods[4];
 };
 
 static int intensity_at(void *arg, const char *zone, int64_t time_ns, double *g)
@@ -477,6 +476,19 @@ static void watch_slos(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 /* ---- lifecycle ---- */
 
+/* Viewers, agents, operators; history and watches may read the store: the worker pool. */
+static const struct rpc_method_def slo_methods[] = {
+    RPC_METHOD("ListSlos", casca__v1__list_slos_request, casca__v1__list_slos_response, RPC_UNARY,
+               RPC_ROLES_READ, 0, list_slos),
+    RPC_METHOD("GetSlo", casca__v1__get_slo_request, casca__v1__slo_status, RPC_UNARY,
+               RPC_ROLES_READ, 0, get_slo),
+    RPC_METHOD("GetSloHistory", casca__v1__get_slo_history_request,
+               casca__v1__get_slo_history_response, RPC_UNARY, RPC_ROLES_READ, RPC_BLOCKING,
+               get_slo_history),
+    RPC_METHOD("WatchSlos", casca__v1__watch_slos_request, casca__v1__slo_status,
+               RPC_SERVER_STREAM, RPC_ROLES_READ, RPC_BLOCKING, watch_slos),
+};
+
 struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c, struct tsdb *db,
                                        struct carbon *carbon)
 {
@@ -496,20 +508,8 @@ struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c,
         return NULL;
     }
     slo_engine_listen(s->engine, on_event, s);
-#define M(name, req, resp, kind, flags, fn)                                                       \
-    (struct rpc_method)                                                                        \
-    {                                                                                          \
-        "/casca.v1.SloService/" name, &casca__v1__##req##__descriptor,                         \
-            &casca__v1__##resp##__descriptor, kind, RPC_ROLES_READ, flags, fn, s, NULL         \
-    }
-    s->methods[0] = M("ListSlos", list_slos_request, list_slos_response, RPC_UNARY, 0, list_slos);
-    s->methods[1] = M("GetSlo", get_slo_request, slo_status, RPC_UNARY, 0, get_slo);
-    s->methods[2] = M("GetSloHistory", get_slo_history_request, get_slo_history_response,
-                      RPC_UNARY, RPC_BLOCKING, get_slo_history);
-    s->methods[3] = M("WatchSlos", watch_slos_request, slo_status, RPC_SERVER_STREAM,
-                      RPC_BLOCKING, watch_slos);
-#undef M
-    if (rpc_server_add_methods(srv, s->methods, 4) != CASCA_OK) {
+    if (rpc_server_add_service(srv, &casca__v1__slo_service__descriptor, NULL, slo_methods,
+                               RPC_NMETHODS(slo_methods), s) != CASCA_OK) {
         slo_service_destroy(s);
         return NULL;
     }
