@@ -1,5 +1,6 @@
 #include "admin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,18 +217,22 @@ static const struct rpc_method_def admin_methods[] = {
 };
 #undef OP
 
-struct admin *admin_create(struct rpc_server *srv, struct daemon *d)
+int admin_create(struct rpc_server *srv, struct daemon *d, struct admin **out, char *err,
+                 size_t errlen)
 {
-    struct admin *a = calloc(1, sizeof(*a));
-    if (!a)
-        return NULL;
-    a->d = d;
-    if (rpc_server_add_service(srv, &casca__v1__admin_service__descriptor, NULL, admin_methods,
-                               RPC_NMETHODS(admin_methods), a) != CASCA_OK) {
-        free(a);
-        return NULL;
+    struct admin *a = *out = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
     }
-    return a;
+    a->d = d;
+    int rc = rpc_server_add_service(srv, &casca__v1__admin_service__descriptor, NULL,
+                                    admin_methods, RPC_NMETHODS(admin_methods), a, err, errlen);
+    if (rc) {
+        free(a);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void admin_destroy(struct admin *a)

@@ -8,8 +8,10 @@
 struct daemon;
 struct admin;
 
-/* Registers AdminService on srv (before rpc_server_start). NULL on failure. */
-struct admin *admin_create(struct rpc_server *srv, struct daemon *d);
+/* Registers AdminService on srv (before rpc_server_start): CASCA_OK and *out, or a casca_err
+ * with the reason in err. */
+int admin_create(struct rpc_server *srv, struct daemon *d, struct admin **out, char *err,
+                 size_t errlen);
 void admin_destroy(struct admin *a); /* after rpc_server_destroy; safe on NULL */
 
 #endif

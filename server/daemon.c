@@ -118,6 +118,30 @@ static int listen_on(struct daemon *d, const struct config *c, struct config_err
     return CASCA_OK;
 }
 
+/* The gRPC server and the services on it, in dependency order. Each part is created the same
+ * way: a casca_err, with its reason in err. */
+static int open_services(struct daemon *d, struct config *c, const struct rpc_options *opts,
+                         char *err, size_t errlen)
+{
+    int rc;
+    if (!(d->rpc = rpc_server_create(opts))) /* NULL only without memory */
+        return CASCA_ERR_NOMEM;
+    if ((rc = health_create(d->rpc, &d->health, err, errlen)) ||
+        (rc = reflection_create(d->rpc, casca_descriptor_set, casca_descriptor_set_size,
+                                &d->reflection, err, errlen)) ||
+        (rc = admin_create(d->rpc, d, &d->admin, err, errlen)) ||
+        (rc = telemetry_create(d->rpc, d->live, d->tsdb, &d->telemetry, err, errlen)))
+        return rc;
+    if (!(d->ctl = ctl_create(c, d->audit))) /* NULL only without memory */
+        return CASCA_ERR_NOMEM;
+    if ((rc = control_create(d->rpc, d->ctl, &d->control, err, errlen)) ||
+        (rc = carbon_create(d->rpc, d->live, d->store, &d->carbon, err, errlen)) ||
+        (rc = slo_service_create(d->rpc, c, d->tsdb, d->carbon, &d->slo, err, errlen)))
+        return rc;
+    return agent_create(d->rpc, d->ctl, d->slo, d->carbon, d->live, d->store, &d->agent, err,
+                        errlen);
+}
+
 int daemon_open(struct daemon **out, const char *config_path, const struct config_overrides *ov,
                 struct config_errors *errs)
 {
@@ -158,40 +182,11 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
         .descriptor_set = casca_descriptor_set,
         .descriptor_set_size = casca_descriptor_set_size,
     };
-    d->rpc = rpc_server_create(&opts);
-    if (!d->rpc || !(d->health = health_create(d->rpc)) ||
-        !(d->reflection =
-              reflection_create(d->rpc, casca_descriptor_set, casca_descriptor_set_size)) ||
-        !(d->admin = admin_create(d->rpc, d))) {
-        add_error(errs, "cannot set up the gRPC services (out of memory?)");
-        daemon_close(d);
-        return CASCA_ERR_INTERNAL;
-    }
-    if (!(d->telemetry = telemetry_create(d->rpc, d->live, d->tsdb))) {
-        add_error(errs, "cannot set up the telemetry service (out of memory?)");
-        daemon_close(d);
-        return CASCA_ERR_INTERNAL;
-    }
-    if (!(d->ctl = ctl_create(c, d->audit)) || !(d->control = control_create(d->rpc, d->ctl))) {
-        add_error(errs, "cannot set up service control (out of memory?)");
-        daemon_close(d);
-        return CASCA_ERR_INTERNAL;
-    }
-    char carbon_err[256] = "";
-    if ((rc = carbon_create(d->rpc, d->live, d->store, &d->carbon, carbon_err, sizeof(carbon_err)))) {
-        add_error(errs, "%s", carbon_err);
+    char err[512] = "out of memory";
+    if ((rc = open_services(d, c, &opts, err, sizeof(err)))) {
+        add_error(errs, "cannot set up the services: %s", err);
         daemon_close(d);
         return rc;
-    }
-    if (!(d->slo = slo_service_create(d->rpc, c, d->tsdb, d->carbon))) {
-        add_error(errs, "cannot set up the SLO engine (out of memory?)");
-        daemon_close(d);
-        return CASCA_ERR_INTERNAL;
-    }
-    if (!(d->agent = agent_create(d->rpc, d->ctl, d->slo, d->carbon, d->live, d->store))) {
-        add_error(errs, "cannot set up agent sessions (out of memory or store error?)");
-        daemon_close(d);
-        return CASCA_ERR_INTERNAL;
     }
     d->ingest_config = config_ref(c);
     struct hook_env henv = {.tsdb = d->tsdb};

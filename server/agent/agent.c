@@ -1182,11 +1182,15 @@ static const struct rpc_method_def agent_methods[] = {
                RPC_ROLE_AGENT | RPC_ROLE_OPERATOR, RPC_BLOCKING, session),
 };
 
-struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_service *slo,
-                           struct carbon *carbon, struct config_live *live, struct store *store)
+int agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_service *slo,
+                 struct carbon *carbon, struct config_live *live, struct store *store,
+                 struct agent **out, char *err, size_t errlen)
 {
-    struct agent *a = calloc(1, sizeof(*a));
-    if (!a) return NULL;
+    struct agent *a = *out = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
     a->ctl = ctl;
     a->slo = slo;
     a->carbon = carbon;
@@ -1194,25 +1198,33 @@ struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_s
     a->store = store;
     pthread_mutex_init(&a->lock, NULL);
     casca_cond_init_mono(&a->wake);
-    if (!(a->leases = agent_leases_create()) ||
-        kv_open(store, "agent_sessions", &a->sessions_db) != CASCA_OK ||
-        kv_open(store, "agent_steps", &a->steps_db) != CASCA_OK) {
-        agent_destroy(a);
-        return NULL;
+    int rc = CASCA_ERR_NOMEM;
+    if (!(a->leases = agent_leases_create())) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((rc = kv_open(store, "agent_sessions", &a->sessions_db)) ||
+        (rc = kv_open(store, "agent_steps", &a->steps_db))) {
+        snprintf(err, errlen, "agent sessions: cannot open their tables in the store: %s",
+                 casca_strerror(rc));
+        goto fail;
     }
     a->listening = true;
-    if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
-        agent_destroy(a);
-        return NULL;
+    if ((rc = pthread_create(&a->timer, NULL, timer_main, a))) {
+        snprintf(err, errlen, "agent sessions: cannot start their timer thread: %s", strerror(rc));
+        rc = CASCA_ERR_INTERNAL;
+        goto fail;
     }
     a->timer_started = true;
-    if (rpc_server_add_service(srv, &casca__v1__agent_service__descriptor, NULL, agent_methods,
-                               RPC_NMETHODS(agent_methods), a) != CASCA_OK) {
-        agent_destroy(a);
-        return NULL;
-    }
+    if ((rc = rpc_server_add_service(srv, &casca__v1__agent_service__descriptor, NULL,
+                                     agent_methods, RPC_NMETHODS(agent_methods), a, err, errlen)))
+        goto fail;
     ctl_set_lease_hook(ctl, lease_hook, a);
-    return a;
+    return CASCA_OK;
+fail:
+    agent_destroy(a);
+    *out = NULL;
+    return rc;
 }
 
 bool agent_revoke(void *agent, struct rpc_ctx *ctx, int err, const char *why)

@@ -54,9 +54,11 @@ struct agent;
 
 /* Registers AgentService on srv (before rpc_server_start), installs ctl's lease hook and a
  * settings listener, opens the trajectory databases in store and starts the timer. Every argument
- * must outlive the module. NULL on failure. Main thread. */
-struct agent *agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_service *slo,
-                           struct carbon *carbon, struct config_live *live, struct store *store);
+ * must outlive the module. CASCA_OK and *out, or a casca_err with the reason in err. Main
+ * thread. */
+int agent_create(struct rpc_server *srv, struct ctl *ctl, struct slo_service *slo,
+                 struct carbon *carbon, struct config_live *live, struct store *store,
+                 struct agent **out, char *err, size_t errlen);
 /* After rpc_server_destroy (every session is over), before ctl, the SLO service, carbon and the
  * store are destroyed. Safe on NULL. */
 void agent_destroy(struct agent *a);

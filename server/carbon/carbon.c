@@ -1687,8 +1687,8 @@ int carbon_create(struct rpc_server *srv, struct config_live *live, struct store
     replay_time(&c->clock, &conf_of(cfg)->replay, casca_wall_ns()); /* the replay starts now */
     config_unref(cfg);
     if (srv && (rc = rpc_server_add_service(srv, &casca__v1__carbon_service__descriptor, NULL,
-                                            carbon_methods, RPC_NMETHODS(carbon_methods), c))) {
-        snprintf(err, errlen, "cannot register CarbonService");
+                                            carbon_methods, RPC_NMETHODS(carbon_methods), c, err,
+                                            errlen))) {
         carbon_destroy(c);
         return rc;
     }

@@ -1,5 +1,6 @@
 #include "control.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -318,20 +319,28 @@ static const struct rpc_method_def control_methods[] = {
                RPC_SERVER_STREAM, RPC_ROLES_READ, RPC_BLOCKING, watch_settings),
 };
 
-struct control *control_create(struct rpc_server *srv, struct ctl *ctl)
+int control_create(struct rpc_server *srv, struct ctl *ctl, struct control **out, char *err,
+                   size_t errlen)
 {
-    struct control *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->ctl = ctl;
-    if (!(c->watches = watch_hub_create(&watch_ops, ctl)) ||
-        rpc_server_add_service(srv, &casca__v1__service_control__descriptor, NULL,
-                               control_methods, RPC_NMETHODS(control_methods), c) != CASCA_OK ||
-        ctl_listen(ctl, on_change, c) != CASCA_OK) {
-        control_destroy(c);
-        return NULL;
+    struct control *c = *out = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
     }
-    return c;
+    c->ctl = ctl;
+    int rc = CASCA_ERR_NOMEM;
+    if (!(c->watches = watch_hub_create(&watch_ops, ctl)) ||
+        (rc = ctl_listen(ctl, on_change, c)) != CASCA_OK)
+        snprintf(err, errlen, "service control: %s", casca_strerror(rc));
+    else
+        rc = rpc_server_add_service(srv, &casca__v1__service_control__descriptor, NULL,
+                                    control_methods, RPC_NMETHODS(control_methods), c, err,
+                                    errlen);
+    if (rc) {
+        control_destroy(c);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void control_destroy(struct control *c)

@@ -27,8 +27,9 @@ struct control_sv {
 void control_setting_value(const char *id, const struct ctl_reading *r, struct control_sv *p);
 
 /* Registers ServiceControl on srv (before rpc_server_start) and listens to ctl's changes for the
- * watches. NULL on failure. Main thread. */
-struct control *control_create(struct rpc_server *srv, struct ctl *ctl);
+ * watches. CASCA_OK and *out, or a casca_err with the reason in err. Main thread. */
+int control_create(struct rpc_server *srv, struct ctl *ctl, struct control **out, char *err,
+                   size_t errlen);
 /* After rpc_server_destroy (every watch is over). Safe on NULL. */
 void control_destroy(struct control *c);
 

@@ -1,6 +1,7 @@
 #include "health.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,19 +108,22 @@ static const struct rpc_method_def health_methods[] = {
                RPC_PUBLIC, watch),
 };
 
-struct health *health_create(struct rpc_server *srv)
+int health_create(struct rpc_server *srv, struct health **out, char *err, size_t errlen)
 {
-    struct health *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
+    struct health *h = *out = calloc(1, sizeof(*h));
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
     h->srv = srv;
     pthread_mutex_init(&h->lock, NULL);
-    if (rpc_server_add_service(srv, &grpc__health__v1__health__descriptor, NULL, health_methods,
-                               RPC_NMETHODS(health_methods), h) != CASCA_OK) {
+    int rc = rpc_server_add_service(srv, &grpc__health__v1__health__descriptor, NULL,
+                                    health_methods, RPC_NMETHODS(health_methods), h, err, errlen);
+    if (rc) {
         health_destroy(h);
-        return NULL;
+        *out = NULL;
     }
-    return h;
+    return rc;
 }
 
 void health_set_serving(struct health *h, bool serving)

@@ -9,8 +9,9 @@
 
 struct health;
 
-/* Registers the Health methods on srv (before rpc_server_start). NULL on failure. */
-struct health *health_create(struct rpc_server *srv);
+/* Registers the Health methods on srv (before rpc_server_start): CASCA_OK and *out, or a
+ * casca_err with the reason in err. */
+int health_create(struct rpc_server *srv, struct health **out, char *err, size_t errlen);
 /* Sets the status and tells every open Watch. Any thread. */
 void health_set_serving(struct health *h, bool serving);
 /* After rpc_server_destroy (every watch is over by then). Safe on NULL. */

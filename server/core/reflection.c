@@ -244,25 +244,30 @@ static const struct rpc_method_def reflection_methods[] = {
                RPC_PUBLIC, reflect),
 };
 
-struct reflection *reflection_create(struct rpc_server *srv, const unsigned char *set, size_t len)
+int reflection_create(struct rpc_server *srv, const unsigned char *set, size_t len,
+                      struct reflection **out, char *err, size_t errlen)
 {
-    struct reflection *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
+    struct reflection *r = *out = calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
     r->srv = srv;
     r->set = google__protobuf__file_descriptor_set__unpack(NULL, len, set);
+    int rc = CASCA_ERR_NOMEM;
     if (!r->set || index_set(r) != 0) {
-        reflection_destroy(r);
-        return NULL;
+        snprintf(err, errlen, "reflection: cannot index the embedded descriptor set");
+    } else {
+        const ProtobufCServiceDescriptor *v1 = &grpc__reflection__v1__server_reflection__descriptor;
+        if (!(rc = rpc_server_add_service(srv, v1, NULL, reflection_methods, 1, r, err, errlen)))
+            rc = rpc_server_add_service(srv, v1, "grpc.reflection.v1alpha.ServerReflection",
+                                        reflection_methods, 1, r, err, errlen);
     }
-    const ProtobufCServiceDescriptor *v1 = &grpc__reflection__v1__server_reflection__descriptor;
-    if (rpc_server_add_service(srv, v1, NULL, reflection_methods, 1, r) != CASCA_OK ||
-        rpc_server_add_service(srv, v1, "grpc.reflection.v1alpha.ServerReflection",
-                               reflection_methods, 1, r) != CASCA_OK) {
+    if (rc) {
         reflection_destroy(r);
-        return NULL;
+        *out = NULL;
     }
-    return r;
+    return rc;
 }
 
 void reflection_destroy(struct reflection *r)

@@ -231,37 +231,42 @@ static int note_service(struct rpc_server *srv, const char *path)
 }
 
 int rpc_server_add_service(struct rpc_server *srv, const ProtobufCServiceDescriptor *svc,
-                           const char *as, const struct rpc_method_def *rows, size_t n, void *arg)
+                           const char *as, const struct rpc_method_def *rows, size_t n, void *arg,
+                           char *err, size_t errlen)
 {
-    if (srv->started)
+    if (srv->started) {
+        snprintf(err, errlen, "cannot register %s: the server has started", svc->name);
         return CASCA_ERR_PRECONDITION;
+    }
     if (!srv->descriptors) {
-        log_error("rpc", "cannot register %s: the server has no descriptor set to check it with",
-                  svc->name);
+        snprintf(err, errlen, "cannot register %s: the server has no descriptor set to check it "
+                              "with", svc->name);
         return CASCA_ERR_INVALID;
     }
     char why[300];
     for (size_t i = 0; i < n; i++) /* all or nothing */
         if (rpc_method_mismatch(srv->descriptors, svc, &rows[i], why, sizeof(why))) {
-            log_error("rpc", "%s's method table, row %zu: %s", svc->name, i + 1, why);
+            snprintf(err, errlen, "%s's method table, row %zu: %s", svc->name, i + 1, why);
             return CASCA_ERR_INVALID;
         }
     for (size_t i = 0; i < n; i++) {
         struct rpc_method *m = calloc(1, sizeof(*m));
-        int err = CASCA_ERR_NOMEM;
-        if (m && asprintf(&m->path, "/%s/%s", as ? as : svc->name, rows[i].name) >= 0) {
+        char *path;
+        int rc = CASCA_ERR_NOMEM;
+        if (m && asprintf(&path, "/%s/%s", as ? as : svc->name, rows[i].name) >= 0) {
+            m->path = path;
             m->def = &rows[i];
             m->arg = arg;
-            if (!(err = note_service(srv, m->path)))
-                err = table_insert(srv, m);
+            if (!(rc = note_service(srv, m->path)))
+                rc = table_insert(srv, m);
         }
-        if (err) {
-            log_error("rpc", "cannot register %s.%s: %s", as ? as : svc->name, rows[i].name,
-                      casca_strerror(err));
+        if (rc) {
+            snprintf(err, errlen, "cannot register %s.%s: %s", as ? as : svc->name,
+                     rows[i].name, casca_strerror(rc));
             if (m)
                 free(m->path);
             free(m);
-            return err;
+            return rc;
         }
     }
     return CASCA_OK;

@@ -125,11 +125,11 @@ struct rpc_server *rpc_server_create(const struct rpc_options *opts);
  * from rpc_method_arg. as: the service's full name in paths, NULL = svc's own (a service served
  * under a second name with the same messages, like reflection's v1alpha). Each row must name a
  * method of svc with its request and response types and, per the descriptor set, its streaming
- * kind: otherwise nothing is registered, the row is named in the log and CASCA_ERR_INVALID is
- * returned. rows must outlive the server. Before rpc_server_start only. */
+ * kind: otherwise nothing is registered and CASCA_ERR_INVALID is returned with the row named in
+ * err. rows must outlive the server. Before rpc_server_start only. */
 int rpc_server_add_service(struct rpc_server *srv, const ProtobufCServiceDescriptor *svc,
                            const char *as, const struct rpc_method_def *rows, size_t n,
-                           void *arg);
+                           void *arg, char *err, size_t errlen);
 /* Listens on addr ("127.0.0.1:50051"), plaintext when tls is NULL. Returns the bound port (useful
  * with port 0) or 0 on failure. Before rpc_server_start only. */
 int rpc_server_listen(struct rpc_server *srv, const char *addr, const struct rpc_tls *tls);

@@ -768,19 +768,24 @@ static const struct rpc_method_def telemetry_methods[] = {
 };
 #undef PUBLISHERS
 
-struct telemetry *telemetry_create(struct rpc_server *srv, struct config_live *live,
-                                   struct tsdb *db)
+int telemetry_create(struct rpc_server *srv, struct config_live *live, struct tsdb *db,
+                     struct telemetry **out, char *err, size_t errlen)
 {
-    struct telemetry *t = calloc(1, sizeof(*t));
-    if (!t) return NULL;
+    struct telemetry *t = *out = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
     t->live = live;
     t->db = db;
-    if (rpc_server_add_service(srv, &casca__v1__telemetry_service__descriptor, NULL,
-                               telemetry_methods, RPC_NMETHODS(telemetry_methods), t) != CASCA_OK) {
+    int rc = rpc_server_add_service(srv, &casca__v1__telemetry_service__descriptor, NULL,
+                                    telemetry_methods, RPC_NMETHODS(telemetry_methods), t, err,
+                                    errlen);
+    if (rc) {
         free(t);
-        return NULL;
+        *out = NULL;
     }
-    return t;
+    return rc;
 }
 
 void telemetry_destroy(struct telemetry *t)

@@ -29,9 +29,9 @@ const struct telemetry_config *telemetry_config_of(const struct config *c);
 struct telemetry;
 
 /* Registers TelemetryService on srv (before rpc_server_start). live and db must outlive it.
- * NULL on failure. Main thread. */
-struct telemetry *telemetry_create(struct rpc_server *srv, struct config_live *live,
-                                   struct tsdb *db);
+ * CASCA_OK and *out, or a casca_err with the reason in err. Main thread. */
+int telemetry_create(struct rpc_server *srv, struct config_live *live, struct tsdb *db,
+                     struct telemetry **out, char *err, size_t errlen);
 /* After rpc_server_destroy (no call is running). Safe on NULL. */
 void telemetry_destroy(struct telemetry *t);
 

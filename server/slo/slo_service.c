@@ -1,5 +1,6 @@
 #include "slo_service.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -489,12 +490,14 @@ static const struct rpc_method_def slo_methods[] = {
                RPC_SERVER_STREAM, RPC_ROLES_READ, RPC_BLOCKING, watch_slos),
 };
 
-struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c, struct tsdb *db,
-                                       struct carbon *carbon)
+int slo_service_create(struct rpc_server *srv, struct config *c, struct tsdb *db,
+                       struct carbon *carbon, struct slo_service **out, char *err, size_t errlen)
 {
-    struct slo_service *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
+    struct slo_service *s = *out = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
     s->carbon = carbon;
     struct slo_engine_options o = {
         .db = db,
@@ -503,17 +506,20 @@ struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c,
         .budget_speed = carbon ? budget_speed : NULL,
         .budget_speed_arg = carbon,
     };
-    if (!(s->watches = watch_hub_create(&watch_ops, NULL)) || !(s->engine = slo_engine_create(&o, c))) {
-        slo_service_destroy(s);
-        return NULL;
+    int rc = CASCA_ERR_NOMEM;
+    if (!(s->watches = watch_hub_create(&watch_ops, NULL)) ||
+        !(s->engine = slo_engine_create(&o, c))) {
+        snprintf(err, errlen, "the SLO engine cannot start (out of memory or threads)");
+    } else {
+        slo_engine_listen(s->engine, on_event, s);
+        rc = rpc_server_add_service(srv, &casca__v1__slo_service__descriptor, NULL, slo_methods,
+                                    RPC_NMETHODS(slo_methods), s, err, errlen);
     }
-    slo_engine_listen(s->engine, on_event, s);
-    if (rpc_server_add_service(srv, &casca__v1__slo_service__descriptor, NULL, slo_methods,
-                               RPC_NMETHODS(slo_methods), s) != CASCA_OK) {
+    if (rc) {
         slo_service_destroy(s);
-        return NULL;
+        *out = NULL;
     }
-    return s;
+    return rc;
 }
 
 void slo_service_reload(struct slo_service *s, struct config *c)

@@ -26,9 +26,10 @@ struct slo_service;
 
 /* Creates the engine with the SLOs of c and registers SloService on srv (before
  * rpc_server_start). db (and carbon, which may be NULL: carbon-footprint SLOs then never have a
- * value) must outlive the service. NULL on failure. Main thread. */
-struct slo_service *slo_service_create(struct rpc_server *srv, struct config *c, struct tsdb *db,
-                                       struct carbon *carbon);
+ * value) must outlive the service. CASCA_OK and *out, or a casca_err with the reason in err.
+ * Main thread. */
+int slo_service_create(struct rpc_server *srv, struct config *c, struct tsdb *db,
+                       struct carbon *carbon, struct slo_service **out, char *err, size_t errlen);
 /* After a reload swapped in c. Any thread; one at a time. */
 void slo_service_reload(struct slo_service *s, struct config *c);
 /* After rpc_server_destroy, before db and carbon are closed. Safe on NULL. */

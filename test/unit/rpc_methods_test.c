@@ -90,22 +90,26 @@ static void test_registration_refuses_a_bad_table(void **state)
     struct rpc_server *srv = rpc_server_create(&o);
     assert_non_null(srv);
     const ProtobufCServiceDescriptor *slo = &casca__v1__slo_service__descriptor;
-    assert_int_equal(rpc_server_add_service(srv, slo, NULL, misspelled, 1, NULL), CASCA_ERR_INVALID);
-    assert_int_equal(rpc_server_add_service(srv, slo, NULL, wrong_response, 1, NULL),
+    char err[300];
+    assert_int_equal(rpc_server_add_service(srv, slo, NULL, misspelled, 1, NULL, err, sizeof(err)),
                      CASCA_ERR_INVALID);
-    assert_int_equal(rpc_server_add_service(srv, slo, NULL, wrong_kind, 1, NULL), CASCA_ERR_INVALID);
-    assert_int_equal(rpc_server_add_service(srv, slo, NULL, good, RPC_NMETHODS(good), NULL),
+    assert_string_equal(err, "casca.v1.SloService's method table, row 1: method 'ListSLOs' is not in "
+                             "casca.v1.SloService");
+    assert_int_equal(rpc_server_add_service(srv, slo, NULL, wrong_response, 1, NULL, err, sizeof(err)),
+                     CASCA_ERR_INVALID);
+    assert_int_equal(rpc_server_add_service(srv, slo, NULL, wrong_kind, 1, NULL, err, sizeof(err)), CASCA_ERR_INVALID);
+    assert_int_equal(rpc_server_add_service(srv, slo, NULL, good, RPC_NMETHODS(good), NULL, err, sizeof(err)),
                      CASCA_OK);
     /* the same paths twice */
-    assert_int_equal(rpc_server_add_service(srv, slo, NULL, good, 1, NULL), CASCA_ERR_EXISTS);
+    assert_int_equal(rpc_server_add_service(srv, slo, NULL, good, 1, NULL, err, sizeof(err)), CASCA_ERR_EXISTS);
     /* under a second name, as reflection's v1alpha is served */
-    assert_int_equal(rpc_server_add_service(srv, slo, "casca.v1alpha.SloService", good, 1, NULL),
+    assert_int_equal(rpc_server_add_service(srv, slo, "casca.v1alpha.SloService", good, 1, NULL, err, sizeof(err)),
                      CASCA_OK);
     rpc_server_destroy(srv);
 
     struct rpc_options bare = {0}; /* no descriptor set: nothing can be checked, nothing added */
     assert_non_null(srv = rpc_server_create(&bare));
-    assert_int_equal(rpc_server_add_service(srv, slo, NULL, good, 1, NULL), CASCA_ERR_INVALID);
+    assert_int_equal(rpc_server_add_service(srv, slo, NULL, good, 1, NULL, err, sizeof(err)), CASCA_ERR_INVALID);
     rpc_server_destroy(srv);
 }
 
