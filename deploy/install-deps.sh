@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
-# Installs casca's build and test dependencies from Debian 12 packages.
-# Idempotent: packages already present are skipped, and apt-get runs only when something is missing.
+# Installs casca's dependencies from Debian 12 packages:
+#   install-deps.sh build   what compiling casca needs (make build)
+#   install-deps.sh         that, and what the tests, the demo and the experiment run (make test,
+#                           make demo, make experiment, CI)
+# Idempotent: packages already present are skipped, and apt-get (as root) runs only when
+# something is missing, so `make build` on a machine that has the build packages needs no root.
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
-  libnng-dev liblmdb-dev lmdb-utils libcurl4-openssl-dev libcmocka-dev
-  libyaml-dev libjansson-dev
-  python3-grpcio python3-grpc-tools python3-pytest python3-protobuf grpc-proto
-  python3-numpy python3-torch
-  nghttp2-client valgrind influxdb
-  jq
-  clang libclang-rt-dev
-  ffmpeg gnuplot-nox python3-yaml
+  libnng-dev liblmdb-dev libcurl4-openssl-dev libcmocka-dev
+  libyaml-dev libjansson-dev grpc-proto
 )
 
-# Node.js and npm run the README's Node client test (test/e2e/test_node.py); a machine that has
-# them from elsewhere keeps its own.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  packages+=(nodejs npm)
+if [ "${1:-all}" != build ]; then
+  packages+=(
+    lmdb-utils
+    python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
+    python3-numpy python3-torch
+    nghttp2-client valgrind influxdb
+    jq
+    clang libclang-rt-dev
+    ffmpeg gnuplot-nox python3-yaml
+  )
+  # Node.js and npm run the README's Node client test (test/e2e/test_node.py); a machine that
+  # has them from elsewhere keeps its own.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+  fi
 fi
 
 missing=()
