@@ -10,7 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
+#include "fixture.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,16 +30,10 @@ struct fixture {
     struct carbondb *db;
 };
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    if (!f || !(f->dir = strdup("/tmp/casca-carbon-test-XXXXXX")) || !mkdtemp(f->dir)) return -1;
+    if (!f || !(f->dir = fixture_tmpdir("carbon-test"))) return -1;
     struct store_options o = {.dir = f->dir, .sync = STORE_SYNC_NONE};
     char err[512];
     if (store_open(&o, &f->s, err, sizeof err) || carbondb_open(f->s, &f->db)) {
@@ -54,7 +49,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     carbondb_close(f->db);
     store_close(f->s);
-    int rc = nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = fixture_remove_tree(f->dir);
     free(f->dir);
     free(f);
     return rc;

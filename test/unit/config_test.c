@@ -8,7 +8,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
+#include "fixture.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,22 +30,16 @@ struct fx {
     struct config_errors errs;
 };
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/casca-config-test-XXXXXX");
-    if (!mkdtemp(f->dir))
+    char *dir = fixture_tmpdir("config-test");
+    if (!dir)
         return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s", dir);
+    free(dir);
     snprintf(f->path, sizeof(f->path), "%s/casca.yaml", f->dir);
     *state = f;
     return 0;
@@ -54,7 +49,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     config_errors_free(&f->errs);
-    int rc = nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = fixture_remove_tree(f->dir);
     free(f);
     return rc;
 }

@@ -6,8 +6,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,18 +26,10 @@ struct fixture {
     struct kv *kv;
 };
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    if (!f || !(f->dir = strdup("/tmp/casca-kv-test-XXXXXX")) || !mkdtemp(f->dir)) return -1;
+    if (!f || !(f->dir = fixture_tmpdir("kv-test"))) return -1;
     struct store_options o = {.dir = f->dir};
     char err[512];
     if (store_open(&o, &f->s, err, sizeof err) != CASCA_OK ||
@@ -53,7 +46,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     kv_close(f->kv);
     store_close(f->s);
-    int rc = nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = fixture_remove_tree(f->dir);
     free(f->dir);
     free(f);
     return rc;

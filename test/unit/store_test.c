@@ -6,8 +6,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -24,21 +25,11 @@
 
 /* ---- fixtures: every test gets its own directory under /tmp ---- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int make_dir(void **state)
 {
-    char *dir = strdup("/tmp/casca-store-test-XXXXXX");
-    if (!dir || !mkdtemp(dir)) {
-        free(dir);
+    char *dir = fixture_tmpdir("store-test");
+    if (!dir)
         return -1;
-    }
     *state = dir;
     return 0;
 }
@@ -46,7 +37,7 @@ static int make_dir(void **state)
 static int remove_dir(void **state)
 {
     char *dir = *state;
-    int rc = nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = fixture_remove_tree(dir);
     free(dir);
     return rc;
 }

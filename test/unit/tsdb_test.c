@@ -6,7 +6,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
+#include "fixture.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -35,14 +36,6 @@ static int64_t test_clock(void *arg)
     return __atomic_load_n(&((struct fixture *)arg)->now, __ATOMIC_SEQ_CST);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int open_db(struct fixture *f)
 {
     struct store_options so = {.dir = f->dir, .sync = STORE_SYNC_NONE};
@@ -67,7 +60,7 @@ static void close_db(struct fixture *f)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    if (!f || !(f->dir = strdup("/tmp/casca-tsdb-test-XXXXXX")) || !mkdtemp(f->dir)) return -1;
+    if (!f || !(f->dir = fixture_tmpdir("tsdb-test"))) return -1;
     f->now = BASE + 6 * TSDB_HOUR_NS;
     if (open_db(f)) return -1;
     *state = f;
@@ -78,7 +71,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     close_db(f);
-    int rc = nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = fixture_remove_tree(f->dir);
     free(f->dir);
     free(f);
     return rc;
