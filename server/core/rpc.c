@@ -4,6 +4,7 @@
  *       ──> lookup, auth ──> RECV ──> handler(ctx, msg) ──> (streams in: RECV again ...)
  *   sends: at most one send batch in flight (t_send); later messages wait in a bounded queue; the
  *   status goes out with (or after) the last queued message, initial metadata with the first batch.
+ *   These send-side rules are rpc_sendq.c, plain state that a unit test drives without a network.
  *
  * Reference counting: one ref for the service (from the call's arrival until rpc_finish) and one per
  * batch in flight. The tags are embedded in the call (at most one batch of each kind is in flight),
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "pool.h"
 #include "rpc_methods.h"
+#include "rpc_sendq.h"
 
 #define PENDING_REQUESTS 64 /* calls requested from the core ahead of arrival */
 
@@ -35,11 +37,6 @@ enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN };
 struct rpc_tag {
     enum tag_kind kind;
     struct rpc_ctx *ctx;
-};
-
-struct out_msg {
-    grpc_byte_buffer *buf;
-    struct out_msg *next;
 };
 
 struct rpc_ctx {
@@ -57,10 +54,7 @@ struct rpc_ctx {
     atomic_bool cancelled;
 
     pthread_mutex_t lock; /* guards the send side and on_cancel */
-    bool md_sent, send_busy, finishing, status_sent, broken;
-    struct out_msg *q_head, *q_tail;
-    unsigned q_len;
-    grpc_byte_buffer *inflight;
+    struct rpc_sendq send; /* of grpc_byte_buffer * */
     grpc_status_code status;
     grpc_slice status_details;
     bool has_details;
@@ -279,16 +273,9 @@ static void ctx_ref(struct rpc_ctx *ctx)
     atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
 }
 
-static void drop_queue_locked(struct rpc_ctx *ctx)
+static void drop_message(void *buf)
 {
-    while (ctx->q_head) {
-        struct out_msg *o = ctx->q_head;
-        ctx->q_head = o->next;
-        grpc_byte_buffer_destroy(o->buf);
-        free(o);
-    }
-    ctx->q_tail = NULL;
-    ctx->q_len = 0;
+    grpc_byte_buffer_destroy(buf);
 }
 
 static void ctx_free(struct rpc_ctx *ctx)
@@ -308,7 +295,7 @@ static void ctx_free(struct rpc_ctx *ctx)
         memset(ctx->token, 0, ctx->token_len);
         free(ctx->token);
     }
-    drop_queue_locked(ctx);
+    rpc_sendq_clear(&ctx->send);
     if (ctx->recv_buf)
         grpc_byte_buffer_destroy(ctx->recv_buf);
     if (ctx->data_free)
@@ -341,6 +328,7 @@ static struct rpc_ctx *ctx_new(struct rpc_server *srv)
     grpc_call_details_init(&ctx->details);
     grpc_metadata_array_init(&ctx->md);
     pthread_mutex_init(&ctx->lock, NULL);
+    ctx->send.drop = drop_message;
     ctx->t_new = (struct rpc_tag){TAG_NEW, ctx};
     ctx->t_recv = (struct rpc_tag){TAG_RECV, ctx};
     ctx->t_send = (struct rpc_tag){TAG_SEND, ctx};
@@ -375,38 +363,27 @@ static void start_batch(struct rpc_ctx *ctx, const grpc_op *ops, size_t n, struc
     }
 }
 
-/* Starts the next send batch: initial metadata with the first, the next queued message, and the
- * status once the queue is empty and the service finished. Lock held, no send in flight. */
+/* Starts the next send batch, as rpc_sendq_next says. Lock held, no send in flight. */
 static void start_send_locked(struct rpc_ctx *ctx)
 {
+    struct rpc_send_batch b;
+    if (!rpc_sendq_next(&ctx->send, &b))
+        return;
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
-    if (!ctx->md_sent) {
+    if (b.metadata)
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ctx->md_sent = true;
-    }
-    if (ctx->q_head) {
-        struct out_msg *o = ctx->q_head;
-        ctx->q_head = o->next;
-        if (!ctx->q_head)
-            ctx->q_tail = NULL;
-        ctx->q_len--;
-        ctx->inflight = o->buf;
-        free(o);
+    if (b.msg) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = ctx->inflight;
+        ops[n++].data.send_message.send_message = b.msg;
     }
-    if (ctx->finishing && !ctx->q_head && !ctx->status_sent) {
-        ctx->status_sent = true;
+    if (b.status) {
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n].data.send_status_from_server.status = ctx->status;
         ops[n++].data.send_status_from_server.status_details =
             ctx->has_details ? &ctx->status_details : NULL;
     }
-    if (n == 0)
-        return;
-    ctx->send_busy = true;
     start_batch(ctx, ops, n, &ctx->t_send);
 }
 
@@ -420,33 +397,16 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *msg)
     return buf;
 }
 
-static int enqueue_locked(struct rpc_ctx *ctx, grpc_byte_buffer *buf, bool bounded)
-{
-    if (ctx->finishing || ctx->broken || atomic_load(&ctx->cancelled))
-        return CASCA_ERR_CANCELLED;
-    if (bounded && ctx->q_len >= ctx->srv->opts.stream_queue)
-        return CASCA_ERR_FULL;
-    struct out_msg *o = malloc(sizeof(*o));
-    if (!o)
-        return CASCA_ERR_NOMEM;
-    *o = (struct out_msg){buf, NULL};
-    if (ctx->q_tail)
-        ctx->q_tail->next = o;
-    else
-        ctx->q_head = o;
-    ctx->q_tail = o;
-    ctx->q_len++;
-    return CASCA_OK;
-}
-
 int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     if (atomic_load(&ctx->cancelled))
         return CASCA_ERR_CANCELLED;
     grpc_byte_buffer *buf = pack(msg);
     pthread_mutex_lock(&ctx->lock);
-    int err = enqueue_locked(ctx, buf, true);
-    if (!err && !ctx->send_busy)
+    int err = atomic_load(&ctx->cancelled)
+                  ? CASCA_ERR_CANCELLED
+                  : rpc_sendq_push(&ctx->send, buf, ctx->srv->opts.stream_queue);
+    if (!err && !ctx->send.busy)
         start_send_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
     if (err)
@@ -457,7 +417,7 @@ int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 unsigned rpc_send_pending(struct rpc_ctx *ctx)
 {
     pthread_mutex_lock(&ctx->lock);
-    unsigned n = ctx->q_len + (ctx->inflight != NULL);
+    unsigned n = rpc_sendq_pending(&ctx->send);
     pthread_mutex_unlock(&ctx->lock);
     return n;
 }
@@ -466,16 +426,15 @@ unsigned rpc_send_pending(struct rpc_ctx *ctx)
 static void finish_call(struct rpc_ctx *ctx, grpc_byte_buffer *last, int err, const char *text)
 {
     pthread_mutex_lock(&ctx->lock);
-    if (ctx->finishing) { /* a second finish is a service bug; keep the first */
+    if (last && atomic_load(&ctx->cancelled)) { /* nothing more goes out */
+        grpc_byte_buffer_destroy(last);
+        last = NULL;
+    }
+    if (!rpc_sendq_finish(&ctx->send, last)) { /* a second finish is a service bug */
         pthread_mutex_unlock(&ctx->lock);
-        if (last)
-            grpc_byte_buffer_destroy(last);
         log_error("rpc", "%s: call finished twice", ctx->method ? ctx->method->path : "?");
         return;
     }
-    if (last && enqueue_locked(ctx, last, false) == CASCA_OK)
-        last = NULL;
-    ctx->finishing = true;
     ctx->status = rpc_status_of(err);
     if (text && *text) {
         ctx->status_details = grpc_slice_from_copied_string(text);
@@ -483,11 +442,9 @@ static void finish_call(struct rpc_ctx *ctx, grpc_byte_buffer *last, int err, co
     }
     if (ctx->status != GRPC_STATUS_OK)
         atomic_fetch_add(&ctx->srv->calls_failed, 1);
-    if (!ctx->send_busy && !ctx->broken && !atomic_load(&ctx->cancelled))
+    if (!ctx->send.busy && !ctx->send.broken && !atomic_load(&ctx->cancelled))
         start_send_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
-    if (last)
-        grpc_byte_buffer_destroy(last);
     ctx_unref(ctx);
 }
 
@@ -605,7 +562,7 @@ static bool streams_in(const struct rpc_ctx *ctx)
 static bool service_done(struct rpc_ctx *ctx)
 {
     pthread_mutex_lock(&ctx->lock);
-    bool done = ctx->finishing;
+    bool done = ctx->send.finishing;
     pthread_mutex_unlock(&ctx->lock);
     return done;
 }
@@ -840,10 +797,10 @@ static void on_close(struct rpc_ctx *ctx, bool success)
         return;
     atomic_store(&ctx->cancelled, true);
     pthread_mutex_lock(&ctx->lock);
-    rpc_cancel_fn fn = ctx->finishing ? NULL : ctx->on_cancel;
+    rpc_cancel_fn fn = ctx->send.finishing ? NULL : ctx->on_cancel;
     void *arg = ctx->cancel_arg;
     ctx->on_cancel = NULL;
-    drop_queue_locked(ctx);
+    rpc_sendq_clear(&ctx->send);
     pthread_mutex_unlock(&ctx->lock);
     if (fn)
         fn(ctx, arg);
@@ -852,17 +809,9 @@ static void on_close(struct rpc_ctx *ctx, bool success)
 static void on_send(struct rpc_ctx *ctx, bool success)
 {
     pthread_mutex_lock(&ctx->lock);
-    if (ctx->inflight) {
-        grpc_byte_buffer_destroy(ctx->inflight);
-        ctx->inflight = NULL;
-    }
-    ctx->send_busy = false;
-    if (!success) { /* the transport is gone; the close batch reports the cancellation */
-        ctx->broken = true;
-        drop_queue_locked(ctx);
-    } else if (ctx->q_head || (ctx->finishing && !ctx->status_sent)) {
+    /* a failed batch: the transport is gone; the close batch reports the cancellation */
+    if (rpc_sendq_sent(&ctx->send, success))
         start_send_locked(ctx);
-    }
     pthread_mutex_unlock(&ctx->lock);
 }
 
