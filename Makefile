@@ -7,32 +7,38 @@ BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build build-asan test test-plain test-asan demo bench fuzz clean
+.PHONY: all deps deps-build build build-asan test test-plain test-asan quiet-build demo \
+	experiment bench fuzz clean
 
 all: build
 
 deps:
 	@deploy/install-deps.sh
 
-build: deps
+# Only what compiling needs: no root on a machine that has it (packages for tests, the demo and the
+# experiment come with `make test`, `make demo`, `make experiment`).
+deps-build:
+	@deploy/install-deps.sh build
+
+build: deps-build
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-build-asan: deps
+build-asan: deps-build
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCASCA_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD_ASAN) -j$(JOBS)
 
-test-plain: build
+test-plain: deps build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
-test-asan: build-asan
+test-asan: deps build-asan
 	cd $(BUILD_ASAN) && ctest --output-on-failure --timeout 900
 
 test: test-plain test-asan
 
-# make demo [AGENT=gds|rds|rlds] [SIMULATE=1] [DURATION=seconds]: see deploy/demo.sh
-# The build is quiet here: its output goes to $(BUILD)/build.log, shown (the tail) only on failure.
-demo: deps
+# The build of `make demo` and `make experiment` is quiet: its output goes to $(BUILD)/build.log,
+# shown (the tail) only on failure.
+quiet-build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@printf '== building casca in %s (log: %s/build.log)... ' "$(BUILD)" "$(BUILD)"; \
 	start=$$(date +%s); \
@@ -41,7 +47,21 @@ demo: deps
 	else \
 	  echo "FAILED; the end of $(BUILD)/build.log:"; tail -n 40 $(BUILD)/build.log; exit 1; \
 	fi
+
+# make demo [AGENT=gds|rds|rlds] [SIMULATE=1] [DURATION=seconds]: see deploy/demo.sh
+demo: quiet-build
 	@AGENT="$(AGENT)" SIMULATE="$(SIMULATE)" DURATION="$(DURATION)" deploy/demo.sh $(BUILD)
+
+# make experiment [REAL=1] [REPEATS=3] [AGENTS=rds,gds,cgds,rlds] [ZONE=ES] [DAY=2022-04-10]
+# [SPEED=240] [DURATION=seconds a run, default one replayed day]: the paper's evaluation over a
+# replayed day of a real grid (deploy/experiment.py); prints the table and writes it (Markdown,
+# JSON) with a plot of the day into $(BUILD)/experiment/.
+REPEATS ?= 3
+AGENTS ?= rds,gds,cgds,rlds
+experiment: quiet-build
+	@deploy/experiment.py --build $(BUILD) --repeats $(REPEATS) --agents $(AGENTS) \
+	  $(if $(REAL),--real) $(if $(ZONE),--zone $(ZONE)) $(if $(DAY),--day $(DAY)) \
+	  $(if $(SPEED),--speed $(SPEED)) $(if $(DURATION),--duration $(DURATION))
 
 # make fuzz [FUZZ_SECONDS=60]: builds the libFuzzer harnesses of test/fuzz with clang in
 # $(BUILD_FUZZ) and runs each for FUZZ_SECONDS (see test/fuzz/run.sh). `make test` replays their

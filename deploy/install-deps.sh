@@ -24,7 +24,7 @@ if [ "${1:-all}" != build ]; then
     clang libclang-rt-dev
     ffmpeg gnuplot-nox python3-yaml
   )
-  # Node.js and npm run the README's Node client test (test/e2e/test_node.py); a machine that
+  # Node.js and npm run agents/README.md's Node client test (test/e2e/test_node.py); a machine that
   # has them from elsewhere keeps its own.
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     packages+=(nodejs npm)

@@ -3,7 +3,7 @@
  *
  * One AgentService.Session in CONTROL mode leasing one setting. Every State is answered with one
  * Action (the decision of greedy.h, or no change as a keepalive), its ActionResult is awaited and
- * one line is printed. See usage() and README's "GDS" section for the rules and the options.
+ * one line is printed. See usage() and agents/README.md's "GDS" section for the rules and the options.
  *
  * Exit status: 0 stopped by SIGINT/SIGTERM or --duration (Goodbye sent), 1 the session could not
  * be used (refused Hello, setting unusable, revoked token...), 2 bad options. A lost cascad or
@@ -25,7 +25,9 @@
 #include "casca/v1/agent.pb-c.h"
 #include "casca/v1/carbon.pb-c.h"
 #include "casca_client.h"
+#include "clock.h"
 #include "greedy.h"
+#include "timeconv.h"
 
 #define SESSION_METHOD "/casca.v1.AgentService/Session"
 #define POLL_MS 200              /* how often a wait looks at signals and the duration */
@@ -42,6 +44,7 @@
 struct opts {
     char *target, *token, *ca_file, *slo, *setting, *carbon_slo, *zone, *name, *config;
     double step, period, duration, settle; /* settle < 0 = auto */
+    double max_move, cooldown;             /* --carbon-aware moves: 0 = no limit */
     int sign, carbon_sign, tls, no_reconnect, carbon_aware;
 };
 
@@ -79,6 +82,10 @@ static const struct opt_def opt_defs[] = {
     {"carbon-aware", OPT_FLAG, O(carbon_aware), NULL,
      "spend the SLO's error budget in the dirtiest hours ahead (the SLO needs an error_budget): "
      "the setting goes to its lowest-footprint end then, and back afterwards"},
+    {"max-move", OPT_NUMBER, O(max_move), "N",
+     "--carbon-aware: move the setting by at most N per change (the setting's max_step rail)"},
+    {"cooldown", OPT_NUMBER, O(cooldown), "SECONDS",
+     "--carbon-aware: no change within SECONDS of the last one (the setting's cooldown rail)"},
     {"zone", OPT_STRING, O(zone), "ZONE", "grid zone of the carbon state (default: the server's)"},
     {"name", OPT_STRING, O(name), "NAME", "agent name shown in audits (default gds)"},
     {"duration", OPT_NUMBER, O(duration), "SECONDS",
@@ -322,6 +329,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
         opt_error("--carbon-slo", "must differ from --slo");
         return -1;
     }
+    if (!(o->max_move >= 0) || !(o->cooldown >= 0)) {
+        opt_error(o->max_move >= 0 ? "--cooldown" : "--max-move", "must be >= 0");
+        return -1;
+    }
     if (o->ca_file) o->tls = 1;
     return 0;
 }
@@ -334,30 +345,19 @@ static void opts_free(struct opts *o)
 
 /* ---- time ---- */
 
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * NS + t.tv_nsec;
-}
-
 static int64_t ts_ns(const Google__Protobuf__Timestamp *t)
 {
-    return t ? t->seconds * NS + t->nanos : 0;
+    return t ? casca_ns_of(t->seconds, t->nanos) : 0;
 }
 
 static int64_t dur_ns(const Google__Protobuf__Duration *d)
 {
-    return d ? d->seconds * NS + d->nanos : 0;
+    return d ? casca_ns_of(d->seconds, d->nanos) : 0;
 }
 
 static void format_time(int64_t ns, char *buf, size_t len)
 {
-    if (ns <= 0) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        ns = now.tv_sec * NS + now.tv_nsec;
-    }
+    if (ns <= 0) ns = casca_wall_ns();
     time_t secs = (time_t)(ns / NS);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -399,16 +399,18 @@ struct gds {
     double ahead[AHEAD_MAX];
     size_t nahead;
     int64_t ahead_hour_ns; /* the hour they were fetched for; 0 = none */
-    bool spending;         /* the setting is at its lowest-footprint end for the budget */
-    double resume;         /* the value to go back to when spending stops */
+    bool spending;         /* the last state was in an hour to spend the budget in */
+    double resume;         /* the value to go back to when spending stops; NAN = none */
     uint64_t spent_decisions;
+    int64_t last_state_ns, last_carbon_ns; /* to measure the carbon clock's speed */
+    double speed; /* replayed seconds per second (1 when live); 0 = not measured yet */
     struct casca_reconnect rc;                /* outages: retry or not, backoff, one line each */
     const struct casca_client_options *copts; /* to open a fresh client after an outage */
 };
 
 static bool stopping(const struct gds *g)
 {
-    return stop_signal || (g->stop_at && mono_ns() >= g->stop_at);
+    return stop_signal || (g->stop_at && casca_mono_ns() >= g->stop_at);
 }
 
 static void range_of(const Casca__V1__Range *r, struct greedy_range *out)
@@ -437,11 +439,11 @@ enum got { GOT_MESSAGE, GOT_NOTHING, GOT_END };
 static enum got receive(struct gds *g, int timeout_ms, bool stoppable,
                         Casca__V1__ControlMessage **out, struct casca_status *st)
 {
-    int64_t until = timeout_ms < 0 ? 0 : mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t until = timeout_ms < 0 ? 0 : casca_mono_ns() + (int64_t)timeout_ms * 1000000;
     for (;;) {
         int slice = POLL_MS;
         if (until) {
-            int64_t left = (until - mono_ns()) / 1000000;
+            int64_t left = (until - casca_mono_ns()) / 1000000;
             if (left <= 0) return GOT_NOTHING;
             if (left < slice) slice = (int)left;
         }
@@ -467,9 +469,9 @@ static int send_message(struct gds *g, Casca__V1__AgentMessage *m, struct casca_
 {
     int rc = casca_stream_send(g->stream, &m->base, st);
     if (rc != CASCA_ERR_UNAVAILABLE) return rc;
-    int64_t until = mono_ns() + (int64_t)GOODBYE_TIMEOUT_MS * 1000000;
+    int64_t until = casca_mono_ns() + (int64_t)GOODBYE_TIMEOUT_MS * 1000000;
     for (;;) {
-        int left = (int)((until - mono_ns()) / 1000000);
+        int left = (int)((until - casca_mono_ns()) / 1000000);
         Casca__V1__ControlMessage *reply;
         if (left <= 0) return rc;
         enum got got = receive(g, left, false, &reply, st);
@@ -645,15 +647,15 @@ static void record_time(struct gds *g, int64_t ns)
 static int await_result(struct gds *g, const char *nonce, Casca__V1__ControlMessage **out,
                         struct casca_status *st)
 {
-    int64_t until = mono_ns() + (int64_t)RESULT_TIMEOUT_MS * 1000000;
+    int64_t until = casca_mono_ns() + (int64_t)RESULT_TIMEOUT_MS * 1000000;
     bool stop_seen = false;
     for (;;) {
         if (stop_signal && !stop_seen) { /* a signal: wait a little more, not 30 s */
             stop_seen = true;
-            int64_t soon = mono_ns() + (int64_t)GOODBYE_TIMEOUT_MS * 1000000;
+            int64_t soon = casca_mono_ns() + (int64_t)GOODBYE_TIMEOUT_MS * 1000000;
             if (soon < until) until = soon;
         }
-        int left = (int)((until - mono_ns()) / 1000000);
+        int left = (int)((until - casca_mono_ns()) / 1000000);
         if (left <= 0 && stop_seen) {
             snprintf(st->message, sizeof(st->message), "stopped before the ActionResult came");
             return CASCA_ERR_CANCELLED;
@@ -728,8 +730,9 @@ static void fetch_ahead(struct gds *g, const Casca__V1__CarbonState *cs, int64_t
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 
-/* --carbon-aware: replaces the greedy decision d while the budget is being spent, and on the
- * first state after, by a move to the lowest-footprint end and back. */
+/* --carbon-aware: replaces the greedy decision d while the budget is being spent (a move to the
+ * lowest-footprint end) and until the setting is back at the value it had (g->resume), each
+ * move at most --max-move and --cooldown after the last change. */
 static void carbon_aware(struct gds *g, const Casca__V1__State *s, const Casca__V1__SloStatus *slo,
                          double current, struct greedy_decision *d, bool *spend_move)
 {
@@ -745,30 +748,56 @@ static void carbon_aware(struct gds *g, const Casca__V1__State *s, const Casca__
         .ahead = g->ahead,
         .nahead = g->nahead,
     };
-    bool spend = greedy_should_spend(&in);
-    if (spend) {
+    const struct opts *o = g->o;
+    /* the way back, in the window's (carbon clock's) time: the moves back at the rails' pace,
+     * then the SLO's window filling with the restored setting */
+    int64_t now = ts_ns(s->time), ct = cs && cs->time ? ts_ns(cs->time) : 0;
+    if (ct && g->last_state_ns && now > g->last_state_ns && ct >= g->last_carbon_ns)
+        g->speed = (double)(ct - g->last_carbon_ns) / (double)(now - g->last_state_ns);
+    g->last_state_ns = now;
+    g->last_carbon_ns = ct;
+    if (!(g->speed > 0))
+        return; /* the carbon clock's speed is not known yet: no reserve, no spending */
+    if (b && dur_ns(b->window) > 0) {
         const struct greedy_range *r = &g->setting.range;
-        bool low = g->o->carbon_sign > 0;
+        double span = r->has_min && r->has_max ? r->max - r->min : 0;
+        double moves = o->max_move > 0 ? ceil(span / o->max_move) : 1;
+        double back_s = moves * fmax(o->cooldown, o->period) + g->window_ns / 1e9 + o->period;
+        in.reserve = back_s * fmax(g->speed, 1) * 1e9 / (double)dur_ns(b->window);
+    }
+    g->spending = greedy_should_spend(&in);
+    double to;
+    if (g->spending) {
+        const struct greedy_range *r = &g->setting.range;
+        bool low = o->carbon_sign > 0;
         double end = low ? (r->has_min ? r->min : current) : (r->has_max ? r->max : current);
-        if (!g->spending)
+        if (isnan(g->resume))
             g->resume = current;
-        g->spending = true;
         g->spent_decisions++;
-        d->value = greedy_fit(&g->setting, end, low ? 1 : -1);
-    } else if (g->spending) {
-        g->spending = false;
-        d->value = g->resume;
+        to = greedy_fit(&g->setting, end, low ? 1 : -1);
+    } else if (!isnan(g->resume) && current != g->resume) {
+        to = g->resume;
     } else {
+        g->resume = NAN; /* back where it was (or never left): greedy_decide's turn */
         return;
     }
-    d->change = d->value != current;
-    d->limited = false;
     *spend_move = true;
+    d->limited = false;
+    d->value = current;
+    d->change = false;
+    if (o->cooldown > 0 && g->last_change_ns &&
+        ts_ns(s->time) - g->last_change_ns < (int64_t)(o->cooldown * NS))
+        return; /* the rail would refuse a change now: wait for a later state */
+    if (o->max_move > 0 && fabs(to - current) > o->max_move) /* step there */
+        to = greedy_fit(&g->setting, current + copysign(o->max_move, to - current),
+                        to > current ? -1 : 1);
+    d->value = to;
+    d->change = to != current;
 }
 
 static int handle_state(struct gds *g, const Casca__V1__State *s, struct casca_status *st)
 {
-    int64_t t0 = mono_ns();
+    int64_t t0 = casca_mono_ns();
     const struct opts *o = g->o;
     const Casca__V1__SloStatus *slo = find_slo(s, o->slo);
     const Casca__V1__SloStatus *carbon = o->carbon_slo ? find_slo(s, o->carbon_slo) : NULL;
@@ -821,7 +850,7 @@ static int handle_state(struct gds *g, const Casca__V1__State *s, struct casca_s
     msg.action = &action;
     int rc = send_message(g, &msg, st);
     if (rc) return rc;
-    int64_t decided_ns = mono_ns() - t0;
+    int64_t decided_ns = casca_mono_ns() - t0;
     record_time(g, decided_ns);
     g->decisions++;
 
@@ -913,9 +942,9 @@ static void say_goodbye(struct gds *g, const char *reason)
     msg.msg_case = CASCA__V1__AGENT_MESSAGE__MSG_GOODBYE;
     msg.goodbye = &bye;
     if (send_message(g, &msg, &st) || casca_stream_close_send(g->stream, &st)) return;
-    int64_t until = mono_ns() + (int64_t)GOODBYE_TIMEOUT_MS * 1000000;
+    int64_t until = casca_mono_ns() + (int64_t)GOODBYE_TIMEOUT_MS * 1000000;
     for (;;) {
-        int left = (int)((until - mono_ns()) / 1000000);
+        int left = (int)((until - casca_mono_ns()) / 1000000);
         Casca__V1__ControlMessage *m;
         if (left <= 0 || receive(g, left, false, &m, &st) != GOT_MESSAGE) return;
         protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -1002,9 +1031,9 @@ static enum outcome session(struct gds *g, struct casca_client *c, Casca__V1__Ag
 /* Sleeps ms in POLL_MS slices; false when stopping. */
 static bool pause_ms(const struct gds *g, int ms)
 {
-    int64_t until = mono_ns() + (int64_t)ms * 1000000;
+    int64_t until = casca_mono_ns() + (int64_t)ms * 1000000;
     while (!stopping(g)) {
-        int64_t left = until - mono_ns();
+        int64_t left = until - casca_mono_ns();
         if (left <= 0) return true;
         if (left > (int64_t)POLL_MS * 1000000) left = (int64_t)POLL_MS * 1000000;
         struct timespec t = {0, (long)left};
@@ -1099,10 +1128,11 @@ int main(int argc, char **argv)
         return 1;
     }
     g->o = &o;
+    g->resume = NAN;
     g->params =
         (struct greedy_params){.step = o.step, .sign = o.sign, .carbon_sign = o.carbon_sign};
-    g->rng = (unsigned)mono_ns();
-    if (o.duration > 0) g->stop_at = mono_ns() + (int64_t)(o.duration * 1e9);
+    g->rng = (unsigned)casca_mono_ns();
+    if (o.duration > 0) g->stop_at = casca_mono_ns() + (int64_t)(o.duration * 1e9);
 
     struct casca_client_options copts = {.token = o.token, .tls = o.tls, .ca_file = o.ca_file};
     struct casca_client *c = NULL;

@@ -86,5 +86,5 @@ bool greedy_should_spend(const struct spend_input *in)
         dirtier += in->ahead[i] > in->intensity;
     /* the window's share still spendable vs the share the dirtier hours and this one need */
     double left = in->remaining_ratio * (1 - in->target);
-    return (double)(dirtier + 1) / (double)in->nahead <= left + EPS;
+    return (double)(dirtier + 1) / (double)in->nahead + in->reserve <= left + EPS;
 }

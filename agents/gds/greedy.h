@@ -74,7 +74,8 @@ double greedy_fit(const struct greedy_setting *s, double v, int dir);
 /* The carbon-aware variant (casca-gds --carbon-aware): an SLO with an error budget may be missed
  * for a share of its window. Spend that share where missing saves most carbon, the dirtiest
  * hours, and never early: the budget is spent on the current hour only if it still covers every
- * hour ahead in the window that is dirtier, and this one. While spending, the setting goes to its
+ * hour ahead in the window that is dirtier, and this one, and the way back (reserve: the
+ * setting's moves back and the SLO's window seeing them). While spending, the setting goes to its
  * lowest-footprint end; afterwards it goes back to the value it had, and greedy_decide resumes.
  * Shares, not durations, are compared, so the rule holds whatever clock the hours play at (a
  * replayed day). */
@@ -85,6 +86,7 @@ struct spend_input {
     double intensity;       /* the grid's intensity now */
     const double *ahead;    /* the intensities of the window's hours ahead (equal slots) */
     size_t nahead;
+    double reserve; /* share of the window kept for the way back (the misses after spending) */
 };
 
 /* Whether to spend budget now (no forecast or no budget: never). */

@@ -3,8 +3,11 @@
 of the media server's session list (Jellyfin's GET /Sessions, TranscodingInfo.Framerate) once per
 --interval and publishes it as a player report through `casca report`:
 
-    {"Autowatcher ID": "w1", "Transcoding FPS": 25.2, "Dropped frames": 0,
+    {"Autowatcher ID": "w1", "Transcoding FPS": 25.2, "Dropped frames": 0, "Quality": 0.96,
      "Time (UTC)": "2026-01-05 10:00:00"}
+
+(Quality: the score of the server's EncoderPreset in transcoder.py's PRESET_MODEL, read from
+GET /System/Configuration/encoding.)
 
   /usr/bin/python3 deploy/demo/player.py --server http://media:8096 --bus tcp://cascad:5556 \\
       --casca /usr/bin/casca [--id w1] [--topic autowatcher/w1] [--interval 1] [--api-key KEY]
@@ -22,16 +25,26 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from transcoder import Reporter, log  # noqa: E402  (the same `casca report` pipe)
+from transcoder import ENDPOINT, PRESET_MODEL, Reporter, log  # noqa: E402  (the same pipe)
+
+
+def get_json(url, api_key, timeout):
+    req = urllib.request.Request(url)
+    if api_key:
+        req.add_header("X-Emby-Token", api_key)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+def quality(url, api_key, timeout=2.0):
+    """The quality score of the server's encoder preset (0 for a preset the model lacks)."""
+    preset = get_json(url + ENDPOINT, api_key, timeout).get("EncoderPreset")
+    return PRESET_MODEL.get(preset, (0, 0))[1]
 
 
 def framerate(url, api_key, timeout=2.0):
     """The first transcoding session's frame rate, or None while there is none."""
-    req = urllib.request.Request(url + "/Sessions")
-    if api_key:
-        req.add_header("X-Emby-Token", api_key)
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        sessions = json.load(r)
+    sessions = get_json(url + "/Sessions", api_key, timeout)
     for s in sessions if isinstance(sessions, list) else []:
         info = s.get("TranscodingInfo") or {}
         fps = info.get("Framerate")
@@ -65,6 +78,7 @@ def main():
         while not stop.wait(args.interval):
             try:
                 fps = framerate(server, args.api_key)
+                q = quality(server, args.api_key)
                 failures = 0
             except (OSError, ValueError, urllib.error.URLError) as e:
                 failures += 1
@@ -72,7 +86,7 @@ def main():
                     log("player: %s/Sessions: %s" % (server, e))
                 continue
             if fps is not None:
-                reporter.send(fps)
+                reporter.send(fps, q)
     finally:
         reporter.close()
     return 0

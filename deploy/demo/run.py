@@ -36,6 +36,7 @@ import powermeter  # noqa: E402  (the power model's defaults and the /proc reade
 import transcoder  # noqa: E402  (the ffmpeg workload, for the real-mode calibration)
 
 FPS_SLO, CARBON_SLO, SETTING = "ServiceSLO", "ServiceCarbon", "ServiceParam"
+SETTING2 = "ServiceParam2"  # the preset (deploy/demo/casca.yaml)
 ZONE = "AT"
 PR_SET_PDEATHSIG = 1
 
@@ -133,11 +134,17 @@ def calibrate(args, log):
     return results
 
 
-def run_intensity(carbon, carbon_pb2, duration):
-    """The highest hourly intensity of ZONE over the hours the run spans (now .. now+duration)."""
+def run_intensity(carbon, carbon_pb2, duration, args):
+    """The highest hourly intensity of ZONE over the hours the run spans (now .. now+duration;
+    under a carbon replay, the replayed hours)."""
     now = int(time.time())
+    span = duration
+    if args.replay_from:
+        req = carbon_pb2.GetLocationIntensityRequest(zone=ZONE)
+        now = carbon.GetLocationIntensity(req, timeout=5).time.seconds  # the replayed hour
+        span = duration * args.replay_speed
     worst = None
-    for t in range(now - now % 3600, now + int(duration) + 1, 3600):
+    for t in range(now - now % 3600, now + int(span) + 1, 3600):
         req = carbon_pb2.GetLocationIntensityRequest(zone=ZONE)
         req.time.seconds = max(t, now)
         i = carbon.GetLocationIntensity(req, timeout=5).gco2eq_per_kwh
@@ -222,12 +229,23 @@ def effective_config(args, ports, out_dir, calibration, intensity):
         cfg = yaml.safe_load(f)
     cfg["server"]["listen"] = "127.0.0.1:%d" % ports["grpc"]
     cfg["bus"]["listen"] = ["tcp://127.0.0.1:%d" % ports["bus"]]
-    for s in cfg["settings"]:
-        if s["id"] == SETTING:
-            hj = s["controller"]["http_json"]
+    for s in cfg["settings"]:  # every setting of the demo is a field of the service's endpoint
+        hj = s["controller"].get("http_json")
+        if hj:
             hj["url"] = "http://127.0.0.1:%d/System/Configuration/encoding" % ports["http"]
     notes = []
     slos = {s["id"]: s for s in cfg["slos"]}
+    cfg["carbon"]["default_zone"] = ZONE
+    slos[CARBON_SLO]["zone"] = ZONE
+    if args.replay_from:
+        cfg["carbon"]["replay"] = {"from": args.replay_from, "speed": args.replay_speed}
+        notes.append("carbon replay: %s's grid from %s at %gx (a day in %.1f min)"
+                     % (ZONE, args.replay_from, args.replay_speed, 1440 / args.replay_speed))
+    if args.budget_target:
+        slos[FPS_SLO]["error_budget"] = {"target": args.budget_target,
+                                         "window": args.budget_window}
+        notes.append("FPS SLO error budget: fulfilled %g%% of any %s"
+                     % (100 * args.budget_target, args.budget_window))
     if calibration:
         (f1, _), (fn, _) = calibration[1], calibration[max(calibration)]
         if fn >= f1 * 1.15:
@@ -276,11 +294,16 @@ def agent_argv(args, target, build):
     period = str(args.period)
     duration = str(int(args.duration) + 60)  # the driver stops it; this is a backstop
     env = dict(os.environ)
-    if args.agent == "gds":
+    if args.agent in ("gds", "cgds"):
         argv = [os.path.join(build, "agents/gds/casca-gds"), "--target", target,
                 "--slo", FPS_SLO, "--setting", SETTING, "--step", "1", "--sign", "+1",
                 "--carbon-slo", CARBON_SLO, "--period", period, "--zone", ZONE,
-                "--name", "gds-demo", "--duration", duration]
+                "--name", "%s-demo" % args.agent, "--duration", duration]
+        if args.agent == "cgds":  # its bigger moves keep to the setting's rails
+            cooldown, max_step = setting_rails(args.config)
+            argv += ["--carbon-aware", "--cooldown", "%g" % cooldown]
+            if max_step:
+                argv += ["--max-move", str(max_step)]
     elif args.agent == "rds":
         env["CASCA"] = os.path.join(build, "clients/casca")
         argv = [os.path.join(SRC, "agents/rds/casca-rds"), "--target", target,
@@ -303,6 +326,8 @@ def agent_argv(args, target, build):
         policy = args.policy or os.path.join(build, "demo", "rlds-policy.pt")
         os.makedirs(os.path.dirname(policy), exist_ok=True)
         argv += ["--policy", policy]
+        if args.no_train:
+            argv.append("--no-train")
     elif args.agent_cmd:
         argv = [a.replace("{target}", target) for a in args.agent_cmd.split()]
     else:
@@ -545,7 +570,7 @@ class Demo:
         if a.carbon_max == "auto":
             # The carbon objective depends on the grid's intensity, which cascad knows: ask it,
             # rewrite the file and reload (no restart).
-            worst = run_intensity(carbon, carbon_pb2, a.duration)
+            worst = run_intensity(carbon, carbon_pb2, a.duration, a)
             config, cfg, notes = effective_config(a, ports, self.out, calibration, worst)
             r = admin.Reload(admin_pb2.ReloadRequest(), timeout=10)
             if not r.ok:
@@ -553,6 +578,7 @@ class Demo:
         for n in notes:
             self.say("   " + n)
         slos = {s["id"]: s for s in cfg["slos"]}
+        settings = {s["id"] for s in cfg["settings"]}
         fps_obj = slos[FPS_SLO]["objective"]
         carbon_obj = slos[CARBON_SLO]["objective"]
         objectives = {"fps": (fps_obj.get("min"), fps_obj.get("max")),
@@ -590,8 +616,9 @@ class Demo:
         self.say("== carbon: zone %s now %.1f gCO2eq/kWh (%s%s)" % (
             ZONE, ci.gco2eq_per_kwh, ci.provider,
             ", estimated: %s" % ci.note if ci.estimated else ""))
-        self.say("   The bundled data for AT is 2022; at today's date the carbon SLO uses the same "
-                 "hour of 2022 (carbon.estimate_from_nearest_year).")
+        if not a.replay_from:
+            self.say("   The bundled data is 2022; at today's date the carbon SLO uses the same "
+                     "hour of 2022 (carbon.estimate_from_nearest_year).")
         self.say("== objectives: %s in [%s, %s] fps, %s at most %s mg CO2eq/min"
                  % (FPS_SLO, objectives["fps"][0], objectives["fps"][1], CARBON_SLO,
                     objectives["carbon"]))
@@ -629,8 +656,10 @@ class Demo:
         # the samples so far in which each SLO was fulfilled
         header = ("   time |    fps threads   power  mg/min | ServiceSLO ok  | ServiceCarbon ok  "
                   "| fulfilled: FPS carbon")
-        self.say(header)
+        if not a.quiet:
+            self.say(header)
         died = None
+        budget = None
         while not self.stop_event.is_set():
             if self.stop_event.wait(max(0.0, next_tick - time.monotonic())):
                 break
@@ -646,10 +675,14 @@ class Demo:
                 break
             now = time.time()
             try:
-                if now - intensity_at > 60:
-                    intensity = carbon.GetLocationIntensity(
-                        carbon_pb2.GetLocationIntensityRequest(zone=ZONE), timeout=2).gco2eq_per_kwh
-                    intensity_at = now
+                if now - intensity_at > 60 or a.replay_from:  # replayed: a new hour every tick
+                    ci = carbon.GetLocationIntensity(
+                        carbon_pb2.GetLocationIntensityRequest(zone=ZONE), timeout=2)
+                    intensity, intensity_at = ci.gco2eq_per_kwh, now
+                preset = None
+                if SETTING2 in settings:
+                    preset = ctl.GetSetting(control_pb2.GetSettingRequest(id=SETTING2),
+                                            timeout=2).value.string_value
                 threads = ctl.GetSetting(control_pb2.GetSettingRequest(id=SETTING),
                                          timeout=2).value.int_value
                 sf = slo.GetSlo(slo_pb2.GetSloRequest(id=FPS_SLO), timeout=2)
@@ -663,7 +696,10 @@ class Demo:
             except grpc.RpcError as e:
                 self.say("   %5.0fs  (query failed: %s %s)" % (t, e.code().name, e.details()))
                 continue
-            s = {"t": round(t, 2), "time": now, "fps": fps,
+            if sf.HasField("budget"):
+                budget = sf.budget
+            s = {"t": round(t, 2), "time": now, "carbon_time": ci.time.seconds,
+                 "preset": preset, "fps": fps,
                  "fps_slo": sf.value if sf.has_value else None,
                  "fps_ok": sf.fulfilled if sf.has_value else None,
                  "threads": threads, "power_w": power, "intensity": intensity,
@@ -675,10 +711,11 @@ class Demo:
                                  max(1, sum(1 for x in samples if x[key] is not None)))
             f = lambda v, w, p: ("%*.*f" % (w, p, v)) if v is not None else " " * (w - 1) + "-"
             ok = lambda v: "-" if v is None else ("yes" if v else "NO")
-            self.say("  %4.0fs | %6s %7d %5s W %7s | %10s %-3s | %13s %-3s | %13.0f%% %5.0f%%"
-                     % (t, f(fps, 6, 1), threads, f(power, 5, 1), f(s["carbon"], 7, 0),
-                        f(s["fps_slo"], 10, 2), ok(s["fps_ok"]), f(s["carbon_slo"], 13, 1),
-                        ok(s["carbon_ok"]), share("fps_ok"), share("carbon_ok")))
+            if not a.quiet:
+                self.say("  %4.0fs | %6s %7d %5s W %7s | %10s %-3s | %13s %-3s | %13.0f%% %5.0f%%"
+                         % (t, f(fps, 6, 1), threads, f(power, 5, 1), f(s["carbon"], 7, 0),
+                            f(s["fps_slo"], 10, 2), ok(s["fps_ok"]), f(s["carbon_slo"], 13, 1),
+                            ok(s["carbon_ok"]), share("fps_ok"), share("carbon_ok")))
             if self.agent and not self.agent.alive() and not self.stop_event.is_set():
                 self.say("!! the agent exited %s:\n%s" % (self.agent.proc.returncode,
                                                          self.agent.tail()))
@@ -740,6 +777,8 @@ class Demo:
             "fulfilled_share": {
                 FPS_SLO: share_of(samples, "fps_ok"), CARBON_SLO: share_of(samples, "carbon_ok")},
             "fps": stats(fps_vals), "power_w": stats([s["power_w"] for s in samples]),
+            "presets": {p: sum(1 for s in samples if s["preset"] == p)
+                        for p in sorted({s["preset"] for s in samples if s["preset"]})},
             "carbon_mg_per_min": stats([s["carbon"] for s in samples]),
             "threads": stats([s["threads"] for s in samples]),
             "carbon_total_mg": sum(s["carbon"] / 60 for s in samples if s["carbon"] is not None),
@@ -748,6 +787,16 @@ class Demo:
             "trajectory_steps": len(traj), "actions_with_changes": acted,
             "exit_status": {"cascad": cascad_rc, "agent": agent_rc},
             "intensity_note": ci.note, "run_dir": self.out,
+            "zone": ZONE,
+            "replay": ({"from": a.replay_from, "speed": a.replay_speed} if a.replay_from
+                       else None),
+            # the service ran for the replayed time: its footprint over that time
+            "carbon_total_replayed_g": (stats([s["carbon"] for s in samples])["mean"] or 0) *
+                                       (samples[-1]["t"] if samples else 0) *
+                                       (a.replay_speed if a.replay_from else 1) / 60 / 1000,
+            "budget": ({"target": budget.target, "window_s": budget.window.seconds,
+                        "allowed_s": budget.allowed.seconds, "spent_s": budget.spent.seconds,
+                        "remaining_ratio": budget.remaining_ratio} if budget else None),
             "pids": {p.name: p.pid for p in self.procs},
         })
         with open(os.path.join(self.out, "samples.csv"), "w", newline="") as f:
@@ -821,7 +870,9 @@ def stats(values, with_quantiles=False):
 def main():
     ap = argparse.ArgumentParser(description="casca's media-streaming demo (make demo)")
     ap.add_argument("--build", default=os.path.join(SRC, "build"), help="the build directory")
-    ap.add_argument("--agent", default="gds", choices=("gds", "rds", "rlds", "none"))
+    ap.add_argument("--agent", default="gds", choices=("gds", "cgds", "rds", "rlds", "none"),
+                    help="cgds: GDS --carbon-aware (spends the FPS SLO's error budget in the "
+                         "dirtiest hours; needs --budget-target)")
     ap.add_argument("--agent-cmd", help="run this agent command line instead ({target} = the "
                                         "gRPC address)")
     ap.add_argument("--simulate", action="store_true", help="the model instead of ffmpeg")
@@ -852,9 +903,23 @@ def main():
     ap.add_argument("--rate", type=int, default=30)
     ap.add_argument("--calibrate-seconds", type=float, default=5)
     ap.add_argument("--quiet-agent", action="store_true", help="do not echo the agent's lines")
+    ap.add_argument("--quiet", action="store_true", help="no line a second (make experiment)")
+    ap.add_argument("--zone", default=ZONE, help="grid zone of the service (default AT)")
+    ap.add_argument("--replay-from", help="replay the zone's grid from this UTC time, e.g. "
+                                          "2022-05-21T00:00:00Z (carbon.replay)")
+    ap.add_argument("--replay-speed", type=float, default=120,
+                    help="replayed seconds per second (default 120: a day in 12 minutes)")
+    ap.add_argument("--budget-target", type=float,
+                    help="give the FPS SLO an error budget: fulfilled this share of the window")
+    ap.add_argument("--budget-window", default="24h", help="the error budget's window (24h)")
+    ap.add_argument("--no-train", action="store_true",
+                    help="RLDS: run the --policy as it is (no learning during the run)")
     ap.add_argument("--verbose-agent", action="store_true",
                     help="echo every agent line (default: only those that change something)")
     args = ap.parse_args()
+    globals()["ZONE"] = args.zone  # the zone every part of the run uses
+    if args.agent == "cgds" and not args.budget_target:
+        ap.error("--agent cgds needs --budget-target (the FPS SLO's error budget it spends)")
     if args.period is None:
         args.period = (5 if args.agent == "rds" else
                        rlds_period(args) if args.agent == "rlds" and not args.agent_cmd else 1)

@@ -16,11 +16,15 @@ It behaves like the part of a Jellyfin media server that casca controls in the p
       preset or CRF) changes, ffmpeg is restarted with the new value. FPS is measured from the
       frame counter of ffmpeg's -progress output (frames encoded per second of wall-clock time
       over the last report interval).
-    - --simulate: the deterministic model fps(threads) = 4.2 x threads (threads 1..16), plus
-      seeded Gaussian noise of --noise SD (default 0). No ffmpeg.
+    - --simulate: the deterministic model fps = 4.2 x threads x speed(preset) (threads 1..16;
+      PRESET_MODEL below: veryfast, the default, is 1), plus seeded Gaussian noise of --noise SD
+      (default 0). No ffmpeg.
+  Each report also carries a quality score of the preset (PRESET_MODEL, 1 = medium): a faster
+  preset needs fewer threads (less power) for the same FPS but encodes worse, so there is more
+  than one way to meet an FPS objective, at different power and quality.
 * a player that reports the transcoding FPS every --report-interval seconds by piping JSON lines
   to `casca report --bus BUS --topic TOPIC`, in the player-report shape of deploy/hooks/player.yaml:
-      {"Autowatcher ID": "demo", "Transcoding FPS": 25.2, "Dropped frames": 0,
+      {"Autowatcher ID": "demo", "Transcoding FPS": 25.2, "Dropped frames": 0, "Quality": 0.96,
        "Time (UTC)": "2026-01-05 10:00:00"}
 
 Usage:
@@ -56,6 +60,13 @@ MAX_THREADS = 16
 FPS_PER_THREAD = 4.2  # the --simulate model: fps(threads) = FPS_PER_THREAD x threads
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
+# preset -> (speed relative to veryfast, quality relative to medium): the shape of x264's presets
+# (each slower preset spends more CPU per frame for a smaller file at the same CRF, i.e. better
+# quality per bit), rounded; the model of --simulate, and the quality score of real mode too
+# (an estimate: measuring quality would need a reference decode).
+PRESET_MODEL = {"ultrafast": (1.6, 0.90), "superfast": (1.3, 0.93), "veryfast": (1.0, 0.96),
+                "faster": (0.85, 0.97), "fast": (0.7, 0.98), "medium": (0.55, 1.0),
+                "slow": (0.4, 1.01), "slower": (0.25, 1.02), "veryslow": (0.15, 1.02)}
 
 # Jellyfin 10.8's EncodingOptions, as GET /System/Configuration/encoding returns them (a subset;
 # values are Jellyfin's defaults except EncodingThreadCount, which Jellyfin sets to -1 = auto).
@@ -289,9 +300,9 @@ class Reporter:
         self.pipe = ReportPipe(casca, bus, topic, log)
         self.client_id = client_id
 
-    def send(self, fps):
+    def send(self, fps, quality):
         self.pipe.send({"Autowatcher ID": self.client_id, "Transcoding FPS": round(fps, 3),
-                        "Dropped frames": 0,
+                        "Dropped frames": 0, "Quality": quality,
                         "Time (UTC)": datetime.datetime.now(datetime.timezone.utc)
                                       .strftime("%Y-%m-%d %H:%M:%S")})
 
@@ -300,7 +311,7 @@ class Reporter:
 
 
 class Simulated:
-    """fps(threads) = 4.2 x threads, plus seeded Gaussian noise (never below 0)."""
+    """fps = 4.2 x threads x speed(preset), plus seeded Gaussian noise (never below 0)."""
 
     def __init__(self, service, seed, noise):
         self.service = service
@@ -308,8 +319,9 @@ class Simulated:
         self.noise = noise
 
     def measure(self, interval):
-        threads = self.service.get()["EncodingThreadCount"]
-        fps = FPS_PER_THREAD * threads
+        options = self.service.get()
+        fps = (FPS_PER_THREAD * options["EncodingThreadCount"] *
+               PRESET_MODEL[options["EncoderPreset"]][0])
         if self.noise > 0:
             fps += self.rng.gauss(0.0, self.noise)
         return max(0.0, fps)
@@ -538,8 +550,9 @@ def main():
                 continue
             with service.lock:
                 service.fps = fps
+                quality = PRESET_MODEL[service.options["EncoderPreset"]][1]
             if reporter:
-                reporter.send(fps)
+                reporter.send(fps, quality)
     finally:
         workload.stop()
         if reporter:

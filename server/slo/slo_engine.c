@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 
@@ -62,9 +63,7 @@ struct slo_engine {
 static int64_t realtime_ns(void *arg)
 {
     (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return casca_wall_ns();
 }
 
 int64_t slo_engine_now(const struct slo_engine *e)
@@ -94,7 +93,10 @@ static int evaluate_carbon(struct tsdb *db, struct tsdb_selector *sel, const str
         if (rc != CASCA_OK)
             return rc;
         double g = 0;
-        if (s.count > 0 && intensity && intensity(iarg, d->zone, hour, &g) == CASCA_OK) {
+        /* the middle of the part: its hour, or under a carbon replay the replayed time the
+         * part stands for (a few seconds may span replayed hours) */
+        int64_t mid = part_start + (part_end - part_start) / 2;
+        if (s.count > 0 && intensity && intensity(iarg, d->zone, mid, &g) == CASCA_OK) {
             double x = s.value * g / 60.0; /* W x g/kWh -> mg/min */
             switch (d->agg) {
             case TSDB_AGG_MIN: acc = have && acc < x ? acc : x; break;
@@ -479,11 +481,7 @@ struct slo_engine *slo_engine_create(const struct slo_engine_options *o, struct 
         e->o.clock = realtime_ns;
     pthread_mutex_init(&e->lock, NULL);
     pthread_mutex_init(&e->notify_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    casca_cond_init_mono(&e->wake);
     if (!(e->cur = build_view(c, NULL))) {
         slo_engine_destroy(e);
         return NULL;
@@ -591,19 +589,12 @@ static void *tick_main(void *arg)
     pthread_mutex_lock(&e->lock);
     while (!e->stopping) {
         pthread_mutex_unlock(&e->lock);
-        struct timespec t0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int64_t t0 = casca_mono_ns();
         slo_engine_tick(e);
         pthread_mutex_lock(&e->lock);
         if (e->stopping)
             break;
-        int64_t interval = e->cur->sc->interval_ns;
-        struct timespec ts = t0;
-        ts.tv_sec += interval / 1000000000;
-        ts.tv_nsec += interval % 1000000000;
-        ts.tv_sec += ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
-        pthread_cond_timedwait(&e->wake, &e->lock, &ts);
+        casca_cond_wait_until(&e->wake, &e->lock, t0 + e->cur->sc->interval_ns);
     }
     pthread_mutex_unlock(&e->lock);
     return NULL;

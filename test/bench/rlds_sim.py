@@ -5,10 +5,10 @@ against a model of the demo's simulated service instead of a casca session, over
     test/bench/rlds_sim.py [--seeds 20] [--steps 250] [--start 2] [--max 16] [--carbon-max 1000]
                            [--lag 0.1] [-- AGENT FLAGS...]
 
-The model (deploy/demo/transcoder.py --simulate and powermeter.py --simulate at a constant
-200 gCO2eq/kWh): threads in [1, --max], fps = 4.2 x threads with the SLO [24, 30], footprint =
-(10 + 12 x threads) W x 200 / 60 mg/min with the carbon SLO max --carbon-max; the observation
-after an action shows the previous thread count with probability --lag (a slow report). Prints, per
+The model is agents/rlds/sim_env.py at a constant 200 gCO2eq/kWh: threads in [1, --max],
+fps = 4.2 x threads with the SLO [24, 30], footprint = (10 + 12 x threads) W x 200 / 60 mg/min
+with the carbon SLO max --carbon-max; the observation after an action shows the previous thread
+count with probability --lag (a slow report). Prints, per
 seed, the mean reward of the last quarter of the decisions, and the mean reward of uniformly
 random values for comparison. A benchmark: nothing fails. Needs BUILD/py (CASCA_PY_STUBS).
 """
@@ -16,80 +16,20 @@ import argparse
 import contextlib
 import io
 import os
-import random
 import statistics
 import sys
-import types
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "agents", "rlds"))
 import casca_rlds  # noqa: E402
-from casca.env import Box  # noqa: E402
+import sim_env  # noqa: E402  (the model, shared with agents/rlds/train_sim.py)
 
 INTENSITY = 200.0
 
 
-def reward(threads, cmax, w=0.5):
-    fps, fp = 4.2 * threads, (10 + 12 * threads) * INTENSITY / 60
-    c = min(1.0, fp / cmax)
-    terms = [(1 + w * (1 - c)) / (1 + w) if ok else -(1 + w * c) / (1 + w)
-             for ok in (24 <= fps <= 30, fp <= cmax)]
-    return sum(terms) / 2
-
-
-def model_env(opts):
-    class ModelEnv:
-        """The parts of casca.env.CascaEnv the agent uses, over the model."""
-
-        def __init__(self, *args, **kw):
-            self.threads = self.seen = opts.start
-            self.action_space = Box([1], [opts.max], ["ServiceParam"], integer=[True],
-                                    step=[1.0])
-            self.observation_names = ["setting:ServiceParam", "slo:ServiceSLO",
-                                      "slo:ServiceCarbon", "carbon:footprint_mg_per_min"]
-            self.normalization = {"carbon_ref": opts.carbon_max}
-            self.session = types.SimpleNamespace(session_id="model")
-            self.welcome = types.SimpleNamespace(leased_setting_ids=["ServiceParam"])
-            self.rng = random.Random(opts.lag_seed)
-            self.seq = 0
-
-        def setting_number(self, sid, value):
-            return float(value)
-
-        def _observe(self):
-            t = self.seen
-            fps, fp = 4.2 * t, (10 + 12 * t) * INTENSITY / 60
-            self.seq += 1
-            obs = [(self.threads - 1) / (opts.max - 1) * 2 - 1,
-                   max(-5.0, min(5.0, (fps - 27) / 3)),
-                   max(-5.0, min(5.0, 2 * fp / opts.carbon_max - 1)),
-                   min(5.0, fp / opts.carbon_max)]
-            info = {"seq": self.seq, "settings": {"ServiceParam": self.threads},
-                    "slos": {"ServiceSLO": {"value": fps, "has_value": True,
-                                            "fulfilled": 24 <= fps <= 30},
-                             "ServiceCarbon": {"value": fp, "has_value": True,
-                                               "fulfilled": fp <= opts.carbon_max}},
-                    "footprint_mg_per_min": fp, "applied": {}, "rejected": {}}
-            return obs, reward(t, opts.carbon_max), info
-
-        def reset(self, seed=None):
-            obs, _, info = self._observe()
-            return obs, info
-
-        def step(self, target):
-            new = int(round(target[0]))
-            applied = {"ServiceParam": new} if new != self.threads else {}
-            self.threads = new
-            if self.rng.random() >= opts.lag:
-                self.seen = new
-            obs, r, info = self._observe()
-            info["applied"] = applied
-            return obs, r, False, False, info
-
-        def close(self):
-            pass
-
-    return ModelEnv
+def reward(threads, cmax):
+    fps, fp = sim_env.FPS_PER_THREAD * threads, (10 + 12 * threads) * INTENSITY / 60
+    return sim_env.reward(fps, fp, cmax)
 
 
 def main():
@@ -108,7 +48,8 @@ def main():
     ap.add_argument("--lag", type=float, default=0.1)
     ap.add_argument("--lag-seed", type=int, default=7)
     opts = ap.parse_args(argv)
-    casca_rlds.CascaEnv = model_env(opts)
+    casca_rlds.CascaEnv = sim_env.model_env(opts.max, opts.start, opts.carbon_max, opts.lag,
+                                            opts.lag_seed, INTENSITY)
     rand = statistics.mean(reward(t, opts.carbon_max) for t in range(1, opts.max + 1))
     best = max(reward(t, opts.carbon_max) for t in range(1, opts.max + 1))
     print(f"model: threads 1..{opts.max} from {opts.start}, carbon max {opts.carbon_max:g}, "

@@ -1,6 +1,6 @@
-"""The README's Node agent, run as a Node user would: `@grpc/grpc-js` and `@grpc/proto-loader` from
+"""agents/README.md's Node agent, run as a Node user would: `@grpc/grpc-js` and `@grpc/proto-loader` from
 npm (versions pinned in test/node/package-lock.json, installed with `npm ci` into the build tree
-once), the snippet copied from the README, against the real cascad. It must say Hello, step the
+once), the snippet copied from agents/README.md, against the real cascad. It must say Hello, step the
 setting toward the SLO and print results with int64 values as plain numbers (the loader options
 the README shows), then leave cleanly on SIGINT."""
 import os
@@ -37,7 +37,7 @@ def node_modules():
 
 
 def readme_snippet():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "agents" / "README.md").read_text()
     return re.search(r"```js\n(.*?)```", text, re.S).group(1)
 
 

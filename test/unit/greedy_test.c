@@ -196,6 +196,14 @@ static void test_spend(void **state)
     assert_true(greedy_should_spend(&in));
     in.intensity = 420;
     assert_false(greedy_should_spend(&in));
+    /* a reserve for the way back (a tenth of the window) leaves 2.5% of 12.5%: not an hour */
+    in.remaining_ratio = 1;
+    in.intensity = 450;
+    in.reserve = 0.1;
+    assert_false(greedy_should_spend(&in));
+    in.reserve = 0.125 - 1.0 / 24; /* exactly what the hour needs besides */
+    assert_true(greedy_should_spend(&in));
+    in.reserve = 0;
     /* exhausted, no budget, no forecast: never */
     in.remaining_ratio = 0;
     assert_false(greedy_should_spend(&in));
