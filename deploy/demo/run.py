@@ -15,7 +15,6 @@ BUILD/demo/run-YYYYmmdd-HHMMSS) with the effective config, the store and every p
 """
 import argparse
 import csv
-import ctypes
 import json
 import math
 import os
@@ -38,7 +37,6 @@ import transcoder  # noqa: E402  (the ffmpeg workload, for the real-mode calibra
 FPS_SLO, CARBON_SLO, SETTING = "ServiceSLO", "ServiceCarbon", "ServiceParam"
 SETTING2 = "ServiceParam2"  # the preset (deploy/demo/casca.yaml)
 ZONE = "AT"
-PR_SET_PDEATHSIG = 1
 
 
 def free_port():
@@ -46,15 +44,6 @@ def free_port():
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def _child_setup():
-    """In each child: its own session (Ctrl-C reaches only this driver, which stops the children
-    in order) and SIGTERM when the driver dies, so nothing outlives a killed demo."""
-    os.setsid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 class Proc:
@@ -66,9 +55,13 @@ class Proc:
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.lines = []
+        # Each child gets its own session: Ctrl-C reaches only this driver, which stops the
+        # children in order (and on any exit, see Demo.cleanup). No preexec_fn: Python code run
+        # between fork and exec in a process with gRPC's threads can deadlock (seen once in
+        # twelve parallel runs), start_new_session runs none.
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE if echo else self.log,
-                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_child_setup)
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.reader = None
         if echo:
             self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
