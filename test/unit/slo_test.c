@@ -301,6 +301,17 @@ static void test_target_bool(void **state)
     assert_true(st.has_value && st.value == 0.5 && !st.fulfilled);
 }
 
+/* 32 steps of 10 s end at NOW-310s .. NOW, step j covering [NOW-320s+10j, NOW-310s+10j): steps
+ * 3, 7 and 20 have mean 50 (above a max of 30: missed), the other 29 mean 25. */
+static void put_32_steps(struct fx *f)
+{
+    for (int s = 320; s >= 1; s--) {
+        int j = (320 - s) / 10;
+        put(f, "fps", NULL, NOW - s * SEC, j == 3 || j == 7 || j == 20 ? 50 : 25);
+    }
+    flush(f);
+}
+
 /* ---- compliance ---- */
 
 static void test_compliance(void **state)
@@ -309,13 +320,7 @@ static void test_compliance(void **state)
     start(f, "slos:\n"
              "  - {id: C, series: fps, window: 10s, objective: {max: 30},\n"
              "     compliance_period: 320s, compliance_step: 10s}\n");
-    /* 32 steps end at NOW-310s .. NOW, step j covering [NOW-320s+10j, NOW-310s+10j): steps
-     * 3, 7 and 20 have mean 50 (missed), the other 29 mean 25 -> 29/32 = 90.625% */
-    for (int s = 320; s >= 1; s--) {
-        int j = (320 - s) / 10;
-        put(f, "fps", NULL, NOW - s * SEC, j == 3 || j == 7 || j == 20 ? 50 : 25);
-    }
-    flush(f);
+    put_32_steps(f); /* 29 of 32 met: 90.625% */
     slo_engine_tick(f->e);
     struct slo_status st = status(f, "C");
     assert_true(st.has_value && st.value == 25);
@@ -369,11 +374,7 @@ static void test_error_budget(void **state)
              "  - {id: B, series: fps, window: 10s, objective: {max: 30},\n"
              "     compliance_period: 100s, compliance_step: 10s,\n"
              "     error_budget: {target: 0.8, window: 320s}}\n");
-    for (int s = 320; s >= 1; s--) {
-        int j = (320 - s) / 10;
-        put(f, "fps", NULL, NOW - s * SEC, j == 3 || j == 7 || j == 20 ? 50 : 25);
-    }
-    flush(f);
+    put_32_steps(f);
     slo_engine_tick(f->e);
     struct slo_status st = status(f, "B");
     assert_true(st.compliance == 1.0); /* the last 10 steps were all met */
@@ -689,11 +690,7 @@ static void test_error_budget_replayed(void **state)
              "  - {id: B, series: fps, window: 10s, objective: {max: 30},\n"
              "     compliance_period: 100s, compliance_step: 10s,\n"
              "     error_budget: {target: 0.8, window: 3200s}}\n");
-    for (int s = 320; s >= 1; s--) {
-        int j = (320 - s) / 10;
-        put(f, "fps", NULL, NOW - s * SEC, j == 3 || j == 7 || j == 20 ? 50 : 25);
-    }
-    flush(f);
+    put_32_steps(f);
     slo_engine_tick(f->e);
     struct slo_status st = status(f, "B");
     assert_true(st.has_budget);
