@@ -267,7 +267,17 @@ def main():
             t0 = time.monotonic()
             procs = {a: run_one(args, a, rep, os.path.join(rep_dir, a), policy) for a in batch}
             for a, (p, log) in procs.items():
-                rc = p.wait()
+                # a run that outlives its duration by minutes is stuck: stop it (run.py stops
+                # its children on SIGTERM) and say so, rather than wait for ever
+                try:
+                    rc = p.wait(timeout=max(0, t0 + args.duration + 300 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.terminate()
+                    rc = "stuck, stopped after %.0f s" % (time.monotonic() - t0)
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
                 log.close()
                 summary = os.path.join(rep_dir, a, "summary.json")
                 if rc != 0 or not os.path.exists(summary):
