@@ -21,10 +21,18 @@
 #include "log.h"
 #include "probe.h"
 #include "reflection.h"
+#include "sections.h"
+#include "slo.h"
 #include "slo_service.h"
 #include "telemetry.h"
 #include "tsdb.h"
 #include "store.h"
+
+const struct config_section *const cascad_config_sections[] = {
+    &ctl_config_section,   &carbon_config_section,    &hooks_config_section,
+    &probes_config_section, &telemetry_config_section, &slo_config_section,
+    NULL,
+};
 
 extern const unsigned char casca_descriptor_set[];
 extern const size_t casca_descriptor_set_size;
@@ -157,7 +165,7 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     d->overrides.data_dir = ov && ov->data_dir ? strdup(ov->data_dir) : NULL;
 
     struct config *c = NULL;
-    int rc = config_load(config_path, &d->overrides, &c, errs);
+    int rc = config_load(config_path, &d->overrides, cascad_config_sections, &c, errs);
     if (rc) {
         daemon_close(d);
         return rc;
@@ -191,9 +199,9 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     d->ingest_config = config_ref(c);
     struct hook_env henv = {.tsdb = d->tsdb};
     char ingest_err[512] = "";
-    if ((rc = hooks_create(c->sections[CONFIG_SECTION_HOOKS], &henv, &d->hooks, ingest_err,
+    if ((rc = hooks_create(config_section_of(c, &hooks_config_section), &henv, &d->hooks, ingest_err,
                            sizeof(ingest_err))) ||
-        (rc = probes_create(c->sections[CONFIG_SECTION_PROBES], probe_sink_tsdb, d->tsdb,
+        (rc = probes_create(config_section_of(c, &probes_config_section), probe_sink_tsdb, d->tsdb,
                             &d->probes, ingest_err, sizeof(ingest_err)))) {
         add_error(errs, "%s", ingest_err);
         daemon_close(d);
@@ -216,7 +224,7 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
 {
     pthread_mutex_lock(&d->reload_lock);
     struct config *next = NULL;
-    int rc = config_load(d->config_path, &d->overrides, &next, errs);
+    int rc = config_load(d->config_path, &d->overrides, cascad_config_sections, &next, errs);
     if (rc == CASCA_OK) {
         struct config *cur = config_live_get(d->live);
         if (auth_enabled(cur) != auth_enabled(next)) {
@@ -236,8 +244,8 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
         ctl_reload(d->ctl, next);
         carbon_reload(d->carbon, next);
         slo_service_reload(d->slo, next);
-        hooks_reload(d->hooks, next->sections[CONFIG_SECTION_HOOKS]);
-        probes_reload(d->probes, next->sections[CONFIG_SECTION_PROBES]);
+        hooks_reload(d->hooks, config_section_of(next, &hooks_config_section));
+        probes_reload(d->probes, config_section_of(next, &probes_config_section));
         /* a removed token, or one whose role changed, loses its open calls now (agents their
          * leases), not only its next call */
         size_t ended = rpc_server_reauthorize(d->rpc, agent_revoke, d->agent);

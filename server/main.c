@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "sections.h"
 
 static void usage(FILE *to)
 {
@@ -58,7 +59,7 @@ int main(int argc, char **argv)
     struct config_errors errs = {0};
     if (check_only) {
         struct config *c = NULL;
-        int rc = config_load(config_path, &ov, &c, &errs);
+        int rc = config_load(config_path, &ov, cascad_config_sections, &c, &errs);
         print_errors(&errs);
         config_errors_free(&errs);
         if (!rc)

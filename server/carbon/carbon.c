@@ -94,7 +94,7 @@ static void free_set(struct factor_set *s)
     free(s->basis);
 }
 
-void carbon_config_free(void *section)
+static void carbon_config_free(void *section)
 {
     struct carbon_conf *c = section;
     if (!c) return;
@@ -148,12 +148,8 @@ static bool scalar(struct config_loader *ld, const struct yd_node *n, const char
 static void parse_factor_set(struct config_loader *ld, const struct yd_node *n,
                              struct carbon_conf *c)
 {
-    for (size_t i = 0; i < n->n; i++) {
-        const char *k = n->keys[i]->scalar;
-        if (strcmp(k, "name") && strcmp(k, "basis") && strcmp(k, "sources"))
-            config_error(ld, n->keys[i],
-                         "unknown key '%s' in carbon.factor_sets (known: name, basis, sources)", k);
-    }
+    static const struct config_key keys[] = {{"name"}, {"basis"}, {"sources"}, {NULL}};
+    config_check_keys(ld, NULL, n, keys, "carbon.factor_sets");
     const struct yd_node *name = yd_get(n, "name"), *basis = yd_get(n, "basis"),
                          *sources = yd_get(n, "sources");
     if (!name || !scalar(ld, name, "carbon.factor_sets name") || !*name->scalar) {
@@ -237,18 +233,9 @@ static void parse_provider(struct config_loader *ld, const struct yd_node *n, st
     *p = (struct carbon_provider_conf){.ops = ops, .ttl_ms = 3600000, .timeout_ms = 5000};
     const char *url = ops->default_url, *env = ops->token_env;
     if (n->kind == YD_MAP) {
-        static const char *const keys[] = {"name",    "url",   "token_env", "ttl",
-                                           "timeout", "zones", NULL};
-        for (size_t i = 0; i < n->n; i++) {
-            const char *const *k = keys;
-            while (*k && strcmp(*k, n->keys[i]->scalar))
-                k++;
-            if (!*k)
-                config_error(ld, n->keys[i],
-                             "unknown key '%s' in carbon.providers (known: name, "
-                             "url, token_env, ttl, timeout, zones)",
-                             n->keys[i]->scalar);
-        }
+        static const struct config_key keys[] = {
+            {"name"}, {"url"}, {"token_env"}, {"ttl"}, {"timeout"}, {"zones"}, {NULL}};
+        config_check_keys(ld, NULL, n, keys, "carbon.providers");
         if (!ops->fetch && n->n > 1)
             config_error(ld, n, "the bundled provider takes no settings (see carbon.bundled_data)");
         const struct yd_node *v;
@@ -303,7 +290,7 @@ static void parse_provider(struct config_loader *ld, const struct yd_node *n, st
     }
 }
 
-void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const values[])
+static void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const values[])
 {
     const struct yd_node *root = values[0];
     if (root && root->kind == YD_SCALAR && root->plain &&
@@ -322,25 +309,10 @@ void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const 
         config_error(ld, root, "carbon must be a map (default_zone, bundled_data, providers, ...)");
     const char *zone = "AT", *data = NULL, *set = IPCC_SET;
     if (root && root->kind == YD_MAP) {
-        static const char *const keys[] = {"default_zone",
-                                           "bundled_data",
-                                           "estimate_from_nearest_year",
-                                           "default_factor_set",
-                                           "factor_sets",
-                                           "providers",
-                                           "replay",
-                                           NULL};
-        for (size_t i = 0; i < root->n; i++) {
-            const char *const *k = keys;
-            while (*k && strcmp(*k, root->keys[i]->scalar))
-                k++;
-            if (!*k)
-                config_error(ld, root->keys[i],
-                             "unknown key '%s' in carbon (known: default_zone, "
-                             "bundled_data, estimate_from_nearest_year, default_factor_set, "
-                             "factor_sets, providers, replay)",
-                             root->keys[i]->scalar);
-        }
+        static const struct config_key keys[] = {
+            {"default_zone"}, {"bundled_data"}, {"estimate_from_nearest_year"},
+            {"default_factor_set"}, {"factor_sets"}, {"providers"}, {"replay"}, {NULL}};
+        config_check_keys(ld, NULL, root, keys, "carbon");
         const struct yd_node *v;
         if ((v = yd_get(root, "default_zone")) && scalar(ld, v, "carbon.default_zone")) {
             if (!carbondb_zone_valid(v->scalar))
@@ -395,6 +367,12 @@ void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const 
     return c;
 }
 
+const struct config_section carbon_config_section = {
+    .keys = (const char *const[]){CARBON_CONFIG_KEYS, NULL},
+    .parse = carbon_config_parse,
+    .free = carbon_config_free,
+};
+
 /* ---- the module ---- */
 
 struct carbon {
@@ -406,7 +384,7 @@ struct carbon {
 
 static struct carbon_conf *conf_of(const struct config *cfg)
 {
-    return cfg->sections[CONFIG_SECTION_CARBON];
+    return config_section_of(cfg, &carbon_config_section);
 }
 
 const char *carbon_default_zone(const struct config *cfg)

@@ -70,8 +70,8 @@ int64_t carbon_replay_time(struct carbon *c, int64_t real_ns, double *speed, cha
 /* The default zone of cfg's carbon section ("AT"); valid while cfg is. Any thread. */
 const char *carbon_default_zone(const struct config *cfg);
 
-/* The config section (rows of config.c's sections table). */
-void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const values[]);
-void carbon_config_free(void *section);
+/* The carbon section: its top-level key, and its descriptor for config_load. */
+#define CARBON_CONFIG_KEYS "carbon"
+extern const struct config_section carbon_config_section;
 
 #endif

@@ -18,7 +18,14 @@
 #include "carbondb.h"
 #include "casca_err.h"
 #include "config.h"
+#include "sections.h"
 #include "store.h"
+
+/* Only server: and store: are read from the config: cascad's sections are known, not read. */
+static const struct config_section cascad_keys = {
+    .keys = (const char *const[]){CASCAD_CONFIG_KEYS, NULL},
+};
+static const struct config_section *const sections[] = {&cascad_keys, NULL};
 
 static void usage(FILE *to)
 {
@@ -140,7 +147,7 @@ int main(int argc, char **argv)
     struct config *c = NULL;
     if (config) {
         struct config_errors errs = {0};
-        if (config_load(config, NULL, &c, &errs)) {
+        if (config_load(config, NULL, sections, &c, &errs)) {
             for (size_t i = 0; i < errs.n; i++)
                 fprintf(stderr, "%s\n", errs.lines[i]);
             config_errors_free(&errs);

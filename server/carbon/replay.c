@@ -48,10 +48,8 @@ void replay_parse(struct config_loader *ld, const struct yd_node *n, struct repl
                        "carbon.replay: expected a map such as {from: 2022-03-14T00:00:00Z, "
                        "speed: 120}"))
         return;
-    for (size_t i = 0; i < n->n; i++)
-        if (strcmp(n->keys[i]->scalar, "from") && strcmp(n->keys[i]->scalar, "speed"))
-            config_error(ld, n->keys[i], "unknown key '%s' in carbon.replay (known: from, speed)",
-                         n->keys[i]->scalar);
+    static const struct config_key keys[] = {{"from"}, {"speed"}, {NULL}};
+    config_check_keys(ld, NULL, n, keys, "carbon.replay");
     const struct yd_node *from = yd_get(n, "from"), *speed = yd_get(n, "speed");
     bool ok = true;
     if (!from || from->kind != YD_SCALAR || !parse_when(from->scalar, &out->from_ns)) {

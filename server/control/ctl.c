@@ -665,7 +665,7 @@ static void decl_free(struct ctl_decl *d)
     free(d->row_vals);
 }
 
-void ctl_config_free(void *decls)
+static void ctl_config_free(void *decls)
 {
     struct ctl_decls *ds = decls;
     if (!ds)
@@ -1137,7 +1137,7 @@ static void parse_files(struct ctl_parse *mainp, const struct yd_node *files, st
     }
 }
 
-void *ctl_config_parse(struct config_loader *ld, const struct yd_node *const values[])
+static void *ctl_config_parse(struct config_loader *ld, const struct yd_node *const values[])
 {
     struct ctl_decls *ds = calloc(1, sizeof(*ds));
     if (!ds)
@@ -1154,6 +1154,12 @@ void *ctl_config_parse(struct config_loader *ld, const struct yd_node *const val
     }
     return ds;
 }
+
+const struct config_section ctl_config_section = {
+    .keys = (const char *const[]){CTL_CONFIG_KEYS, NULL},
+    .parse = ctl_config_parse,
+    .free = ctl_config_free,
+};
 
 /* ---- the runtime: instances, per-setting state, tables ---- */
 
@@ -1300,7 +1306,7 @@ static struct state *find_state(const struct ctl_view *old, const char *id)
 /* A table for snapshot c, reusing old's instances and states where they match. */
 static struct ctl_view *build_view(struct config *c, const struct ctl_view *old)
 {
-    const struct ctl_decls *ds = c->sections[CONFIG_SECTION_SETTINGS];
+    const struct ctl_decls *ds = config_section_of(c, &ctl_config_section);
     struct ctl_view *v = calloc(1, sizeof(*v));
     if (!v)
         return NULL;

@@ -3,7 +3,7 @@
  * managed service; the validate -> safety rails -> apply -> read back -> audit path.
  *
  * Two halves:
- *   - the declarations (struct ctl_decls) belong to a config snapshot (CONFIG_SECTION_SETTINGS) and
+ *   - the declarations (struct ctl_decls) belong to a config snapshot (ctl_config_section) and
  *     are immutable: public fields (id, type, range, ...) and private ones (controller details);
  *   - the runtime (struct ctl) holds the open controller instances, each setting's state (last
  *     value, who changed it, when: cooldowns and caches survive a reload) and the listeners.
@@ -148,9 +148,10 @@ int ctl_cmd_run(const struct ctl_cmd *c, const char *value, bool append_value, c
 
 /* ---- the configuration section ---- */
 
-/* config section parser/free (rows of config.c's sections[]): keys "settings", "settings_files". */
-void *ctl_config_parse(struct config_loader *ld, const struct yd_node *const values[]);
-void ctl_config_free(void *decls);
+/* The settings section (struct ctl_decls): its top-level keys, and its descriptor for
+ * config_load. */
+#define CTL_CONFIG_KEYS "settings", "settings_files"
+extern const struct config_section ctl_config_section;
 
 /* ---- public view of a declared setting (what ListSettings shows) ---- */
 

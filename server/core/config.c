@@ -12,13 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "carbon.h"
 #include "casca_err.h"
-#include "ctl.h"
-#include "hooks.h"
-#include "probe.h"
-#include "slo.h"
-#include "telemetry.h"
 #include "yamldoc.h"
 
 /* ---- errors ---- */
@@ -193,113 +187,55 @@ const char *config_parse_bool(const char *s, bool *out)
     return "expected true or false";
 }
 
-/* ---- key tables ---- */
-
-enum key_type { K_STR, K_PATH, K_UINT, K_SIZE, K_MS, K_BOOL, K_CHOICE, K_SECTION, K_LIST };
-
-struct key;
-typedef void (*list_fn)(struct config_loader *ld, const struct yd_node *seq, struct config *c);
-
-struct key {
-    const char *name;
-    enum key_type type;
-    size_t offset;
-    const char *def;              /* default, parsed like a value from the file; NULL: none */
-    uint64_t min, max;            /* K_UINT, K_SIZE, K_MS bounds (max 0: none) */
-    const char *const *choices;   /* K_CHOICE: NULL-terminated */
-    const struct key *section;    /* K_SECTION: its keys, ending with {NULL} */
-    list_fn list;                 /* K_LIST */
-};
+/* ---- the key engine ---- */
 
 #define AT(field) offsetof(struct config, field)
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const sync_modes[] = {"every_commit", "periodic", "none", NULL};
 
-static const struct key tls_keys[] = {
-    {"cert", K_PATH, AT(server.tls_cert)},
-    {"key", K_PATH, AT(server.tls_key)},
-    {"client_ca", K_PATH, AT(server.tls_client_ca)},
-    {"require_client_cert", K_BOOL, AT(server.tls_require_client_cert), "false"},
+static const struct config_key tls_keys[] = {
+    {"cert", CONFIG_PATH, AT(server.tls_cert)},
+    {"key", CONFIG_PATH, AT(server.tls_key)},
+    {"client_ca", CONFIG_PATH, AT(server.tls_client_ca)},
+    {"require_client_cert", CONFIG_BOOL, AT(server.tls_require_client_cert), "false"},
     {NULL},
 };
 
-static const struct key server_keys[] = {
-    {"listen", K_STR, AT(server.listen), "127.0.0.1:50051"},
-    {"data_dir", K_PATH, AT(server.data_dir), "./casca-data"},
-    {"log_level", K_CHOICE, AT(server.log_level), "info", .choices = log_levels},
-    {"threads", K_UINT, AT(server.threads), "2", 1, 64},
-    {"workers", K_UINT, AT(server.workers), "4", 1, 256},
-    {"worker_queue", K_UINT, AT(server.worker_queue), "4096", 1, 1000000},
-    {"stream_queue", K_UINT, AT(server.stream_queue), "64", 1, 100000},
-    {"max_message_bytes", K_SIZE, AT(server.max_message_bytes), "4MiB", 1024, 1ull << 30},
-    {"tls", K_SECTION, 0, .section = tls_keys},
+static const struct config_key server_keys[] = {
+    {"listen", CONFIG_STR, AT(server.listen), "127.0.0.1:50051"},
+    {"data_dir", CONFIG_PATH, AT(server.data_dir), "./casca-data"},
+    {"log_level", CONFIG_CHOICE, AT(server.log_level), "info", .choices = log_levels},
+    {"threads", CONFIG_UINT, AT(server.threads), "2", 1, 64},
+    {"workers", CONFIG_UINT, AT(server.workers), "4", 1, 256},
+    {"worker_queue", CONFIG_UINT, AT(server.worker_queue), "4096", 1, 1000000},
+    {"stream_queue", CONFIG_UINT, AT(server.stream_queue), "64", 1, 100000},
+    {"max_message_bytes", CONFIG_SIZE, AT(server.max_message_bytes), "4MiB", 1024, 1ull << 30},
+    {"tls", CONFIG_SECTION, 0, .section = tls_keys},
     {NULL},
 };
 
-static void load_tokens(struct config_loader *ld, const struct yd_node *seq, struct config *c);
+static void load_tokens(struct config_loader *ld, const struct yd_node *seq, void *obj);
 
-static const struct key auth_keys[] = {
-    {"tokens", K_LIST, 0, .list = load_tokens},
+static const struct config_key auth_keys[] = {
+    {"tokens", CONFIG_LIST, 0, .list = load_tokens},
     {NULL},
 };
 
-static const struct key store_keys[] = {
-    {"sync", K_CHOICE, AT(store.sync), "periodic", .choices = sync_modes},
-    {"sync_interval", K_MS, AT(store.sync_interval_ms), "1s", 1, 3600000},
-    {"map_size", K_SIZE, AT(store.map_size), "64MiB", 1ull << 20, 1ull << 44},
-    {"max_map_size", K_SIZE, AT(store.max_map_size), "64GiB", 1ull << 20, 1ull << 44},
+static const struct config_key store_keys[] = {
+    {"sync", CONFIG_CHOICE, AT(store.sync), "periodic", .choices = sync_modes},
+    {"sync_interval", CONFIG_MS, AT(store.sync_interval_ms), "1s", 1, 3600000},
+    {"map_size", CONFIG_SIZE, AT(store.map_size), "64MiB", 1ull << 20, 1ull << 44},
+    {"max_map_size", CONFIG_SIZE, AT(store.max_map_size), "64GiB", 1ull << 20, 1ull << 44},
     {NULL},
 };
 
-static const struct key root_keys[] = {
-    {"server", K_SECTION, 0, .section = server_keys},
-    {"auth", K_SECTION, 0, .section = auth_keys},
-    {"store", K_SECTION, 0, .section = store_keys},
+static const struct config_key root_keys[] = {
+    {"server", CONFIG_SECTION, 0, .section = server_keys},
+    {"auth", CONFIG_SECTION, 0, .section = auth_keys},
+    {"store", CONFIG_SECTION, 0, .section = store_keys},
     {NULL},
 };
-
-/* Feature sections: a feature owns some top-level keys and parses them into its own immutable
- * struct, kept in config->sections[id]. Adding a feature adds one row here. */
-#define SECTION_KEYS 4
-struct config_section {
-    enum config_section_id id;
-    const char *keys[SECTION_KEYS]; /* the top-level keys it owns */
-    /* values[i] is the node of keys[i], or NULL when absent. Called on every load, so the
-     * feature can fill its defaults. Returns the section (NULL is allowed when it has nothing)
-     * and records problems with config_error. */
-    void *(*parse)(struct config_loader *ld, const struct yd_node *const values[SECTION_KEYS]);
-    void (*free)(void *section);
-};
-
-static const struct config_section sections[] = {
-    {CONFIG_SECTION_SETTINGS, {"settings", "settings_files"}, ctl_config_parse, ctl_config_free},
-    {CONFIG_SECTION_CARBON, {"carbon"}, carbon_config_parse, carbon_config_free},
-    {CONFIG_SECTION_HOOKS, {"bus", "hooks"}, hooks_section_parse, hooks_section_free},
-    {CONFIG_SECTION_PROBES, {"probes"}, probes_section_parse, probes_section_free},
-    {CONFIG_SECTION_TSDB, {"tsdb"}, telemetry_config_parse, telemetry_config_free},
-    {CONFIG_SECTION_SLOS, {"slos", "slo_files", "slo_engine"}, slo_config_parse, slo_config_free},
-    {CONFIG_SECTION__COUNT}, /* end */
-};
-
-static bool section_owns(const char *key)
-{
-    for (const struct config_section *sec = sections; sec->parse; sec++)
-        for (int i = 0; i < SECTION_KEYS && sec->keys[i]; i++)
-            if (!strcmp(sec->keys[i], key))
-                return true;
-    return false;
-}
-
-static void load_sections(struct config_loader *ld, const struct yd_node *root, struct config *c)
-{
-    for (const struct config_section *sec = sections; sec->parse; sec++) {
-        const struct yd_node *values[SECTION_KEYS] = {NULL};
-        for (int i = 0; i < SECTION_KEYS && sec->keys[i]; i++)
-            values[i] = yd_get(root, sec->keys[i]);
-        c->sections[sec->id] = sec->parse(ld, values);
-    }
-}
 
 char *config_resolve_path(const struct config_loader *ld, const char *p)
 {
@@ -309,18 +245,18 @@ char *config_resolve_path(const struct config_loader *ld, const char *p)
     return asprintf(&out, "%s/%s", ld->dir, p) < 0 ? NULL : out;
 }
 
-/* Parses text for k into the config; at locates errors (NULL for defaults). */
-static void set_value(struct config_loader *ld, const struct key *k, const char *text,
-                      const struct yd_node *at, struct config *c)
+/* Parses text for k into obj; errors call the key name, at locates them (NULL for defaults). */
+static void set_value(struct config_loader *ld, const struct config_key *k, const char *name,
+                      const char *text, const struct yd_node *at, void *obj)
 {
-    void *field = (char *)c + k->offset;
+    void *field = (char *)obj + k->offset;
     const char *why = NULL;
     uint64_t u = 0;
     switch (k->type) {
-    case K_STR:
-    case K_PATH:
-    case K_CHOICE: {
-        if (k->type == K_CHOICE) {
+    case CONFIG_STR:
+    case CONFIG_PATH:
+    case CONFIG_CHOICE: {
+        if (k->type == CONFIG_CHOICE) {
             size_t i = 0;
             while (k->choices[i] && strcmp(k->choices[i], text))
                 i++;
@@ -329,58 +265,71 @@ static void set_value(struct config_loader *ld, const struct key *k, const char 
                 for (i = 0; k->choices[i]; i++)
                     snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
                              i ? ", " : "", k->choices[i]);
-                config_error(ld, at, "%s: '%s' is not one of: %s", k->name, text, list);
+                config_error(ld, at, "%s: '%s' is not one of: %s", name, text, list);
                 return;
             }
         }
-        if (k->type == K_STR || k->type == K_CHOICE || !*text) {
-            free(*(char **)field);
-            *(char **)field = strdup(text);
-        } else {
-            free(*(char **)field);
-            *(char **)field = config_resolve_path(ld, text);
-        }
+        free(*(char **)field);
+        *(char **)field = k->type == CONFIG_PATH && *text ? config_resolve_path(ld, text)
+                                                          : strdup(text);
         return;
     }
-    case K_BOOL:
+    case CONFIG_BOOL:
         why = config_parse_bool(text, (bool *)field);
         break;
-    case K_UINT:
+    case CONFIG_UINT:
+    case CONFIG_COUNT:
         why = config_parse_uint(text, &u);
         break;
-    case K_SIZE:
+    case CONFIG_SIZE:
         why = config_parse_size(text, &u);
         break;
-    case K_MS:
+    case CONFIG_NS:
+        if (k->forever && !strcmp(text, "forever")) {
+            *(int64_t *)field = 0;
+            return;
+        }
+        /* fall through */
+    case CONFIG_MS:
         why = config_parse_duration_ms(text, &u);
+        if (!why && k->type == CONFIG_NS && u > (uint64_t)INT64_MAX / 1000000 / 4)
+            why = "duration too long";
         break;
     default:
         return;
     }
     if (why) {
-        config_error(ld, at, "%s: '%s': %s", k->name, text, why);
+        config_error(ld, at, "%s: '%s': %s", name, text, why);
         return;
     }
-    if (k->type == K_BOOL)
+    if (k->type == CONFIG_BOOL)
         return;
-    if (u < k->min || (k->max && u > k->max)) {
-        config_error(ld, at, "%s: %s is out of range [%llu, %llu]", k->name, text,
-                 (unsigned long long)k->min, (unsigned long long)k->max);
+    if (!(k->forever && u == 0) && (u < k->min || (k->max && u > k->max))) {
+        if (k->max)
+            config_error(ld, at, "%s: %s is out of range [%llu, %llu]", name, text,
+                         (unsigned long long)k->min, (unsigned long long)k->max);
+        else
+            config_error(ld, at, "%s: %s is out of range (at least %llu%s%s)", name, text,
+                         (unsigned long long)k->min,
+                         k->type == CONFIG_MS || k->type == CONFIG_NS ? "ms" : "",
+                         k->forever ? ", or forever" : "");
         return;
     }
-    if (k->type == K_UINT)
+    if (k->type == CONFIG_UINT)
         *(unsigned *)field = (unsigned)u;
+    else if (k->type == CONFIG_NS)
+        *(int64_t *)field = (int64_t)u * 1000000;
     else
         *(uint64_t *)field = u;
 }
 
-static void apply_defaults(struct config_loader *ld, const struct key *keys, struct config *c)
+void config_key_defaults(struct config_loader *ld, const struct config_key *keys, void *obj)
 {
-    for (const struct key *k = keys; k->name; k++) {
-        if (k->type == K_SECTION)
-            apply_defaults(ld, k->section, c);
+    for (const struct config_key *k = keys; k->name; k++) {
+        if (k->type == CONFIG_SECTION)
+            config_key_defaults(ld, k->section, obj);
         else if (k->def)
-            set_value(ld, k, k->def, NULL, c);
+            set_value(ld, k, k->name, k->def, NULL, obj);
     }
 }
 
@@ -390,51 +339,125 @@ static bool is_null(const struct yd_node *n)
     return n->kind == YD_SCALAR && n->plain && (!n->scalar[0] || !strcmp(n->scalar, "null"));
 }
 
-static void load_section(struct config_loader *ld, const struct key *keys, const struct yd_node *map,
-                         const char *where, struct config *c)
+static bool has_key(const struct config_key *keys, const char *name)
+{
+    while (keys->name && strcmp(keys->name, name))
+        keys++;
+    return keys->name != NULL;
+}
+
+/* Whether one of sections (NULL-terminated, or the first n) owns the top-level key name. */
+static bool section_owns(const struct config_section *const *sections, size_t n, const char *name)
+{
+    for (size_t s = 0; sections && s < n && sections[s]; s++)
+        for (const char *const *k = sections[s]->keys; *k; k++)
+            if (!strcmp(*k, name))
+                return true;
+    return false;
+}
+
+/* Whether key (a key of a map) is in keys or owned by one of sections; if not, an error that
+ * lists them (the list is generated, so it cannot go stale). */
+static bool known_key(struct config_loader *ld, const char *file, const struct yd_node *key,
+                      const struct config_key *keys, const char *where,
+                      const struct config_section *const *sections)
+{
+    const char *name = key->scalar;
+    if (has_key(keys, name) || section_owns(sections, SIZE_MAX, name))
+        return true;
+    char list[512] = "";
+    for (const struct config_key *o = keys; o->name; o++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", o == keys ? "" : ", ",
+                 o->name);
+    for (size_t s = 0; sections && sections[s]; s++)
+        for (const char *const *k = sections[s]->keys; *k; k++)
+            if (!section_owns(sections, s, *k)) /* a program's list may repeat a key */
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         *list ? ", " : "", *k);
+    config_error_in(ld, file ? file : ld->file, key, "unknown key '%s' in %s (known: %s)", name,
+                    where, list);
+    return false;
+}
+
+bool config_check_keys(struct config_loader *ld, const char *file, const struct yd_node *map,
+                       const struct config_key *keys, const char *where)
+{
+    bool ok = true;
+    for (size_t i = 0; i < map->n; i++)
+        ok &= known_key(ld, file, map->keys[i], keys, where, NULL);
+    return ok;
+}
+
+/* full: value errors name keys by their path ("tsdb.raw_retention"); server:, auth: and store:
+ * keep their short names ("threads"). */
+static bool load_map(struct config_loader *ld, const struct config_key *keys,
+                     const struct yd_node *map, const char *where, void *obj, bool full,
+                     const struct config_section *const *sections)
 {
     if (!map || is_null(map))
-        return; /* "server:" with nothing under it */
+        return true; /* "server:" with nothing under it */
     if (map->kind != YD_MAP) {
         config_error(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
-        return;
+        return false;
     }
+    bool ok = true;
     for (size_t i = 0; i < map->n; i++) {
         const struct yd_node *key = map->keys[i], *val = map->values[i];
-        const struct key *k = keys;
-        while (k->name && strcmp(k->name, key->scalar))
-            k++;
-        if (!k->name && keys == root_keys && section_owns(key->scalar))
-            continue; /* a feature section: load_sections parses it */
-        if (!k->name) {
-            char list[512] = "";
-            for (const struct key *o = keys; o->name; o++)
-                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-                         o == keys ? "" : ", ", o->name);
-            for (const struct config_section *sec = sections; keys == root_keys && sec->parse;
-                 sec++)
-                for (int j = 0; j < SECTION_KEYS && sec->keys[j]; j++)
-                    snprintf(list + strlen(list), sizeof(list) - strlen(list), ", %s",
-                             sec->keys[j]);
-            config_error(ld, key, "unknown key '%s' in %s (known: %s)", key->scalar, where, list);
+        if (!known_key(ld, NULL, key, keys, where, sections)) {
+            ok = false;
             continue;
         }
+        const struct config_key *k = keys;
+        while (k->name && strcmp(k->name, key->scalar))
+            k++;
+        if (!k->name || k->type == CONFIG_CUSTOM)
+            continue; /* a section's, or one the caller reads */
         char sub[128];
         snprintf(sub, sizeof(sub), "%s%s%s", *where == '(' ? "" : where, *where == '(' ? "" : ".",
                  k->name);
-        if (k->type == K_SECTION) {
-            load_section(ld, k->section, val, sub, c);
-        } else if (k->type == K_LIST) {
+        if (k->type == CONFIG_SECTION) {
+            ok &= load_map(ld, k->section, val, sub, obj, full, NULL);
+        } else if (k->type == CONFIG_LIST) {
             if (val->kind == YD_SEQ)
-                k->list(ld, val, c);
+                k->list(ld, val, obj);
             else if (!is_null(val))
                 config_error(ld, val, "%s must be a list", sub);
         } else if (val->kind != YD_SCALAR) {
             config_error(ld, val, "%s must be a single value, not a %s", sub, yd_kind_name(val->kind));
         } else {
-            set_value(ld, k, val->scalar, val, c);
+            set_value(ld, k, full ? sub : k->name, val->scalar, val, obj);
         }
     }
+    return ok;
+}
+
+bool config_load_keys(struct config_loader *ld, const struct config_key *keys,
+                      const struct yd_node *map, const char *where, void *obj)
+{
+    return load_map(ld, keys, map, where, obj, true, NULL);
+}
+
+/* ---- feature sections ---- */
+
+static void load_sections(struct config_loader *ld, const struct yd_node *root, struct config *c)
+{
+    for (size_t s = 0; c->defs[s]; s++) {
+        const struct config_section *sec = c->defs[s];
+        if (!sec->parse)
+            continue; /* another program's */
+        const struct yd_node *values[CONFIG_SECTIONS_MAX] = {NULL};
+        for (size_t i = 0; i < CONFIG_SECTIONS_MAX && sec->keys[i]; i++)
+            values[i] = yd_get(root, sec->keys[i]);
+        c->sections[s] = sec->parse(ld, values);
+    }
+}
+
+void *config_section_of(const struct config *c, const struct config_section *sec)
+{
+    for (size_t s = 0; c && c->defs[s]; s++)
+        if (c->defs[s] == sec)
+            return c->sections[s];
+    return NULL;
 }
 
 /* ---- auth.tokens ---- */
@@ -452,8 +475,14 @@ static char *read_first_line(const char *path)
     return line;
 }
 
-static void load_tokens(struct config_loader *ld, const struct yd_node *seq, struct config *c)
+/* An item of auth.tokens: read by load_tokens (one of the last three is the secret). */
+static const struct config_key token_keys[] = {
+    {"name"}, {"role"}, {"token_env"}, {"token_file"}, {"token"}, {NULL},
+};
+
+static void load_tokens(struct config_loader *ld, const struct yd_node *seq, void *obj)
 {
+    struct config *c = obj;
     c->auth.tokens = calloc(seq->n ? seq->n : 1, sizeof(*c->auth.tokens));
     if (!c->auth.tokens)
         return;
@@ -463,16 +492,11 @@ static void load_tokens(struct config_loader *ld, const struct yd_node *seq, str
                            "auth.tokens[%zu] must be a map {name, role, token_env | token_file "
                            "| token}", i))
             continue;
-        for (size_t k = 0; k < t->n; k++) {
-            const char *name = t->keys[k]->scalar;
-            if (strcmp(name, "name") && strcmp(name, "role") && strcmp(name, "token") &&
-                strcmp(name, "token_env") && strcmp(name, "token_file"))
-                config_error(ld, t->keys[k],
-                         "unknown key '%s' in auth.tokens (known: name, role, token_env, "
-                         "token_file, token)", name);
-            else if (t->values[k]->kind != YD_SCALAR)
-                config_error(ld, t->values[k], "auth.tokens.%s must be a single value", name);
-        }
+        for (size_t k = 0; k < t->n; k++)
+            if (known_key(ld, NULL, t->keys[k], token_keys, "auth.tokens", NULL) &&
+                t->values[k]->kind != YD_SCALAR)
+                config_error(ld, t->values[k], "auth.tokens.%s must be a single value",
+                             t->keys[k]->scalar);
         const struct yd_node *name = yd_get(t, "name"), *role = yd_get(t, "role");
         const struct yd_node *env = yd_get(t, "token_env"), *file = yd_get(t, "token_file");
         const struct yd_node *lit = yd_get(t, "token");
@@ -617,9 +641,9 @@ static void config_free(struct config *c)
     }
     free(c->auth.tokens);
     free(c->store.sync);
-    for (const struct config_section *sec = sections; sec->parse; sec++)
-        if (c->sections[sec->id])
-            sec->free(c->sections[sec->id]);
+    for (size_t s = 0; c->defs && c->defs[s]; s++)
+        if (c->sections[s])
+            c->defs[s]->free(c->sections[s]);
     free(c);
 }
 
@@ -635,19 +659,29 @@ void config_unref(struct config *c)
         config_free(c);
 }
 
-int config_load(const char *path, const struct config_overrides *ov, struct config **out,
+int config_load(const char *path, const struct config_overrides *ov,
+                const struct config_section *const sections[], struct config **out,
                 struct config_errors *errs)
 {
+    static const struct config_section *const none[] = {NULL};
     *out = NULL;
     struct config *c = calloc(1, sizeof(*c));
     if (!c)
         return CASCA_ERR_NOMEM;
     atomic_init(&c->refs, 1);
+    c->defs = sections ? sections : none;
+    for (size_t s = 0; c->defs[s]; s++)
+        if (s >= CONFIG_SECTIONS_MAX) {
+            c->defs = none; /* a program's mistake, not the file's */
+            add_line(errs, strdup("config_load: too many sections (raise CONFIG_SECTIONS_MAX)"));
+            config_free(c);
+            return CASCA_ERR_CONFIG;
+        }
     c->path = strdup(path);
     struct config_loader ld = {.file = path, .errs = errs};
     const char *slash = strrchr(path, '/');
     ld.dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
-    apply_defaults(&ld, root_keys, c);
+    config_key_defaults(&ld, root_keys, c);
 
     char err[1024];
     struct yd_doc *doc = NULL;
@@ -660,7 +694,7 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
             config_error(&ld, doc->root, "the configuration must be a map of sections "
                                          "(server:, auth:, store:, ...)");
         else if (doc->root)
-            load_section(&ld, root_keys, doc->root, "(top level)", c);
+            load_map(&ld, root_keys, doc->root, "(top level)", c, false, c->defs);
         load_sections(&ld, doc->root && doc->root->kind == YD_MAP ? doc->root : NULL, c);
         if (ov && ov->listen) {
             free(c->server.listen);

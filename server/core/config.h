@@ -21,17 +21,10 @@ struct config_token {
     enum rpc_role role;
 };
 
-/* Feature sections: each feature parses and validates its own top-level keys into its own
- * immutable struct (see config_section in config.c: one row per feature). */
-enum config_section_id {
-    CONFIG_SECTION_SETTINGS, /* ctl.c: settings, settings_files */
-    CONFIG_SECTION_CARBON, /* carbon.c: carbon */
-    CONFIG_SECTION_HOOKS,  /* hooks.c: bus, hooks */
-    CONFIG_SECTION_PROBES, /* probe.c: probes */
-    CONFIG_SECTION_TSDB,   /* telemetry.c: tsdb */
-    CONFIG_SECTION_SLOS,   /* slo.c: slos, slo_files, slo_engine */
-    CONFIG_SECTION__COUNT
-};
+/* At most this many sections in one program's list (config_load). */
+#define CONFIG_SECTIONS_MAX 16
+
+struct config_section;
 
 struct config {
     atomic_uint refs;
@@ -54,7 +47,8 @@ struct config {
         char *sync; /* every_commit | periodic | none */
         uint64_t sync_interval_ms, map_size, max_map_size;
     } store;
-    void *sections[CONFIG_SECTION__COUNT + 1]; /* each feature's parsed section, or NULL */
+    const struct config_section *const *defs; /* the sections the program passed config_load */
+    void *sections[CONFIG_SECTIONS_MAX];      /* sections[i]: what defs[i] parsed, or NULL */
 };
 
 /* ---- for feature section parsers (called while a file loads, on the loading thread) ---- */
@@ -87,6 +81,67 @@ const char *config_parse_duration_ms(const char *s, uint64_t *out); /* 500ms, 1s
 const char *config_parse_bool(const char *s, bool *out);
 const char *config_parse_double(const char *s, double *out); /* finite numbers only */
 
+/* ---- the key engine: a map of keys read by a table into a struct ----
+ * A feature declares its keys as rows {name, type, offset, default, bounds} and calls
+ * config_load_keys; unknown keys are errors that list the table's keys, bad values are errors
+ * naming the key, and every error is file:line:col. */
+enum config_type {
+    CONFIG_CUSTOM,  /* a key the caller reads itself: the engine only knows its name ({"name"}) */
+    CONFIG_STR,     /* char *, strdup'ed */
+    CONFIG_PATH,    /* char *, resolved against the config file's directory */
+    CONFIG_CHOICE,  /* char *, one of choices */
+    CONFIG_BOOL,    /* bool: true/false, yes/no, on/off */
+    CONFIG_UINT,    /* unsigned, in [min, max] */
+    CONFIG_COUNT,   /* uint64_t, in [min, max] */
+    CONFIG_SIZE,    /* uint64_t bytes (4096, 64MiB), in [min, max] */
+    CONFIG_MS,      /* uint64_t milliseconds (500ms, 1s, 5m), in [min, max] ms */
+    CONFIG_NS,      /* int64_t nanoseconds, written as a duration; bounds in ms */
+    CONFIG_SECTION, /* a nested map read by section (same struct: offsets are the struct's) */
+    CONFIG_LIST,    /* a list read by the function list */
+};
+
+struct config_loader;
+
+struct config_key {
+    const char *name; /* NULL ends a table */
+    enum config_type type;
+    size_t offset;                    /* of the field in the struct the table fills */
+    const char *def;                  /* default, parsed like a value from the file; NULL: none */
+    uint64_t min, max;                /* numbers' bounds (max 0: none) */
+    const char *const *choices;       /* CONFIG_CHOICE: NULL-terminated */
+    const struct config_key *section; /* CONFIG_SECTION: its keys */
+    void (*list)(struct config_loader *ld, const struct yd_node *seq, void *obj); /* CONFIG_LIST */
+    bool forever;                     /* CONFIG_NS: "forever" (or 0) is allowed and stored as 0 */
+};
+
+/* Sets the defaults of keys (and of their nested sections) in obj. */
+void config_key_defaults(struct config_loader *ld, const struct config_key *keys, void *obj);
+/* Reads map (NULL or a YAML null: nothing to read) by keys into obj; where names the map in
+ * errors ("server.tls", "tsdb"). Returns false when map is not a map or holds an unknown key. */
+bool config_load_keys(struct config_loader *ld, const struct config_key *keys,
+                      const struct yd_node *map, const char *where, void *obj);
+/* Only the unknown-key check of config_load_keys, for maps a feature reads by hand: errors in
+ * file (NULL: the configuration file). False when map has a key that is not in keys. */
+bool config_check_keys(struct config_loader *ld, const char *file, const struct yd_node *map,
+                       const struct config_key *keys, const char *where);
+
+/* ---- sections: the top-level keys a feature owns ----
+ * Each feature exports one descriptor (ctl_config_section, hooks_config_section, ...); a
+ * program's main passes the sections it needs to config_load, and reads each one's result with
+ * config_section_of. config.c itself reads only server:, auth: and store:. */
+struct config_section {
+    const char *const *keys; /* the top-level keys it owns, NULL-terminated */
+    /* values[i] is the node of keys[i], or NULL when absent. Called on every load, so the
+     * feature can fill its defaults. Returns the section (NULL is allowed when it has nothing)
+     * and records problems with config_error. NULL parse: the keys belong to a program that
+     * shares the file (casca-hook reads cascad's file); they are known here but not read. */
+    void *(*parse)(struct config_loader *ld, const struct yd_node *const values[]);
+    void (*free)(void *section);
+};
+
+/* What sec parsed into c; NULL when c's program did not pass sec (or it has nothing). */
+void *config_section_of(const struct config *c, const struct config_section *sec);
+
 struct config_errors {
     char **lines; /* "file:line:col: message" */
     size_t n;
@@ -98,9 +153,11 @@ struct config_overrides {
     const char *listen, *data_dir;
 };
 
-/* Loads and validates path. On success *out holds one reference. On failure returns
+/* Loads and validates path with the feature sections of the program (NULL-terminated, at most
+ * CONFIG_SECTIONS_MAX; the array must outlive the snapshots). On success *out holds one reference. On failure returns
  * CASCA_ERR_CONFIG (also for an unreadable file), *out is NULL and errs lists every problem. Any thread. */
-int config_load(const char *path, const struct config_overrides *ov, struct config **out,
+int config_load(const char *path, const struct config_overrides *ov,
+                const struct config_section *const sections[], struct config **out,
                 struct config_errors *errs);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c); /* safe on NULL */

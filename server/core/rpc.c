@@ -131,24 +131,6 @@ static grpc_status_code rpc_status_of(int err)
     }
 }
 
-static const char *const role_names[] = {"viewer", "reporter", "agent", "operator"};
-
-const char *rpc_role_name(enum rpc_role role)
-{
-    for (unsigned i = 0; i < 4; i++)
-        if (role == (1u << i))
-            return role_names[i];
-    return "none";
-}
-
-enum rpc_role rpc_role_parse(const char *name)
-{
-    for (unsigned i = 0; i < 4; i++)
-        if (strcmp(name, role_names[i]) == 0)
-            return (enum rpc_role)(1u << i);
-    return RPC_ROLE_NONE;
-}
-
 /* ---- method table ---- */
 
 static uint64_t hash_bytes(const char *s, size_t n)

@@ -17,11 +17,21 @@
 #include "config.h"
 #include "hooks.h"
 #include "log.h"
+#include "sections.h"
 #include "store.h"
 #include "telemetry.h"
 #include "tsdb.h"
 
 #define STATS_EVERY_S 60
+
+/* casca-hook reads the buses, the hooks and the tsdb options of a file cascad reads too: cascad's
+ * other keys are known, not read. */
+static const struct config_section cascad_keys = {
+    .keys = (const char *const[]){CASCAD_CONFIG_KEYS, NULL},
+};
+static const struct config_section *const sections[] = {
+    &hooks_config_section, &telemetry_config_section, &cascad_keys, NULL,
+};
 
 static void usage(FILE *to)
 {
@@ -80,14 +90,14 @@ int main(int argc, char **argv)
     }
     struct config_errors errs = {0};
     struct config *c = NULL;
-    if (config_load(path, &ov, &c, &errs) != CASCA_OK) {
+    if (config_load(path, &ov, sections, &c, &errs) != CASCA_OK) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "casca-hook: %s\n", errs.lines[i]);
         config_errors_free(&errs);
         return 2;
     }
     log_set_level((enum log_level)log_level_parse(c->server.log_level));
-    const struct hooks_section *sec = c->sections[CONFIG_SECTION_HOOKS];
+    const struct hooks_section *sec = config_section_of(c, &hooks_config_section);
     if (!sec || (!sec->nhooks && !sec->nbuses)) {
         fprintf(stderr, "casca-hook: %s has no bus: and no hooks: to run\n", path);
         config_unref(c);

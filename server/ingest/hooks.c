@@ -244,30 +244,15 @@ static const char *scalar(struct config_loader *ld, const struct yd_node *n, con
     return n->scalar;
 }
 
-/* Checks that map only has keys from known (NULL-terminated). */
+/* Checks that map is a map with only keys from known (read by hand: {"name"} rows). */
 static bool check_keys(struct config_loader *ld, const struct yd_node *map, const char *where,
-                       const char *const *known)
+                       const struct config_key *known)
 {
     if (map->kind != YD_MAP) {
         config_error(ld, map, "%s must be a map of keys, not a %s", where, yd_kind_name(map->kind));
         return false;
     }
-    bool ok = true;
-    for (size_t i = 0; i < map->n; i++) {
-        size_t k = 0;
-        while (known[k] && strcmp(known[k], map->keys[i]->scalar))
-            k++;
-        if (!known[k]) {
-            char list[256] = "";
-            for (k = 0; known[k]; k++)
-                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? ", " : "",
-                         known[k]);
-            config_error(ld, map->keys[i], "unknown key '%s' in %s (known: %s)",
-                         map->keys[i]->scalar, where, list);
-            ok = false;
-        }
-    }
-    return ok;
+    return config_check_keys(ld, NULL, map, known, where);
 }
 
 /* A scalar or a list of scalars -> a string array. */
@@ -320,7 +305,8 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
     if (!n || is_null(n)) return;
     size_t cnt = n->kind == YD_SEQ ? n->n : 1;
     if (!(s->buses = calloc(cnt ? cnt : 1, sizeof(*s->buses)))) return;
-    static const char *const keys[] = {"name", "listen", "publish", "max_message", NULL};
+    static const struct config_key keys[] = {
+        {"name"}, {"listen"}, {"publish"}, {"max_message"}, {NULL}};
     for (size_t i = 0; i < cnt; i++) {
         const struct yd_node *b = n->kind == YD_SEQ ? n->values[i] : n;
         if (!config_expect(ld, NULL, b, YD_MAP, "bus: each bus is a map {name, listen, publish}") ||
@@ -408,7 +394,7 @@ static void parse_field(struct config_loader *ld, const struct yd_node *n, enum 
         field_text(ld, n, n->scalar, use, where, f);
         return;
     }
-    static const char *const keys[] = {"field", "default", NULL};
+    static const struct config_key keys[] = {{"field"}, {"default"}, {NULL}};
     if (!check_keys(ld, n, where, keys)) return;
     const struct yd_node *field = yd_get(n, "field"), *def = yd_get(n, "default");
     const char *text = field ? scalar(ld, field, where) : NULL;
@@ -433,7 +419,8 @@ static void parse_time(struct config_loader *ld, const struct yd_node *n, struct
         field_text(ld, n, n->scalar, USE_TIME, "time", &t->f);
         return;
     }
-    static const char *const keys[] = {"field", "format", "timezone", "default", NULL};
+    static const struct config_key keys[] = {
+        {"field"}, {"format"}, {"timezone"}, {"default"}, {NULL}};
     if (!check_keys(ld, n, "time", keys)) return;
     const struct yd_node *field = yd_get(n, "field"), *fmt = yd_get(n, "format"),
                          *zone = yd_get(n, "timezone"), *def = yd_get(n, "default");
@@ -495,8 +482,9 @@ static bool valid_name(const char *s)
 static void parse_influx(struct config_loader *ld, const struct yd_node *n,
                          const struct yd_node *hook, struct hook_influx_config *ic)
 {
-    static const char *const keys[] = {"url",   "database",       "username", "password_env",
-                                       "batch", "flush_interval", "timeout",  NULL};
+    static const struct config_key keys[] = {
+        {"url"},   {"database"},       {"username"}, {"password_env"},
+        {"batch"}, {"flush_interval"}, {"timeout"},  {NULL}};
     if (n && !check_keys(ld, n, "influxdb", keys)) return;
     const struct yd_node *v;
     const char *s;
@@ -534,9 +522,10 @@ static void parse_influx(struct config_loader *ld, const struct yd_node *n,
 static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct hooks_section *s,
                        struct hook_config *h)
 {
-    static const char *const keys[] = {
-        "name", "bus",       "topic",    "format", "series",      "value",       "values", "tags",
-        "time", "connector", "influxdb", "queue",  "queue_bytes", "max_message", NULL};
+    static const struct config_key keys[] = {
+        {"name"},      {"bus"},      {"topic"}, {"format"},      {"series"},
+        {"value"},     {"values"},   {"tags"},  {"time"},        {"connector"},
+        {"influxdb"},  {"queue"},    {"queue_bytes"}, {"max_message"}, {NULL}};
     if (!check_keys(ld, n, "hooks[]", keys) && n->kind != YD_MAP) {
         h->name = strdup("?");
         return;
@@ -673,7 +662,7 @@ static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct
                1ull << 30, true, &h->max_message);
 }
 
-void *hooks_section_parse(struct config_loader *ld, const struct yd_node *const values[4])
+static void *hooks_section_parse(struct config_loader *ld, const struct yd_node *const values[])
 {
     const struct yd_node *bus = values[0], *hooks = values[1];
     if ((!bus || is_null(bus)) && (!hooks || is_null(hooks))) return NULL;
@@ -706,7 +695,7 @@ static void field_free(struct hook_field *f)
     free(f->def_str);
 }
 
-void hooks_section_free(void *section)
+static void hooks_section_free(void *section)
 {
     struct hooks_section *s = section;
     if (!s) return;
@@ -747,6 +736,12 @@ void hooks_section_free(void *section)
     free(s->hooks);
     free(s);
 }
+
+const struct config_section hooks_config_section = {
+    .keys = (const char *const[]){HOOKS_CONFIG_KEYS, NULL},
+    .parse = hooks_section_parse,
+    .free = hooks_section_free,
+};
 
 /* ---- running hooks ---- */
 

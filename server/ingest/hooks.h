@@ -104,7 +104,7 @@ struct bus_config {
     uint64_t max_message;
 };
 
-/* config->sections[CONFIG_SECTION_HOOKS] */
+/* config_section_of(c, &hooks_config_section) */
 struct hooks_section {
     struct bus_config *buses;
     size_t nbuses;
@@ -113,9 +113,9 @@ struct hooks_section {
     uint64_t fingerprint; /* of the bus: and hooks: text, to tell a reload whether they changed */
 };
 
-/* The config section row (config.c): keys "bus" and "hooks". Loading thread. */
-void *hooks_section_parse(struct config_loader *ld, const struct yd_node *const values[4]);
-void hooks_section_free(void *section);
+/* The bus and hooks section: its top-level keys, and its descriptor for config_load. */
+#define HOOKS_CONFIG_KEYS "bus", "hooks"
+extern const struct config_section hooks_config_section;
 
 /* ---- interpreters: one message -> points ---- */
 

@@ -48,18 +48,10 @@ static uint64_t fingerprint(uint64_t h, const struct yd_node *n)
 static void parse_probe(struct config_loader *ld, const struct yd_node *n, struct probes_section *s,
                         struct probe_config *p)
 {
-    static const char *const keys[] = {"name",          "url",    "method", "period", "timeout",
-                                       "expect_status", "series", "tags",   NULL};
-    for (size_t i = 0; i < n->n; i++) {
-        size_t k = 0;
-        while (keys[k] && strcmp(keys[k], n->keys[i]->scalar))
-            k++;
-        if (!keys[k])
-            config_error(ld, n->keys[i],
-                         "unknown key '%s' in probes[] (known: name, url, method, "
-                         "period, timeout, expect_status, series, tags)",
-                         n->keys[i]->scalar);
-    }
+    static const struct config_key keys[] = {
+        {"name"},          {"url"},    {"method"}, {"period"}, {"timeout"},
+        {"expect_status"}, {"series"}, {"tags"},   {NULL}};
+    config_check_keys(ld, NULL, n, keys, "probes[]");
     const struct yd_node *v;
     const char *str;
     str = (v = yd_get(n, "name")) ? scalar_of(ld, v, "probes.name") : NULL;
@@ -121,7 +113,7 @@ static void parse_probe(struct config_loader *ld, const struct yd_node *n, struc
     }
 }
 
-void *probes_section_parse(struct config_loader *ld, const struct yd_node *const values[4])
+static void *probes_section_parse(struct config_loader *ld, const struct yd_node *const values[])
 {
     const struct yd_node *n = values[0];
     if (!n || is_null(n)) return NULL;
@@ -140,7 +132,7 @@ void *probes_section_parse(struct config_loader *ld, const struct yd_node *const
     return s;
 }
 
-void probes_section_free(void *section)
+static void probes_section_free(void *section)
 {
     struct probes_section *s = section;
     if (!s) return;
@@ -160,6 +152,12 @@ void probes_section_free(void *section)
     free(s->probes);
     free(s);
 }
+
+const struct config_section probes_config_section = {
+    .keys = (const char *const[]){PROBES_CONFIG_KEYS, NULL},
+    .parse = probes_section_parse,
+    .free = probes_section_free,
+};
 
 /* ---- running ---- */
 

@@ -27,16 +27,16 @@ struct probe_config {
     size_t ntags;
 };
 
-/* config->sections[CONFIG_SECTION_PROBES] */
+/* config_section_of(c, &probes_config_section) */
 struct probes_section {
     struct probe_config *probes;
     size_t n;
     uint64_t fingerprint;
 };
 
-/* The config section row (config.c): key "probes". Loading thread. */
-void *probes_section_parse(struct config_loader *ld, const struct yd_node *const values[4]);
-void probes_section_free(void *section);
+/* The probes section: its top-level key, and its descriptor for config_load. */
+#define PROBES_CONFIG_KEYS "probes"
+extern const struct config_section probes_config_section;
 
 /* Where a probe's points go; called on the probe's thread. */
 typedef void (*probe_sink_fn)(void *arg, const struct tsdb_point *pts, size_t n);

@@ -13,16 +13,16 @@
 #include "rpc.h"
 #include "tsdb.h"
 
-/* The `tsdb:` section (config->sections[CONFIG_SECTION_TSDB]); immutable once loaded. */
+/* The `tsdb:` section (telemetry_config_of); immutable once loaded. */
 struct telemetry_config {
     struct tsdb_options tsdb;    /* retentions, purge interval, queue size */
     uint64_t max_publish_points; /* points in one Publish request (or stream message) */
     uint64_t max_query_samples;  /* samples in one Query response */
 };
 
-/* Section parser and destructor for the table in config.c. */
-void *telemetry_config_parse(struct config_loader *ld, const struct yd_node *const values[]);
-void telemetry_config_free(void *section);
+/* The tsdb section: its top-level key, and its descriptor for config_load. */
+#define TELEMETRY_CONFIG_KEYS "tsdb"
+extern const struct config_section telemetry_config_section;
 /* The section of c, or the defaults when c has none. Never NULL; valid as long as c. */
 const struct telemetry_config *telemetry_config_of(const struct config *c);
 

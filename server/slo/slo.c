@@ -27,7 +27,7 @@ static const struct slo_config defaults = {
 
 const struct slo_config *slo_config_of(const struct config *c)
 {
-    const struct slo_config *sc = c ? c->sections[CONFIG_SECTION_SLOS] : NULL;
+    const struct slo_config *sc = config_section_of(c, &slo_config_section);
     return sc ? sc : &defaults;
 }
 
@@ -65,7 +65,7 @@ static void def_free(struct slo_def *d)
     free(d->signature);
 }
 
-void slo_config_free(void *section)
+static void slo_config_free(void *section)
 {
     struct slo_config *sc = section;
     if (!sc)
@@ -574,7 +574,7 @@ static void parse_engine(struct parse *p, const struct yd_node *n, struct slo_co
     }
 }
 
-void *slo_config_parse(struct config_loader *ld, const struct yd_node *const values[])
+static void *slo_config_parse(struct config_loader *ld, const struct yd_node *const values[])
 {
     struct slo_config *sc = calloc(1, sizeof(*sc));
     if (!sc)
@@ -591,3 +591,9 @@ void *slo_config_parse(struct config_loader *ld, const struct yd_node *const val
     free(ids.slot);
     return sc;
 }
+
+const struct config_section slo_config_section = {
+    .keys = (const char *const[]){SLO_CONFIG_KEYS, NULL},
+    .parse = slo_config_parse,
+    .free = slo_config_free,
+};

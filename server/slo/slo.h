@@ -1,7 +1,7 @@
 /* slo: the declared service-level objectives. The `slos:` list of the config file, the SLO files
  * named by `slo_files:` (relative to the config file; each holds a list of SLOs, or a map with a
  * `slos:` list) and the `slo_engine:` settings, parsed into an immutable table that belongs to a
- * config snapshot (CONFIG_SECTION_SLOS). Every error names file:line:col.
+ * config snapshot (slo_config_section). Every error names file:line:col.
  *
  *   slos:
  *     - id: ServiceSLO              # public alias, unique: [A-Za-z0-9_.:-], at most 64 bytes
@@ -89,9 +89,9 @@ const struct slo_def *slo_config_find(const struct slo_config *sc, const char *i
 /* Whether value meets d's objective (a target is met by equality). Pure. */
 bool slo_objective_met(const struct slo_def *d, double value);
 
-/* Config section parser and destructor (the row of config.c's sections table): keys "slos",
- * "slo_files", "slo_engine". Called on the config-loading thread. */
-void *slo_config_parse(struct config_loader *ld, const struct yd_node *const values[]);
-void slo_config_free(void *section);
+/* The SLO section: its top-level keys, and its descriptor for config_load (parsed on the
+ * config-loading thread). */
+#define SLO_CONFIG_KEYS "slos", "slo_files", "slo_engine"
+extern const struct config_section slo_config_section;
 
 #endif

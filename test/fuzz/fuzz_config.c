@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "fuzz_util.h"
+#include "sections.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -12,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct config *c = NULL;
     struct config_errors errs = {0};
-    if (config_load(path, NULL, &c, &errs) == 0) {
+    if (config_load(path, NULL, cascad_config_sections, &c, &errs) == 0) {
         struct config_errors warnings = {0};
         config_restart_warnings(c, c, &warnings); /* a reload to the same file */
         config_errors_free(&warnings);

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "fuzz_util.h"
 #include "hooks.h"
+#include "sections.h"
 
 static const char hooks_config[] =
     "bus: {}\n"
@@ -41,13 +42,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!cfg) {
         const char *path = fuzz_write("hooks.yaml", hooks_config, strlen(hooks_config));
         struct config_errors errs = {0};
-        if (!path || config_load(path, NULL, &cfg, &errs) != 0) {
+        if (!path || config_load(path, NULL, cascad_config_sections, &cfg, &errs) != 0) {
             for (size_t i = 0; i < errs.n; i++)
                 fprintf(stderr, "fuzz_hook_json: %s\n", errs.lines[i]);
             abort();
         }
         config_errors_free(&errs);
-        sec = cfg->sections[CONFIG_SECTION_HOOKS];
+        sec = config_section_of(cfg, &hooks_config_section);
         atexit(unload);
     }
     if (size < 1)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "sections.h"
 
 static char dir[256];
 
@@ -51,7 +52,7 @@ void fuzz_load_with_file(const char *main_config, const char *name, const uint8_
     struct config *c = NULL;
     struct config_errors errs = {0};
     if (path)
-        config_load(path, NULL, &c, &errs);
+        config_load(path, NULL, cascad_config_sections, &c, &errs);
     config_unref(c);
     config_errors_free(&errs);
 }

@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "casca_err.h"
 #include "config.h"
+#include "sections.h"
 
 #define OPS "ops-secret-0123456789abcdef"  /* 27 characters */
 #define AGENT "agent-secret-9876543210zyxw" /* 27 characters too */
@@ -36,7 +37,7 @@ static struct config *load(struct fx *f, const char *text)
     assert_int_equal(fclose(out), 0);
     struct config *c = NULL;
     struct config_errors errs = {0};
-    int rc = config_load(f->path, NULL, &c, &errs);
+    int rc = config_load(f->path, NULL, cascad_config_sections, &c, &errs);
     for (size_t i = 0; i < errs.n; i++)
         print_error("  %s\n", errs.lines[i]);
     config_errors_free(&errs);

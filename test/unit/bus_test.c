@@ -26,6 +26,7 @@
 #include "casca_err.h"
 #include "config.h"
 #include "hooks.h"
+#include "sections.h"
 #include "store.h"
 #include "tsdb.h"
 
@@ -263,7 +264,7 @@ static void slow_hook_does_not_stall_others(void **state)
     fclose(f);
     struct config_errors errs = {0};
     struct config *c = NULL;
-    assert_int_equal(config_load(path, NULL, &c, &errs), CASCA_OK);
+    assert_int_equal(config_load(path, NULL, cascad_config_sections, &c, &errs), CASCA_OK);
 
     struct store *st;
     struct store_options so = {.dir = dir, .sync = STORE_SYNC_NONE};
@@ -273,7 +274,8 @@ static void slow_hook_does_not_stall_others(void **state)
     struct hooks *hooks;
     char err[256];
     assert_int_equal(
-        hooks_create(c->sections[CONFIG_SECTION_HOOKS], &env, &hooks, err, sizeof(err)), CASCA_OK);
+        hooks_create(config_section_of(c, &hooks_config_section), &env, &hooks, err, sizeof(err)),
+        CASCA_OK);
     struct casca_reporter *r;
     assert_int_equal(casca_reporter_open("inproc://casca/bus/t5/in", "m/1", NULL, &r), CASCA_OK);
     sleep_ms(100);

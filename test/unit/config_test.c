@@ -20,6 +20,7 @@
 
 #include "casca_err.h"
 #include "config.h"
+#include "sections.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -82,7 +83,7 @@ static int load_path(struct fx *f, const char *path, const struct config_overrid
     config_errors_free(&f->errs);
     static struct config sentinel;
     *c = &sentinel; /* config_load must overwrite it */
-    int rc = config_load(path, ov, c, &f->errs);
+    int rc = config_load(path, ov, cascad_config_sections, c, &f->errs);
     if (rc == CASCA_OK)
         assert_non_null(*c);
     else
@@ -1133,6 +1134,48 @@ static void live_swaps_while_reading(void **state)
     config_live_destroy(live);
 }
 
+/* A program that reads only some sections of cascad's file (casca-hook): cascad's other keys are
+ * known but not read, a misspelt key is still an error listing the keys of that program, and the
+ * key engine reads a feature's map by its table. */
+static void program_sections(void **state)
+{
+    struct fx *f = *state;
+    /* CASCAD_CONFIG_KEYS (for the programs sharing the file) is cascad_config_sections' keys */
+    static const char *const all[] = {CASCAD_CONFIG_KEYS, NULL};
+    size_t n = 0;
+    for (size_t s = 0; cascad_config_sections[s]; s++)
+        for (const char *const *k = cascad_config_sections[s]->keys; *k; k++, n++) {
+            assert_non_null(all[n]);
+            assert_string_equal(all[n], *k);
+        }
+    assert_null(all[n]);
+
+    static const struct config_section elsewhere = {.keys = all};
+    static const struct config_section *const hook[] = {&telemetry_config_section, &elsewhere,
+                                                        NULL};
+    put_free(f, "casca.yaml", "tsdb: {raw_retention: 2m, hour_retention: forever}\n"
+                              "slos: [{id: x}]\nsettings: 3\n");
+    struct config *c = NULL;
+    assert_int_equal(config_load(f->path, NULL, hook, &c, &f->errs), CASCA_OK);
+    assert_null(config_section_of(c, &slo_config_section)); /* not read: no error for its items */
+    assert_int_equal(telemetry_config_of(c)->tsdb.raw_retention_ns, 120 * 1000000000LL);
+    assert_int_equal(telemetry_config_of(c)->tsdb.hour_retention_ns, 0);
+    config_unref(c);
+
+    put_free(f, "casca.yaml", "tsdb: {queue_points: 5, colour: red}\nslo: []\n");
+    assert_int_equal(config_load(f->path, NULL, hook, &c, &f->errs), CASCA_ERR_CONFIG);
+    assert_null(c);
+    expect_errors(f, 3,
+                  "$F:2:1: unknown key 'slo' in (top level) (known: server, auth, store, tsdb, "
+                  "settings, settings_files, carbon, bus, hooks, probes, slos, slo_files, "
+                  "slo_engine)",
+                  "$F:1:22: tsdb.queue_points: 5 is out of range [1000, 100000000]",
+                  "$F:1:25: unknown key 'colour' in tsdb (known: raw_retention, "
+                  "minute_retention, hour_retention, purge_interval, queue_points, "
+                  "max_publish_points, max_query_samples)");
+    config_errors_free(&f->errs);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1157,6 +1200,7 @@ int main(void)
         T(tls_checks),
         T(restart_warnings),
         T(live_snapshots),
+        T(program_sections),
         T(live_swaps_while_reading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,7 @@
 #include "casca_err.h"
 #include "config.h"
 #include "ctl.h"
+#include "sections.h"
 #include "store.h"
 
 static char dir[256];
@@ -59,7 +60,7 @@ static struct config *load(const char *text, char *errbuf, size_t len)
     write_text("casca.yaml", text);
     struct config *c = NULL;
     struct config_errors errs = {0};
-    int rc = config_load(path_of("casca.yaml"), NULL, &c, &errs);
+    int rc = config_load(path_of("casca.yaml"), NULL, cascad_config_sections, &c, &errs);
     if (errbuf) {
         errbuf[0] = 0;
         for (size_t i = 0; i < errs.n; i++)

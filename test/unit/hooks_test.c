@@ -16,6 +16,7 @@
 #include "casca_err.h"
 #include "config.h"
 #include "hooks.h"
+#include "sections.h"
 #include "tz.h"
 
 #define S(sec) ((int64_t)(sec)*1000000000)
@@ -34,14 +35,14 @@ static struct config *load(const char *text)
     close(fd);
     config_errors_free(&errs);
     struct config *c = NULL;
-    config_load(path, NULL, &c, &errs);
+    config_load(path, NULL, cascad_config_sections, &c, &errs);
     unlink(path);
     return c;
 }
 
 static const struct hook_config *hook0(struct config *c)
 {
-    const struct hooks_section *s = c->sections[CONFIG_SECTION_HOOKS];
+    const struct hooks_section *s = config_section_of(c, &hooks_config_section);
     assert_non_null(s);
     assert_true(s->nhooks > 0);
     return &s->hooks[0];
@@ -230,7 +231,7 @@ static void times_after_2262_are_bad(void **state)
                             "  - {name: d, series: s, value: /v, time: {field: /t, format: unix}}\n"
                             "  - {name: e, series: s, value: /v, time: {field: /t, format: unix_ms}}\n");
     assert_non_null(c);
-    const struct hooks_section *sec = c->sections[CONFIG_SECTION_HOOKS];
+    const struct hooks_section *sec = config_section_of(c, &hooks_config_section);
     static const char *const msgs[] = {
         "{\"v\": 1, \"t\": \"2300-01-01T00:00:00Z\"}",
         "{\"v\": 1, \"t\": \"2300-01-01 00:00:00\"}",
@@ -265,7 +266,7 @@ static void received_and_unix_times(void **state)
                             "  - {name: b, series: s, value: /v, time: {field: /t, format: unix_ms,"
                             " default: $RECEIVED}}\n");
     assert_non_null(c);
-    const struct hooks_section *sec = c->sections[CONFIG_SECTION_HOOKS];
+    const struct hooks_section *sec = config_section_of(c, &hooks_config_section);
     struct hook_batch b = {0};
     char err[512];
     assert_int_equal(run_json(&sec->hooks[0], "x", "{\"v\": true}", &b, err), CASCA_OK);

@@ -18,6 +18,7 @@
 #include "casca_err.h"
 #include "config.h"
 #include "probe.h"
+#include "sections.h"
 
 struct server {
     int fd, port;
@@ -75,7 +76,7 @@ static struct config *load(const char *text, struct config_errors *errs)
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
     struct config *c = NULL;
-    config_load(path, NULL, &c, errs);
+    config_load(path, NULL, cascad_config_sections, &c, errs);
     unlink(path);
     return c;
 }
@@ -125,7 +126,8 @@ static void probes_record_time_and_success(void **state)
     struct probes *p;
     char err[256];
     assert_int_equal(
-        probes_create(c->sections[CONFIG_SECTION_PROBES], collect, &sink, &p, err, sizeof(err)),
+        probes_create(config_section_of(c, &probes_config_section), collect, &sink, &p, err,
+                      sizeof(err)),
         CASCA_OK);
     assert_int_equal(probes_count(p), 3);
     struct timespec ts = {0, 450000000};

@@ -20,6 +20,7 @@
 
 #include "casca_err.h"
 #include "config.h"
+#include "sections.h"
 #include "slo.h"
 #include "slo_engine.h"
 #include "store.h"
@@ -110,7 +111,7 @@ static int load(struct fx *f, const char *text, struct config **out)
     snprintf(path, sizeof(path), "%s/casca.yaml", f->dir);
     config_errors_free(&f->errs);
     memset(&f->errs, 0, sizeof(f->errs));
-    return config_load(path, NULL, out, &f->errs);
+    return config_load(path, NULL, cascad_config_sections, out, &f->errs);
 }
 
 static bool has_error(struct fx *f, const char *needle)
