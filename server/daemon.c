@@ -126,6 +126,14 @@ static int listen_on(struct daemon *d, const struct config *c, struct config_err
     return CASCA_OK;
 }
 
+/* Probe results enter the ingest stage like published points (no one waits for them). */
+static void probe_sink(void *arg, const char *probe, const struct tsdb_point *pts, size_t n)
+{
+    char why[256];
+    if (hooks_submit(arg, HOOK_SOURCE_PROBES, probe, pts, n, NULL, NULL, why, sizeof(why)))
+        log_warn("probe", "probe results of %s not stored: %s", probe, why);
+}
+
 /* The gRPC server and the services on it, in dependency order. Each part is created the same
  * way: a casca_err, with its reason in err. */
 static int open_services(struct daemon *d, struct config *c, const struct rpc_options *opts,
@@ -138,7 +146,7 @@ static int open_services(struct daemon *d, struct config *c, const struct rpc_op
         (rc = reflection_create(d->rpc, casca_descriptor_set, casca_descriptor_set_size,
                                 &d->reflection, err, errlen)) ||
         (rc = admin_create(d->rpc, d, &d->admin, err, errlen)) ||
-        (rc = telemetry_create(d->rpc, d->live, d->tsdb, &d->telemetry, err, errlen)))
+        (rc = telemetry_create(d->rpc, d->live, d->tsdb, d->hooks, &d->telemetry, err, errlen)))
         return rc;
     if (!(d->ctl = ctl_create(c, d->audit))) /* NULL only without memory */
         return CASCA_ERR_NOMEM;
@@ -190,20 +198,20 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
         .descriptor_set = casca_descriptor_set,
         .descriptor_set_size = casca_descriptor_set_size,
     };
+    /* the ingest stage first: every point source hands its points to the hooks */
+    d->ingest_config = config_ref(c);
+    struct hook_env henv = {.tsdb = d->tsdb, .builtin_sources = true};
     char err[512] = "out of memory";
-    if ((rc = open_services(d, c, &opts, err, sizeof(err)))) {
-        add_error(errs, "cannot set up the services: %s", err);
+    if ((rc = hooks_create(config_section_of(c, &hooks_config_section), &henv, &d->hooks, err,
+                           sizeof(err))) ||
+        (rc = probes_create(config_section_of(c, &probes_config_section), probe_sink, d->hooks,
+                            &d->probes, err, sizeof(err)))) {
+        add_error(errs, "%s", err);
         daemon_close(d);
         return rc;
     }
-    d->ingest_config = config_ref(c);
-    struct hook_env henv = {.tsdb = d->tsdb};
-    char ingest_err[512] = "";
-    if ((rc = hooks_create(config_section_of(c, &hooks_config_section), &henv, &d->hooks, ingest_err,
-                           sizeof(ingest_err))) ||
-        (rc = probes_create(config_section_of(c, &probes_config_section), probe_sink_tsdb, d->tsdb,
-                            &d->probes, ingest_err, sizeof(ingest_err)))) {
-        add_error(errs, "%s", ingest_err);
+    if ((rc = open_services(d, c, &opts, err, sizeof(err)))) {
+        add_error(errs, "cannot set up the services: %s", err);
         daemon_close(d);
         return rc;
     }

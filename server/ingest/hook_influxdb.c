@@ -2,7 +2,8 @@
  * buffered and POSTed to /write of an InfluxDB 1.x HTTP API with libcurl when batch points are
  * buffered or the oldest is flush_interval old. A batch InfluxDB refuses or cannot be reached for
  * is counted as errors (one per message in it) and logged at warn; it is not retried, so an
- * unreachable database costs the hook one timeout per batch and never grows memory. */
+ * unreachable database costs the hook one timeout per batch and never grows memory. The acks of
+ * the buffered points are released when their batch is written or fails. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,24 @@ struct influx_conn {
     size_t points, messages;
     int64_t oldest_ns; /* monotonic time of the first buffered point */
     struct warn_limit warn;
+    struct hook_ack **acks; /* of the buffered points */
+    size_t nacks, capacks;
 };
+
+/* Holds ack until the buffered batch is posted. */
+static bool keep_ack(struct influx_conn *c, struct hook_ack *ack)
+{
+    if (!ack) return true;
+    if (c->nacks == c->capacks) {
+        size_t cap = c->capacks ? 2 * c->capacks : 16;
+        struct hook_ack **grown = realloc(c->acks, cap * sizeof(*grown));
+        if (!grown) return false;
+        c->acks = grown;
+        c->capacks = cap;
+    }
+    c->acks[c->nacks++] = hook_ack_hold(ack);
+    return true;
+}
 
 static bool reserve(struct influx_conn *c, size_t more)
 {
@@ -103,7 +121,12 @@ static void post(struct influx_conn *c)
     long status = 0;
     char why[160];
     int rc = casca_http_request(c->curl, &req, &reply, &status, why, sizeof(why));
-    if (rc == CASCA_OK && status / 100 == 2) {
+    bool ok = rc == CASCA_OK && status / 100 == 2;
+    for (size_t i = 0; i < c->nacks; i++)
+        hook_ack_release(c->acks[i], ok ? CASCA_OK : CASCA_ERR_UNAVAILABLE,
+                         ok ? NULL : "InfluxDB did not take the points");
+    c->nacks = 0;
+    if (ok) {
         atomic_fetch_add(&c->ctr->stored, c->points);
     } else {
         atomic_fetch_add(&c->ctr->errors, c->messages);
@@ -133,11 +156,12 @@ static uint64_t influx_flush(void *state, bool force)
     return UINT64_MAX;
 }
 
-static int influx_write(void *state, const struct tsdb_point *pts, size_t n, char *why,
-                        size_t whylen)
+static int influx_write(void *state, const struct tsdb_point *pts, size_t n,
+                        struct hook_ack *ack, char *why, size_t whylen)
 {
     struct influx_conn *c = state;
     size_t mark = c->len;
+    if (!keep_ack(c, ack)) goto nomem;
     if (!c->points) c->oldest_ns = casca_mono_ns();
     for (size_t i = 0; i < n; i++) {
         const struct tsdb_point *p = &pts[i];
@@ -158,6 +182,8 @@ static int influx_write(void *state, const struct tsdb_point *pts, size_t n, cha
     if (c->points >= c->h->influx.batch_points) post(c);
     return CASCA_OK;
 nomem:
+    if (ack && c->nacks && c->acks[c->nacks - 1] == ack)
+        hook_ack_release(c->acks[--c->nacks], CASCA_OK, NULL); /* the caller records the error */
     c->len = mark;
     snprintf(why, whylen, "out of memory for the InfluxDB batch");
     return CASCA_ERR_NOMEM;
@@ -169,6 +195,7 @@ static void influx_close(void *state)
     curl_easy_cleanup(c->curl);
     free(c->write_url);
     free(c->buf);
+    free(c->acks); /* released by the forced flush before close */
     free(c);
 }
 

@@ -300,6 +300,16 @@ static void ms_value(struct config_loader *ld, const struct yd_node *n, const ch
         config_error(ld, n, "%s: %s is out of range", where, s);
 }
 
+static const char *const builtin_sources[] = {HOOK_SOURCE_PUBLISH, HOOK_SOURCE_PROBES};
+#define NSOURCES (sizeof(builtin_sources) / sizeof(builtin_sources[0]))
+
+static bool is_builtin_source(const char *name)
+{
+    for (size_t i = 0; i < NSOURCES; i++)
+        if (!strcmp(builtin_sources[i], name)) return true;
+    return false;
+}
+
 static void parse_buses(struct config_loader *ld, const struct yd_node *n, struct hooks_section *s)
 {
     if (!n || is_null(n)) return;
@@ -319,6 +329,9 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
         if (nm && (!*nm || strspn(nm, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                       "0123456789_-.") != strlen(nm)))
             config_error(ld, name, "bus.name '%s': use letters, digits, '_', '-' and '.'", nm);
+        if (nm && is_builtin_source(nm))
+            config_error(ld, name, "bus.name '%s' is the name of a built-in source: pick another",
+                         nm);
         bc->name = strdup(nm ? nm : "");
         for (size_t j = 0; j + 1 < s->nbuses; j++)
             if (!strcmp(s->buses[j].name, bc->name))
@@ -542,15 +555,26 @@ static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct
         if (!strcmp(o->name, h->name)) config_error(ld, v, "duplicate hook name '%s'", h->name);
 
     str = (v = yd_get(n, "bus")) ? scalar(ld, v, "hooks.bus") : NULL;
-    if (str && !strstr(str, "://")) {
+    bool builtin = str && is_builtin_source(str);
+    if (builtin) {
+        /* points come interpreted: what a json hook needs does not apply */
+        static const char *const unused[] = {"format", "series", "value", "values", "time", "tags"};
+        for (size_t i = 0; i < sizeof(unused) / sizeof(unused[0]); i++)
+            if ((v = yd_get(n, unused[i])))
+                config_error(ld, v,
+                             "hook %s: bus %s gives points, not messages: remove %s: (only "
+                             "topic:, connector: and queue options apply)",
+                             h->name, str, unused[i]);
+    } else if (str && !strstr(str, "://")) {
         size_t b = 0;
         while (b < s->nbuses && strcmp(s->buses[b].name, str))
             b++;
         if (b == s->nbuses)
             config_error(ld, v,
                          "hook %s: bus '%s' is not defined in bus: (or give the address "
-                         "of a remote bus's publish side, tcp://HOST:PORT)",
-                         h->name, str);
+                         "of a remote bus's publish side, tcp://HOST:PORT, or a built-in "
+                         "source: %s, %s)",
+                         h->name, str, HOOK_SOURCE_PUBLISH, HOOK_SOURCE_PROBES);
     } else if (str) {
         char why[256];
         if (!bus_address_ok(str, why, sizeof(why)))
@@ -568,7 +592,7 @@ static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct
         config_error(ld, v, "hook %s: topic is longer than %d bytes", h->name, BUS_MAX_TOPIC);
     h->topic = strdup(str ? str : "");
 
-    str = (v = yd_get(n, "format")) ? scalar(ld, v, "hooks.format") : "json";
+    str = builtin ? NULL : (v = yd_get(n, "format")) ? scalar(ld, v, "hooks.format") : "json";
     size_t f = 0;
     while (str && f < sizeof(interpreters) / sizeof(interpreters[0]) &&
            strcmp(interpreters[f].name, str))
@@ -605,7 +629,7 @@ static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct
             parse_field(ld, value, USE_VALUE, "value", &h->values[0].f);
         }
     }
-    if (h->format == HOOK_FORMAT_JSON && !h->nvalues && !values)
+    if (h->format == HOOK_FORMAT_JSON && !h->nvalues && !values && !builtin)
         config_error(ld, n,
                      "hook %s: a json hook needs values: {series: \"/json/pointer\"} (or "
                      "series: and value:)",
@@ -750,13 +774,92 @@ void hook_counters_unref(struct hook_counters *c)
     if (c && atomic_fetch_sub(&c->refs, 1) == 1) free(c);
 }
 
+struct hook_ack {
+    atomic_uint refs;
+    atomic_int err; /* the first failure */
+    char why[256];  /* written once, by whoever set err */
+    hook_done_fn done;
+    void *arg;
+};
+
+struct hook_ack *hook_ack_hold(struct hook_ack *a)
+{
+    if (a) atomic_fetch_add(&a->refs, 1);
+    return a;
+}
+
+static void ack_record(struct hook_ack *a, int err, const char *why)
+{
+    int none = CASCA_OK;
+    if (a && err && atomic_compare_exchange_strong(&a->err, &none, err))
+        snprintf(a->why, sizeof(a->why), "%s", why && *why ? why : casca_strerror(err));
+}
+
+void hook_ack_release(struct hook_ack *a, int err, const char *why)
+{
+    if (!a) return;
+    ack_record(a, err, why);
+    if (atomic_fetch_sub(&a->refs, 1) != 1) return;
+    if (a->done) a->done(atomic_load(&a->err), a->why, a->arg);
+    free(a);
+}
+
+/* Points from a built-in source, copied in one block for the hooks that queue them. */
+struct hook_points {
+    atomic_uint refs;
+    size_t n, bytes;
+    struct tsdb_point pts[]; /* then the tags, then the strings */
+};
+
+static struct hook_points *points_copy(const struct tsdb_point *pts, size_t n)
+{
+    size_t bytes = sizeof(struct hook_points) + n * sizeof(*pts);
+    for (size_t i = 0; i < n; i++) {
+        bytes += pts[i].ntags * sizeof(struct tsdb_tag) + strlen(pts[i].series) + 1;
+        for (size_t t = 0; t < pts[i].ntags; t++)
+            bytes += strlen(pts[i].tags[t].key) + strlen(pts[i].tags[t].value) + 2;
+    }
+    struct hook_points *hp = malloc(bytes);
+    if (!hp) return NULL;
+    atomic_init(&hp->refs, 1);
+    hp->n = n;
+    hp->bytes = bytes;
+    struct tsdb_tag *tags = (struct tsdb_tag *)(hp->pts + n);
+    size_t ntags = 0;
+    for (size_t i = 0; i < n; i++)
+        ntags += pts[i].ntags;
+    char *str = (char *)(tags + ntags);
+#define COPY(dst, src) (dst = memcpy(str, src, strlen(src) + 1), str += strlen(src) + 1)
+    for (size_t i = 0; i < n; i++) {
+        hp->pts[i] = pts[i];
+        COPY(hp->pts[i].series, pts[i].series);
+        hp->pts[i].tags = tags;
+        for (size_t t = 0; t < pts[i].ntags; t++, tags++) {
+            COPY(tags->key, pts[i].tags[t].key);
+            COPY(tags->value, pts[i].tags[t].value);
+        }
+    }
+#undef COPY
+    return hp;
+}
+
+static void points_unref(struct hook_points *hp)
+{
+    if (hp && atomic_fetch_sub(&hp->refs, 1) == 1) free(hp);
+}
+
+/* A queued message from a bus (msg), or points from a built-in source (pts, with its ack). */
 struct queued {
     nng_msg *msg;
+    struct hook_points *pts;
+    struct hook_ack *ack;
+    size_t len;
     int64_t received_ns;
 };
 
 struct hook {
     const struct hook_config *cfg;
+    const char *source; /* a built-in source it takes points from, or NULL: a bus */
     hook_interpret_fn interpret;
     struct bus *local; /* the bus of this process it subscribes to, or NULL: a remote one */
     nng_socket sub;    /* remote buses only */
@@ -780,9 +883,41 @@ struct hooks {
     const struct hooks_section *sec;
     struct bus **buses;
     size_t nbuses;
-    struct hook **hooks;
-    size_t nhooks;
+    struct hook **hooks; /* the file's, then the implicit ones */
+    size_t nhooks, nlisted;
 };
+
+/* Takes the built-in source's points when no hook of the file does. */
+static const struct hook_config implicit_hooks[] = {
+    {.name = HOOK_SOURCE_PUBLISH, .bus = HOOK_SOURCE_PUBLISH, .topic = "",
+     .connector = &hook_connector_lmdb, .queue = 1024, .queue_bytes = 64 << 20},
+    {.name = HOOK_SOURCE_PROBES, .bus = HOOK_SOURCE_PROBES, .topic = "",
+     .connector = &hook_connector_lmdb, .queue = 1024, .queue_bytes = 64 << 20},
+};
+
+/* Puts q in the queue, or counts it as dropped and returns false. Never blocks. */
+static bool enqueue(struct hook *h, struct queued q)
+{
+    uint64_t left_out = 0;
+    pthread_mutex_lock(&h->lock);
+    bool full = h->count == h->cfg->queue || h->bytes + q.len > h->cfg->queue_bytes;
+    if (!full) {
+        h->ring[(h->head + h->count++) % h->cfg->queue] = q;
+        h->bytes += q.len;
+        pthread_cond_signal(&h->cond);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (full) {
+        atomic_fetch_add(&h->ctr->dropped, 1);
+        if (warn_limit_allow(&h->warn_in, &left_out))
+            log_warn("hooks",
+                     "hook %s: queue full (%llu messages): dropping messages until "
+                     "it catches up%s",
+                     h->cfg->name, (unsigned long long)h->cfg->queue,
+                     left_out ? " (more suppressed)" : "");
+    }
+    return !full;
+}
 
 /* Takes the message into the queue, or drops and counts it. Never blocks. */
 static void take(struct hook *h, nng_msg *m)
@@ -798,26 +933,8 @@ static void take(struct hook *h, nng_msg *m)
                      h->cfg->name, len, (unsigned long long)h->cfg->max_message,
                      left_out ? " (more suppressed)" : "");
         nng_msg_free(m);
-    } else {
-        pthread_mutex_lock(&h->lock);
-        bool full = h->count == h->cfg->queue || h->bytes + len > h->cfg->queue_bytes;
-        if (!full) {
-            h->ring[(h->head + h->count++) % h->cfg->queue] =
-                (struct queued){m, casca_wall_ns()};
-            h->bytes += len;
-            pthread_cond_signal(&h->cond);
-        }
-        pthread_mutex_unlock(&h->lock);
-        if (full) {
-            atomic_fetch_add(&h->ctr->dropped, 1);
-            if (warn_limit_allow(&h->warn_in, &left_out))
-                log_warn("hooks",
-                         "hook %s: queue full (%llu messages): dropping messages until "
-                         "it catches up%s",
-                         h->cfg->name, (unsigned long long)h->cfg->queue,
-                         left_out ? " (more suppressed)" : "");
-            nng_msg_free(m);
-        }
+    } else if (!enqueue(h, (struct queued){.msg = m, .len = len, .received_ns = casca_wall_ns()})) {
+        nng_msg_free(m);
     }
 }
 
@@ -834,6 +951,29 @@ static void on_message(void *arg)
     if (nng_aio_result(h->aio) != 0) return; /* the socket closed */
     take(h, nng_aio_get_msg(h->aio));
     nng_recv_aio(h->sub, h->aio);
+}
+
+/* Hands points to the connector; counts and logs what it refuses (counted: the message already
+ * counts as an error) and records it in ack. */
+static void store(struct hook *h, const char *topic, const struct tsdb_point *pts, size_t n,
+                  struct hook_ack *ack, bool counted)
+{
+    char why[256] = "";
+    uint64_t left_out = 0;
+    int wrc = h->cfg->connector->write(h->conn, pts, n, ack, why, sizeof(why));
+    if (wrc == CASCA_ERR_FULL) {
+        atomic_fetch_add(&h->ctr->dropped, 1);
+        if (warn_limit_allow(&h->warn_work, &left_out))
+            log_warn("hooks", "hook %s: the %s store is overloaded: dropped %zu points%s",
+                     h->cfg->name, h->cfg->connector->name, n, left_out ? " (more suppressed)" : "");
+        snprintf(why, sizeof(why), "the store's write queue is full (tsdb.queue_points)");
+    } else if (wrc != CASCA_OK) {
+        if (!counted) atomic_fetch_add(&h->ctr->errors, 1);
+        if (warn_limit_allow(&h->warn_work, &left_out))
+            log_warn("hooks", "hook %s: message on topic '%s': cannot store %s%s", h->cfg->name,
+                     topic, *why ? why : casca_strerror(wrc), left_out ? " (more suppressed)" : "");
+    }
+    ack_record(ack, wrc, why);
 }
 
 static void process(struct hook *h, nng_msg *m, int64_t received_ns)
@@ -859,25 +999,16 @@ static void process(struct hook *h, nng_msg *m, int64_t received_ns)
                      h->batch.n ? "partly stored" : "dropped", err,
                      left_out ? " (more suppressed)" : "");
     }
-    if (h->batch.n) {
-        bool counted = rc != CASCA_OK; /* one error per message */
-        char why[256] = "";
-        int wrc = h->cfg->connector->write(h->conn, h->batch.pts, h->batch.n, why, sizeof(why));
-        if (wrc == CASCA_ERR_FULL) {
-            atomic_fetch_add(&h->ctr->dropped, 1);
-            if (warn_limit_allow(&h->warn_work, &left_out))
-                log_warn("hooks", "hook %s: the %s store is overloaded: dropped %zu points%s",
-                         h->cfg->name, h->cfg->connector->name, h->batch.n,
-                         left_out ? " (more suppressed)" : "");
-        } else if (wrc != CASCA_OK) {
-            if (!counted) atomic_fetch_add(&h->ctr->errors, 1);
-            if (warn_limit_allow(&h->warn_work, &left_out))
-                log_warn("hooks", "hook %s: message on topic '%s': cannot store %s%s", h->cfg->name,
-                         topic_z, *why ? why : casca_strerror(wrc),
-                         left_out ? " (more suppressed)" : "");
-        }
-    }
+    if (h->batch.n) store(h, topic_z, h->batch.pts, h->batch.n, NULL, rc != CASCA_OK);
     hook_batch_reset(&h->batch);
+}
+
+/* Frees what q holds; err: why it was not stored (CASCA_OK: it was handed on). */
+static void drop_queued(struct queued *q, int err)
+{
+    if (q->msg) nng_msg_free(q->msg);
+    points_unref(q->pts);
+    hook_ack_release(q->ack, err, err ? "cascad is stopping" : NULL);
 }
 
 static void *hook_thread(void *arg)
@@ -906,10 +1037,13 @@ static void *hook_thread(void *arg)
         struct queued q = h->ring[h->head];
         h->head = (h->head + 1) % h->cfg->queue;
         h->count--;
-        h->bytes -= nng_msg_len(q.msg);
+        h->bytes -= q.len;
         pthread_mutex_unlock(&h->lock);
-        process(h, q.msg, q.received_ns);
-        nng_msg_free(q.msg);
+        if (q.msg)
+            process(h, q.msg, q.received_ns);
+        else
+            store(h, h->source, q.pts->pts, q.pts->n, q.ack, false);
+        drop_queued(&q, CASCA_OK);
         next_flush_ms = ops->flush(h->conn, false);
         pthread_mutex_lock(&h->lock);
     }
@@ -940,9 +1074,8 @@ static void hook_destroy(struct hook *h)
     }
     if (h->conn) h->cfg->connector->close(h->conn);
     for (size_t i = 0; i < h->count; i++) {
-        struct queued *q = &h->ring[(h->head + i) % h->cfg->queue];
         atomic_fetch_add(&h->ctr->dropped, 1);
-        nng_msg_free(q->msg);
+        drop_queued(&h->ring[(h->head + i) % h->cfg->queue], CASCA_ERR_UNAVAILABLE);
     }
     uint64_t stored = atomic_load(&h->ctr->stored), dropped = atomic_load(&h->ctr->dropped),
              errors = atomic_load(&h->ctr->errors);
@@ -985,6 +1118,11 @@ static int hook_start(const struct hook_config *cfg, struct bus *local, const ch
         return CASCA_ERR_INTERNAL;
     }
     h->thread_started = true;
+    if (is_builtin_source(cfg->bus)) { /* hooks_submit hands it points */
+        h->source = cfg->bus;
+        *out = h;
+        return CASCA_OK;
+    }
     if (local) { /* in this process: the bus hands messages over, nothing lost on the way */
         if ((rc = bus_subscribe(local, cfg->topic, deliver, h))) {
             snprintf(err, errlen, "hook %s: cannot subscribe to bus %s", cfg->name,
@@ -1026,8 +1164,7 @@ int hooks_create(const struct hooks_section *sec, const struct hook_env *env, st
     if (!hs) return CASCA_ERR_NOMEM;
     hs->sec = sec;
     int rc = CASCA_OK;
-    if (sec && ((sec->nbuses && !(hs->buses = calloc(sec->nbuses, sizeof(*hs->buses)))) ||
-                (sec->nhooks && !(hs->hooks = calloc(sec->nhooks, sizeof(*hs->hooks)))))) {
+    if (sec && sec->nbuses && !(hs->buses = calloc(sec->nbuses, sizeof(*hs->buses)))) {
         hooks_destroy(hs);
         return CASCA_ERR_NOMEM;
     }
@@ -1056,8 +1193,22 @@ int hooks_create(const struct hooks_section *sec, const struct hook_env *env, st
                      bus_publish_inproc(hs->buses[i]));
         }
     }
+    if (!(hs->hooks = calloc((sec ? sec->nhooks : 0) + NSOURCES, sizeof(*hs->hooks)))) {
+        hooks_destroy(hs);
+        return CASCA_ERR_NOMEM;
+    }
+    bool fed[NSOURCES] = {false}; /* a built-in source has a hook in the file */
     for (size_t i = 0; sec && i < sec->nhooks && !rc; i++) {
         const struct hook_config *hc = &sec->hooks[i];
+        if (is_builtin_source(hc->bus)) {
+            for (size_t k = 0; k < NSOURCES; k++)
+                fed[k] |= !strcmp(builtin_sources[k], hc->bus);
+            if (!env || !env->builtin_sources) {
+                log_info("hooks", "hook %s: takes cascad's %s points: not run here", hc->name,
+                         hc->bus);
+                continue;
+            }
+        }
         struct bus *local = NULL;
         for (size_t b = 0; b < hs->nbuses; b++)
             if (!strcmp(bus_name(hs->buses[b]), hc->bus))
@@ -1070,6 +1221,11 @@ int hooks_create(const struct hooks_section *sec, const struct hook_env *env, st
                      hc->connector->name);
         }
     }
+    hs->nlisted = hs->nhooks;
+    for (size_t k = 0; k < NSOURCES && !rc && env && env->builtin_sources; k++)
+        if (!fed[k] && (rc = hook_start(&implicit_hooks[k], NULL, NULL, env,
+                                        &hs->hooks[hs->nhooks], err, errlen)) == CASCA_OK)
+            hs->nhooks++;
     if (rc) {
         hooks_destroy(hs);
         return rc;
@@ -1100,13 +1256,59 @@ void hooks_reload(struct hooks *hs, const struct hooks_section *next)
 
 size_t hooks_count(const struct hooks *hs)
 {
-    return hs ? hs->nhooks : 0;
+    return hs ? hs->nlisted : 0;
+}
+
+int hooks_submit(struct hooks *hs, const char *source, const char *topic,
+                 const struct tsdb_point *pts, size_t n, hook_done_fn done, void *arg, char *why,
+                 size_t whylen)
+{
+    struct hook_ack *ack = calloc(1, sizeof(*ack));
+    if (!ack) {
+        snprintf(why, whylen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
+    atomic_init(&ack->refs, 1); /* this call's, released at the end */
+    ack->done = done;
+    ack->arg = arg;
+    struct hook_points *copy = NULL;
+    size_t taken = 0;
+    for (size_t i = 0; hs && i < hs->nhooks; i++) {
+        struct hook *h = hs->hooks[i];
+        if (!h->source || strcmp(h->source, source) ||
+            strncmp(topic, h->cfg->topic, strlen(h->cfg->topic)))
+            continue;
+        taken++;
+        if (h->cfg->connector->any_thread) { /* no hand-off: the connector only queues */
+            store(h, topic, pts, n, ack, false);
+            continue;
+        }
+        if (!copy && !(copy = points_copy(pts, n))) {
+            ack_record(ack, CASCA_ERR_NOMEM, "out of memory");
+            continue;
+        }
+        atomic_fetch_add(&copy->refs, 1);
+        struct queued q = {.pts = copy, .ack = hook_ack_hold(ack), .len = copy->bytes,
+                           .received_ns = casca_wall_ns()};
+        if (!enqueue(h, q)) {
+            ack_record(ack, CASCA_ERR_FULL, "an ingest hook's queue is full (hooks.queue)");
+            drop_queued(&q, CASCA_OK);
+        }
+    }
+    points_unref(copy);
+    if (!taken) {
+        free(ack);
+        snprintf(why, whylen, "no hook takes %s points on topic '%s'", source, topic);
+        return CASCA_ERR_PRECONDITION;
+    }
+    hook_ack_release(ack, CASCA_OK, NULL);
+    return CASCA_OK;
 }
 
 size_t hooks_stats(const struct hooks *hs, struct hook_stats *out, size_t max)
 {
     size_t n = 0;
-    for (; hs && n < hs->nhooks && n < max; n++) {
+    for (; hs && n < hs->nlisted && n < max; n++) {
         struct hook *h = hs->hooks[n];
         pthread_mutex_lock(&h->lock);
         out[n].queued = h->count;

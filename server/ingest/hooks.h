@@ -152,6 +152,16 @@ int hook_protobuf_interpret(const struct hook_config *h, const char *topic, cons
 int hook_time_parse_string(const struct hook_time *t, const char *s, int64_t *out_ns);
 int hook_time_parse_number(const struct hook_time *t, double v, int64_t *out_ns);
 
+/* ---- acknowledgements: telling a caller its points are stored ----
+ * Points someone waits for (a gRPC Publish) carry an ack. Every connector that takes them holds
+ * it until they are stored (lmdb: committed; influxdb: written over HTTP) and releases it with
+ * the outcome; the caller's done runs once, when the last holder lets go, with the first failure
+ * (CASCA_OK when none). Any thread; NULL acks are accepted and do nothing. */
+struct hook_ack;
+typedef void (*hook_done_fn)(int err, const char *why, void *arg);
+struct hook_ack *hook_ack_hold(struct hook_ack *a); /* returns a */
+void hook_ack_release(struct hook_ack *a, int err, const char *why); /* why: NULL when err is 0 */
+
 /* ---- connectors: points -> a store ---- */
 
 /* Counters of one hook. Shared with writes still in flight in a store (refs), so a store that
@@ -167,6 +177,9 @@ void hook_counters_unref(struct hook_counters *c);
 /* Where the daemon's stores are, for connectors that need them. */
 struct hook_env {
     struct tsdb *tsdb; /* NULL: the lmdb connector is unavailable (its hooks fail to start) */
+    /* The program has the built-in sources (cascad: TelemetryService and probes). Without them
+     * (casca-hook), hooks on those sources are left out. */
+    bool builtin_sources;
 };
 
 /* A connector: called only from its hook's thread. */
@@ -177,18 +190,33 @@ struct hook_connector_ops {
     /* Stores (or buffers) pts, borrowed until it returns. Returns CASCA_OK, CASCA_ERR_FULL (the
      * store is overloaded: nothing taken, count as dropped) or another casca_err with the reason
      * in why (CASCA_ERR_INVALID: the points the store refuses were left out, the others taken).
-     * The counters are updated by the connector as points are confirmed or fail. */
-    int (*write)(void *state, const struct tsdb_point *pts, size_t n, char *why, size_t whylen);
+     * The counters are updated by the connector as points are confirmed or fail. ack (may be
+     * NULL): held while what was taken is not yet stored, released with the outcome; the caller
+     * records a returned error itself. */
+    int (*write)(void *state, const struct tsdb_point *pts, size_t n, struct hook_ack *ack,
+                 char *why, size_t whylen);
     /* Pushes buffered points if due (force: all of them). Returns ms until the next flush is due
      * (UINT64_MAX: nothing buffered). */
     uint64_t (*flush)(void *state, bool force);
     void (*close)(void *state); /* after a forced flush */
+    /* write may run on any thread, concurrently, and never blocks: points from a built-in
+     * source then go straight to it instead of through the hook's queue and thread */
+    bool any_thread;
 };
 
 extern const struct hook_connector_ops hook_connector_lmdb;
 extern const struct hook_connector_ops hook_connector_influxdb;
 /* By name, or NULL. */
 const struct hook_connector_ops *hook_connector_find(const char *name);
+
+/* ---- built-in sources ----
+ * Points that enter cascad without a bus pass the same stage as the buses' messages: a hook whose
+ * bus: names a built-in source takes them, already interpreted (so no values:, time: or format:),
+ * with the caller's token name ("local" without tokens) or the probe's name as the topic. When no
+ * hook in the file takes a source, an implicit one (connector lmdb, topic "") stores its points;
+ * implicit hooks are not listed among the hooks. */
+#define HOOK_SOURCE_PUBLISH "publish" /* TelemetryService.Publish and PublishStream */
+#define HOOK_SOURCE_PROBES "probes"   /* probes: */
 
 /* ---- the running hooks (and the buses they listen to) ---- */
 
@@ -207,6 +235,16 @@ int hooks_create(const struct hooks_section *sec, const struct hook_env *env, st
 /* Stops the hooks (their queued messages are stored first, with a bounded wait), then the buses.
  * Safe on NULL. Main thread. */
 void hooks_destroy(struct hooks *h);
+
+/* Hands points from a built-in source (HOOK_SOURCE_*) to every hook of that source whose topic
+ * prefix matches topic; pts are borrowed (copied when a hook queues them). done (NULL: nobody
+ * waits) runs once, when every hook that took them has stored them or failed, on a store's or a
+ * hook's thread, possibly before this returns; why then says what failed (a queue or store full:
+ * CASCA_ERR_FULL). Returns CASCA_OK when done will run, or a casca_err with the reason in why when
+ * nothing was taken (CASCA_ERR_PRECONDITION: no hook takes this topic). Any thread. */
+int hooks_submit(struct hooks *h, const char *source, const char *topic,
+                 const struct tsdb_point *pts, size_t n, hook_done_fn done, void *arg, char *why,
+                 size_t whylen);
 
 /* A reload: the buses and hooks do not change while running; says so when next differs. */
 void hooks_reload(struct hooks *h, const struct hooks_section *next);

@@ -213,7 +213,7 @@ static void probe_once(struct probe *p, CURL *curl)
         {c->time_series, c->tags, c->ntags, start_wall, ms},
         {c->success_series, c->tags, c->ntags, start_wall, ok ? 1.0 : 0.0},
     };
-    p->sink(p->sink_arg, pts, 2);
+    p->sink(p->sink_arg, c->name, pts, 2);
 }
 
 static void *probe_thread(void *arg)
@@ -249,14 +249,6 @@ static void *probe_thread(void *arg)
     pthread_mutex_unlock(&p->lock);
     curl_easy_cleanup(curl);
     return NULL;
-}
-
-void probe_sink_tsdb(void *arg, const struct tsdb_point *pts, size_t n)
-{
-    int rc = tsdb_write(arg, pts, n, NULL, NULL);
-    if (rc != CASCA_OK)
-        log_warn("probe", "probe results for %s not stored: %s", pts[0].tags[0].value,
-                 casca_strerror(rc));
 }
 
 int probes_create(const struct probes_section *sec, probe_sink_fn sink, void *sink_arg,

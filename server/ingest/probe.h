@@ -39,9 +39,8 @@ struct probes_section {
 extern const struct config_section probes_config_section;
 
 /* Where a probe's points go; called on the probe's thread. */
-typedef void (*probe_sink_fn)(void *arg, const struct tsdb_point *pts, size_t n);
-/* A sink that writes to a struct tsdb (arg), logging refusals at warn. */
-void probe_sink_tsdb(void *arg, const struct tsdb_point *pts, size_t n);
+typedef void (*probe_sink_fn)(void *arg, const char *probe, const struct tsdb_point *pts,
+                              size_t n);
 
 struct probes;
 

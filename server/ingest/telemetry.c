@@ -12,6 +12,7 @@
 
 #include "casca_err.h"
 #include "clock.h"
+#include "hooks.h"
 #include "log.h"
 #include "timeconv.h"
 
@@ -22,7 +23,8 @@
 
 struct telemetry {
     struct config_live *live;
-    struct tsdb *db;
+    struct tsdb *db;      /* read by Query and ListSeries */
+    struct hooks *ingest; /* takes published points (hooks_submit) */
     _Atomic uint64_t accepted, rejected;
 };
 
@@ -156,15 +158,24 @@ struct publish {
     size_t n; /* points written */
 };
 
-static void publish_done(int err, void *arg)
+/* The answer to points the ingest stage did not store: why says where it failed. */
+static void finish_unstored(struct rpc_ctx *ctx, int err, const char *why)
+{
+    if (err == CASCA_ERR_FULL)
+        rpc_finish(ctx, err, "%s: retry in a moment", why);
+    else if (err == CASCA_ERR_PRECONDITION)
+        rpc_finish(ctx, err, "%s: add a hook with bus: " HOOK_SOURCE_PUBLISH " for it", why);
+    else
+        rpc_finish(ctx, err, "the points could not be stored: %s; retry later", why);
+}
+
+static void publish_done(int err, const char *why, void *arg)
 {
     struct publish *p = arg;
     if (err) {
         atomic_fetch_add(&p->t->rejected, p->n + (uint64_t)p->r.rejected);
-        log_warn("telemetry", "a Publish batch of %zu points failed to commit: %s", p->n,
-                 casca_strerror(err));
-        rpc_finish(p->ctx, err, "the store could not commit the points: %s; retry later",
-                   casca_strerror(err));
+        log_warn("telemetry", "a Publish batch of %zu points was not stored: %s", p->n, why);
+        finish_unstored(p->ctx, err, why);
     } else {
         atomic_fetch_add(&p->t->accepted, p->n);
         atomic_fetch_add(&p->t->rejected, (uint64_t)p->r.rejected);
@@ -200,22 +211,20 @@ static void publish(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     p->ctx = ctx;
     p->t = t;
     p->n = b.n;
-    int rc = b.n ? tsdb_write(t->db, b.pts, b.n, publish_done, p) : CASCA_OK;
+    char why[256] = "";
+    int rc = b.n ? hooks_submit(t->ingest, HOOK_SOURCE_PUBLISH, rpc_caller_name(ctx), b.pts, b.n,
+                                publish_done, p, why, sizeof(why))
+                 : CASCA_OK;
     batch_free(&b);
     if (!b.n) { /* nothing valid: answer now */
-        publish_done(0, p);
+        publish_done(0, NULL, p);
         return;
     }
     if (rc == CASCA_OK) return; /* publish_done answers */
     atomic_fetch_add(&t->rejected, req->n_points);
     report_free(&p->r);
     free(p);
-    if (rc == CASCA_ERR_FULL)
-        rpc_finish(ctx, rc,
-                   "the store's write queue is full: nothing was stored; retry in a "
-                   "moment or raise tsdb.queue_points");
-    else
-        rpc_finish(ctx, rc, "cannot queue the points: %s", casca_strerror(rc));
+    finish_unstored(ctx, rc, why);
 }
 
 /* -- PublishStream -- */
@@ -228,12 +237,14 @@ struct stream {
     int64_t seen;         /* points received, for the messages' indexes */
     unsigned outstanding; /* tsdb_write batches not done */
     bool closed, answered;
-    int err; /* a commit that failed */
+    int err; /* a write that failed */
+    char why[256];
 };
 
 struct stream_write {
     struct stream *s;
     size_t n;
+    int64_t first, last; /* the points' indexes in the stream */
 };
 
 /* Answers once the client has closed and every batch is done. Takes s->mu; frees s. */
@@ -246,9 +257,8 @@ static void stream_maybe_answer(struct stream *s)
     if (!now) return;
     if (s->err)
         rpc_finish(s->ctx, s->err,
-                   "the store could not commit some points (%lld accepted so "
-                   "far): %s; retry later",
-                   (long long)s->r.accepted, casca_strerror(s->err));
+                   "some points could not be stored (%lld accepted so far): %s; retry later",
+                   (long long)s->r.accepted, s->why);
     else if (rpc_cancelled(s->ctx))
         rpc_finish(s->ctx, CASCA_ERR_CANCELLED, "the stream was cancelled");
     else
@@ -258,12 +268,19 @@ static void stream_maybe_answer(struct stream *s)
     free(s);
 }
 
-static void stream_done(int err, void *arg)
+static void stream_done(int err, const char *why, void *arg)
 {
     struct stream_write *w = arg;
     struct stream *s = w->s;
     pthread_mutex_lock(&s->mu);
-    if (err) {
+    if (err == CASCA_ERR_FULL) { /* overload: those points are rejected, the stream goes on */
+        report_reject(&s->r, w->n,
+                      "points %lld to %lld: %zu valid points dropped: %s; slow down and "
+                      "resend them",
+                      (long long)w->first, (long long)w->last, w->n, why);
+        atomic_fetch_add(&s->t->rejected, w->n);
+    } else if (err) {
+        if (!s->err) snprintf(s->why, sizeof(s->why), "%s", why);
         s->err = err;
         s->r.rejected += (int64_t)w->n;
         atomic_fetch_add(&s->t->rejected, w->n);
@@ -316,12 +333,15 @@ static void publish_stream(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     } else if (b.n) {
         struct stream_write *w = malloc(sizeof(*w));
         if (w) {
-            *w = (struct stream_write){s, b.n};
+            *w = (struct stream_write){s, b.n, first, s->seen - 1};
             pthread_mutex_lock(&s->mu);
             s->outstanding++;
             pthread_mutex_unlock(&s->mu);
         }
-        int rc = w ? tsdb_write(t->db, b.pts, b.n, stream_done, w) : CASCA_ERR_NOMEM;
+        char why[256] = "out of memory";
+        int rc = w ? hooks_submit(t->ingest, HOOK_SOURCE_PUBLISH, rpc_caller_name(ctx), b.pts,
+                                  b.n, stream_done, w, why, sizeof(why))
+                   : CASCA_ERR_NOMEM;
         if (rc) {
             if (w) {
                 pthread_mutex_lock(&s->mu);
@@ -332,9 +352,7 @@ static void publish_stream(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
             report_reject(&local, b.n,
                           "points %lld to %lld: %zu valid points dropped: %s; slow down and "
                           "resend them",
-                          (long long)first, (long long)(s->seen - 1), b.n,
-                          rc == CASCA_ERR_FULL ? "the store's write queue is full"
-                                               : casca_strerror(rc));
+                          (long long)first, (long long)(s->seen - 1), b.n, why);
         }
     }
     batch_free(&b);
@@ -640,7 +658,7 @@ static const struct rpc_method_def telemetry_methods[] = {
 #undef PUBLISHERS
 
 int telemetry_create(struct rpc_server *srv, struct config_live *live, struct tsdb *db,
-                     struct telemetry **out, char *err, size_t errlen)
+                     struct hooks *ingest, struct telemetry **out, char *err, size_t errlen)
 {
     struct telemetry *t = *out = calloc(1, sizeof(*t));
     if (!t) {
@@ -649,6 +667,7 @@ int telemetry_create(struct rpc_server *srv, struct config_live *live, struct ts
     }
     t->live = live;
     t->db = db;
+    t->ingest = ingest;
     int rc = rpc_server_add_service(srv, &casca__v1__telemetry_service__descriptor, NULL,
                                     telemetry_methods, RPC_NMETHODS(telemetry_methods), t, err,
                                     errlen);

@@ -1,5 +1,6 @@
 /* telemetry: casca.v1.TelemetryService on the time-series store (stores/tsdb.h): Publish and
- * PublishStream (reporter and operator roles) write points through tsdb_write; Query and
+ * PublishStream (reporter and operator roles) hand points to the ingest stage (hooks_submit, the
+ * built-in source "publish", topic: the caller's token name) and answer when they are stored; Query and
  * ListSeries (operator only: agents get SLOs, never raw series) read them. Also the `tsdb:`
  * configuration section: retention, rollups and the service's limits. */
 #ifndef CASCA_TELEMETRY_H
@@ -28,10 +29,12 @@ const struct telemetry_config *telemetry_config_of(const struct config *c);
 
 struct telemetry;
 
-/* Registers TelemetryService on srv (before rpc_server_start). live and db must outlive it.
+/* Registers TelemetryService on srv (before rpc_server_start). live, db and ingest (the hooks
+ * that take published points) must outlive it.
  * CASCA_OK and *out, or a casca_err with the reason in err. Main thread. */
+struct hooks;
 int telemetry_create(struct rpc_server *srv, struct config_live *live, struct tsdb *db,
-                     struct telemetry **out, char *err, size_t errlen);
+                     struct hooks *ingest, struct telemetry **out, char *err, size_t errlen);
 /* After rpc_server_destroy (no call is running). Safe on NULL. */
 void telemetry_destroy(struct telemetry *t);
 

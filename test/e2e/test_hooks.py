@@ -10,6 +10,7 @@ import time
 import urllib.parse
 import urllib.request
 
+import grpc
 import pytest
 
 from casca.v1 import admin_pb2, admin_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
@@ -326,3 +327,119 @@ hooks:
     text = (hook_dir / "hook.log").read_text()
     assert "hook remote stopped: 20 points stored, 0 messages dropped, 0 errors" in text, text
     assert " error " not in text
+
+
+# Points that enter without a bus (gRPC Publish and PublishStream, probes) pass the same hooks:
+# the built-in sources "publish" (topic: the caller's token name, "local" without tokens) and
+# "probes" (topic: the probe's name).
+ONE_PATH = """\
+server: {{log_level: info}}
+store: {{sync: every_commit}}
+hooks:
+  - name: keep
+    bus: publish
+  - name: publish_influx
+    bus: publish
+    connector: influxdb
+    influxdb: {{url: "{influx}", database: casca, batch: 1000, flush_interval: 300ms}}
+  - name: probes_influx
+    bus: probes
+    topic: web
+    connector: influxdb
+    influxdb: {{url: "{influx}", database: casca, batch: 1000, flush_interval: 100ms}}
+probes:
+  - {{name: web, url: "{influx}/ping", period: 200ms}}
+"""
+
+
+def test_grpc_publish_and_probes_pass_the_hooks(make_daemon, influxd):
+    d = make_daemon(ONE_PATH.format(influx=influxd))
+    stub = telemetry_pb2_grpc.TelemetryServiceStub(d.channel())
+    now = int(time.time())
+
+    def point(series, value, t, **tags):
+        return telemetry_pb2.Point(series=series, value=value, tags=tags, time={"seconds": t})
+
+    req = telemetry_pb2.PublishRequest(points=[point("rps", i, now - 60 + i, host="h1")
+                                               for i in range(10)])
+    assert stub.Publish(req, timeout=10).accepted == 10
+    # Publish answers once every hook has stored the points: InfluxDB has them already
+    r = influx_query(influxd, "SELECT count(value), sum(value) FROM rps")
+    assert r["results"][0]["series"][0]["values"][0][1:] == [10, 45], r
+    msgs = [telemetry_pb2.PublishRequest(points=[point("rps", 100 + k, now - 30 + k, host="h2")])
+            for k in range(3)]
+    assert stub.PublishStream(iter(msgs), timeout=10).accepted == 3
+    r = influx_query(influxd, "SELECT count(value) FROM rps WHERE host = 'h2'")
+    assert r["results"][0]["series"][0]["values"][0][1] == 3, r
+    # the lmdb hook stored the same points: SLOs and Query see them
+    got = query(d, "rps", telemetry_pb2.AGGREGATION_SUM, now - 120, now + 1)
+    assert [s.value for s in got[(("host", "h1"),)]] == [45]
+    # probes reach InfluxDB through their hook (and nothing else: no implicit probes store)
+    def probe_points():
+        r = influx_query(influxd, "SELECT count(value) FROM probe_success WHERE probe = 'web'")
+        return r["results"][0].get("series", [{}])[0].get("values", [[0, 0]])[0][1]
+    assert wait_for(lambda: probe_points() >= 2), probe_points()
+    st = hooks_status(d)
+    assert st["keep"].stored == 13 and st["publish_influx"].stored == 13, st
+    assert st["probes_influx"].stored >= 2 and st["probes_influx"].errors == 0, st
+    assert set(st) == {"keep", "publish_influx", "probes_influx"}  # implicit ones are not listed
+    assert not query(d, "probe_success", telemetry_pb2.AGGREGATION_COUNT, now - 120, now + 60)
+
+
+def test_publish_answers_what_a_hook_could_not_store(make_daemon):
+    dead = free_port()
+    d = make_daemon(f"""\
+server: {{log_level: info}}
+hooks:
+  - name: only_influx
+    bus: publish
+    topic: sensors
+    connector: influxdb
+    influxdb: {{url: "http://127.0.0.1:{dead}", database: casca, batch: 1, timeout: 500ms}}
+""")
+    stub = telemetry_pb2_grpc.TelemetryServiceStub(d.channel())
+    req = telemetry_pb2.PublishRequest(points=[telemetry_pb2.Point(series="x", value=1)])
+    # without tokens the caller is "local": no hook takes that topic
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Publish(req, timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no hook takes publish points on topic 'local'" in e.value.details()
+    assert "bus: publish" in e.value.details()
+
+
+def test_publish_to_an_unreachable_influxdb_fails_without_leaking_it(make_daemon):
+    dead = free_port()
+    d = make_daemon(f"""\
+server: {{log_level: info}}
+hooks:
+  - name: only_influx
+    bus: publish
+    connector: influxdb
+    influxdb: {{url: "http://127.0.0.1:{dead}", database: casca, batch: 1, timeout: 500ms}}
+""")
+    stub = telemetry_pb2_grpc.TelemetryServiceStub(d.channel())
+    req = telemetry_pb2.PublishRequest(points=[telemetry_pb2.Point(series="x", value=1)])
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Publish(req, timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "InfluxDB did not take the points" in e.value.details()
+    assert str(dead) not in e.value.details()  # a reporter never learns where points go
+    assert wait_for(lambda: hooks_status(d)["only_influx"].errors == 1)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("hooks:\n  - {name: h, bus: publish, values: {x: /x}}\n",
+     "bus publish gives points, not messages: remove values:"),
+    ("hooks:\n  - {name: h, bus: probes, format: json}\n",
+     "bus probes gives points, not messages: remove format:"),
+    ("bus: {name: publish, listen: [\"tcp://127.0.0.1:1\"]}\n",
+     "bus.name 'publish' is the name of a built-in source"),
+    ("hooks:\n  - {name: h, bus: nowhere}\n", "or a built-in source: publish, probes"),
+])
+def test_builtin_source_config_errors(tmp_path, text, words):
+    cfg = tmp_path / "casca.yaml"
+    cfg.write_text("server: {log_level: info}\n" + text)
+    p = subprocess.run([CASCAD, "--check", "--config", str(cfg)], capture_output=True, timeout=30)
+    assert p.returncode != 0
+    out = p.stderr.decode() + p.stdout.decode()
+    assert words in out and "casca.yaml:" in out, out

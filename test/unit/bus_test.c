@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,10 +322,98 @@ static void slow_hook_does_not_stall_others(void **state)
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Points from the built-in sources: acked once committed, routed by topic, refused when no hook
+ * takes them; casca-hook (no built-in sources) runs none. */
+struct acked {
+    atomic_int calls, err;
+};
+
+static void on_done(int err, const char *why, void *arg)
+{
+    struct acked *a = arg;
+    (void)why;
+    atomic_store(&a->err, err);
+    atomic_fetch_add(&a->calls, 1);
+}
+
+static void builtin_sources(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/casca-bus-test-XXXXXX", path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/casca.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fputs("hooks:\n  - {name: sensors, bus: publish, topic: \"sensor-\"}\n", f);
+    fclose(f);
+    struct config_errors errs = {0};
+    struct config *c = NULL;
+    assert_int_equal(config_load(path, NULL, cascad_config_sections, &c, &errs), CASCA_OK);
+    struct store *st;
+    struct store_options so = {.dir = dir, .sync = STORE_SYNC_NONE};
+    assert_int_equal(store_open(&so, &st, NULL, 0), CASCA_OK);
+    struct hook_env env = {.builtin_sources = true};
+    assert_int_equal(tsdb_open(st, NULL, &env.tsdb), CASCA_OK);
+    struct hooks *hooks;
+    char err[256];
+    assert_int_equal(
+        hooks_create(config_section_of(c, &hooks_config_section), &env, &hooks, err, sizeof(err)),
+        CASCA_OK);
+    assert_int_equal(hooks_count(hooks), 1); /* the implicit probes hook is not listed */
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tsdb_tag tag = {"k", "v"};
+    struct tsdb_point pt = {"x", &tag, 1, (int64_t)now.tv_sec * 1000000000 - 1000000000, 2.5};
+    struct acked a = {0};
+    assert_int_equal(hooks_submit(hooks, HOOK_SOURCE_PUBLISH, "other", &pt, 1, on_done, &a, err,
+                                  sizeof(err)),
+                     CASCA_ERR_PRECONDITION);
+    assert_non_null(strstr(err, "no hook takes publish points on topic 'other'"));
+    assert_int_equal(hooks_submit(hooks, HOOK_SOURCE_PUBLISH, "sensor-1", &pt, 1, on_done, &a,
+                                  err, sizeof(err)),
+                     CASCA_OK);
+    for (int i = 0; i < 200 && !atomic_load(&a.calls); i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&a.calls), 1);
+    assert_int_equal(atomic_load(&a.err), CASCA_OK);
+    struct tsdb_selector *sel; /* acked: committed, so readable now */
+    assert_int_equal(tsdb_select(env.tsdb, "x", &tag, 1, &sel), CASCA_OK);
+    struct tsdb_sample sample;
+    assert_int_equal(tsdb_aggregate(env.tsdb, sel, pt.time_ns, pt.time_ns + 1, TSDB_AGG_COUNT, 0,
+                                    &sample),
+                     CASCA_OK);
+    assert_int_equal(sample.count, 1);
+    tsdb_selector_free(sel);
+    /* probes: no hook in the file, so the implicit one takes every topic; nobody waits */
+    assert_int_equal(
+        hooks_submit(hooks, HOOK_SOURCE_PROBES, "web", &pt, 1, NULL, NULL, err, sizeof(err)),
+        CASCA_OK);
+    struct hook_stats hs;
+    assert_int_equal(hooks_stats(hooks, &hs, 1), 1);
+    assert_string_equal(hs.name, "sensors");
+    assert_int_equal(hs.stored, 1);
+    hooks_destroy(hooks);
+
+    env.builtin_sources = false; /* casca-hook: the file's publish hook is not run */
+    assert_int_equal(
+        hooks_create(config_section_of(c, &hooks_config_section), &env, &hooks, err, sizeof(err)),
+        CASCA_OK);
+    assert_int_equal(hooks_count(hooks), 0);
+    assert_int_equal(hooks_submit(hooks, HOOK_SOURCE_PUBLISH, "sensor-1", &pt, 1, on_done, &a,
+                                  err, sizeof(err)),
+                     CASCA_ERR_PRECONDITION);
+    hooks_destroy(hooks);
+    tsdb_close(env.tsdb);
+    store_close(st);
+    config_unref(c);
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(framing),
+        cmocka_unit_test(builtin_sources),
         cmocka_unit_test(fan_out_by_prefix),
         cmocka_unit_test(address_errors),
         cmocka_unit_test(reporter_reconnects_and_encodes),

@@ -56,8 +56,9 @@ struct sink {
     size_t n;
 };
 
-static void collect(void *arg, const struct tsdb_point *pts, size_t n)
+static void collect(void *arg, const char *probe, const struct tsdb_point *pts, size_t n)
 {
+    (void)probe; /* the points carry it as their probe= tag, checked below */
     struct sink *s = arg;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n && s->n < 256; i++, s->n++) {
