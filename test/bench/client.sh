@@ -13,11 +13,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 work=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$work"; }
 trap cleanup EXIT
-cc -O2 -Wall -Wextra -o "$work/client_bench" "$here/client_bench.c" -I"$src/clients" \
-  -I"$build/gen" "$build/clients/libcasca.a" "$build/libcasca_proto.a" \
-  "$build/libcasca_common.a" $(pkg-config --libs grpc libprotobuf-c) -lpthread
+cmake --build "$build" -j2 --target cascad client_bench >/dev/null
+cp "$build/test/bench/client_bench" "$work/"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/casca.yaml" <<YAML
 server: {log_level: info}

@@ -11,7 +11,7 @@ iters=${2:-5000}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -Wall -Wextra -o "$work/control_bench" "$here/control_bench.c" \
-  $(pkg-config --cflags --libs libcurl jansson) -lpthread
+cmake --build "$build" -j2 --target cascad control_bench >/dev/null
+cp "$build/test/bench/control_bench" "$work/"
 echo "$(nproc) cores, shared by cascad, the service and the client"
 "$work/control_bench" "$build/server/cascad" "$work" "$iters"

@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 /* Overhead of casca's ServiceControl: GetSetting / SetSetting through cascad against the same
  * operation made directly on the service, side by side in one run, with the same client stack
  * kind: C clients on one kept-alive connection, one request at a time (h2load for gRPC over HTTP/2,

@@ -141,4 +141,4 @@ print(f"{'Reload (1,000 SLOs, all changed)':34s} {len(times):6d} runs   p50 {sta
 EOF
 grep "SLOs reloaded" "$work/cascad.log" | tail -1 | sed 's/^/  cascad: /'
 getslo "GetSlo (1,000 SLOs declared)" S500
-echo "cascad RSS: $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$cascad_pid/status)"
+echo "cascad RSS: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$cascad_pid/status)"

@@ -10,7 +10,7 @@ clients=${CLIENTS:-5}
 streams_per_client=$(( ${STREAMS:-50} / clients ))
 cascad=$build/server/cascad
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'server:\n  log_level: warn\n' >"$work/casca.yaml"
@@ -22,7 +22,7 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 sleep 0.5
-echo "cascad idle RSS: $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$pid/status)"
+echo "cascad idle RSS: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$pid/status)"
 echo "load: $requests requests, $clients connections x $streams_per_client streams, $(nproc) cores shared with h2load"
 
 # A gRPC message on the wire: 1 byte flag (uncompressed), 4 bytes big-endian length, then the
@@ -48,4 +48,4 @@ run() {
 run warmup /grpc.health.v1.Health/Check >/dev/null
 run Health.Check /grpc.health.v1.Health/Check
 run AdminService.GetStatus /casca.v1.AdminService/GetStatus
-echo "cascad RSS after load: $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$pid/status)"
+echo "cascad RSS after load: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$pid/status)"

@@ -435,7 +435,7 @@ int main(int argc, char **argv)
            states, (double)states / secs, missed, gaps, applied, rejected);
     double tick = (double)sysconf(_SC_CLK_TCK);
     if (cpu0 >= 0 && cpu1 >= 0)
-        printf("cascad CPU: %.1f%% of one core; threads %ld -> %ld; anonymous RSS %.1f -> %.1f MB "
+        printf("cascad CPU: %.1f%% of one core; threads %ld -> %ld; anonymous RSS %.1f -> %.1f MiB "
                "(this client: %.1f%%)\n",
                100.0 * (double)(cpu1 - cpu0) / tick / secs, thr0, thr1, (double)rss0 / 1024,
                (double)rss1 / 1024, 100.0 * (double)(self1 - self0) / tick / secs);

@@ -18,15 +18,14 @@ conns=${CONNS:-$((observe + control))}
 sync=${STORE_SYNC:-every_commit}
 work=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # every session is a connection on both sides: raise the fd limit (cascad inherits it)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((2 * conns + 200)) ] || ulimit -n $((2 * conns + 200))
 
-cmake --build "$build" -j2 --target cascad casca_proto >/dev/null
-gcc -std=gnu11 -O2 -Wall -Wextra -o "$work/agents_bench" "$here/agents_bench.c" -I"$build/gen" \
-  "$build/libcasca_proto.a" $(pkg-config --cflags --libs grpc libprotobuf-c)
+cmake --build "$build" -j2 --target cascad agents_bench >/dev/null
+cp "$build/test/bench/agents_bench" "$work/"
 
 {
   printf 'server:\n  log_level: warn\nstore:\n  sync: %s\ncarbon: {default_zone: AT}\n' "$sync"
@@ -45,7 +44,7 @@ for _ in $(seq 200); do
   sleep 0.05
 done
 echo "$(nproc) cores shared by cascad and the client; fd limit $(ulimit -n); store.sync $sync; load average $(cut -d" " -f1-3 /proc/loadavg)"
-echo "cascad idle: threads $(awk '/^Threads/ {print $2}' /proc/$pid/status), RSS $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$pid/status)"
+echo "cascad idle: threads $(awk '/^Threads/ {print $2}' /proc/$pid/status), RSS $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$pid/status)"
 if [ "${PERF:-0}" = 1 ]; then
   perf record -g -o "${PERF_DATA:-$work/perf.data}" -p "$pid" -- sleep $(( ${WARMUP:-5} + ${DURATION:-30} + 5 )) \
     >/dev/null 2>&1 &
@@ -60,5 +59,6 @@ if [ "${PERF:-0}" = 1 ]; then
     grep -v '^$' | head -80
 fi
 kill -TERM "$pid"
-wait "$pid" && echo "cascad stopped cleanly" || echo "cascad exited $?"
+if wait "$pid"; then echo "cascad stopped cleanly"; else echo "cascad exited $?"; fi
+pid= # stopped: the exit trap has nothing to stop
 grep -E " (error|warn) " "${CASCAD_LOG:-$work/cascad.log}" | head -5 || true

@@ -5,7 +5,6 @@
  *   - p99 over one hour of a 10 Hz series (goal: under 2 ms).
  * The window ends at the current time on every run, so its edges fall anywhere in a minute.
  * Usage: tsdb_query_bench [iterations] (default 2000). Prints the figures. */
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
