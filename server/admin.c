@@ -103,6 +103,8 @@ static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         {"bus_received", (int64_t)received},
         {"bus_malformed", (int64_t)malformed},
         {"bus_unrouted", (int64_t)unrouted},
+        {"store_commits", (int64_t)ss.commits},
+        {"store_max_write_wait_us", (int64_t)(ss.max_wait_ns / 1000)},
     };
     enum { NROWS = sizeof(rows) / sizeof(rows[0]) };
     slo_view_put(slos);

@@ -34,6 +34,7 @@ struct write_req {
     store_done_fn done;
     void *done_arg;
     int err;
+    int64_t queued_ns; /* monotonic, when store_write took it */
 };
 
 /* The map gate: mdb_env_set_mapsize must not run while this process has a read transaction open.
@@ -302,7 +303,10 @@ static void run_batch(struct store *s, struct write_req *batch)
             s->counters.failed_writes++;
     }
     if (rc == 0) s->counters.commits++;
-    s->counters.last_commit_ns = (uint64_t)(casca_mono_ns() - start);
+    int64_t end = casca_mono_ns();
+    s->counters.last_commit_ns = (uint64_t)(end - start);
+    if ((uint64_t)(end - batch->queued_ns) > s->counters.max_wait_ns) /* the batch's oldest */
+        s->counters.max_wait_ns = (uint64_t)(end - batch->queued_ns);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -521,7 +525,8 @@ int store_write(struct store *s, store_write_fn fn, void *arg, store_done_fn don
     if (!s || !fn) return CASCA_ERR_INVALID;
     struct write_req *r = malloc(sizeof *r);
     if (!r) return CASCA_ERR_NOMEM;
-    *r = (struct write_req){.fn = fn, .arg = arg, .done = done, .done_arg = done_arg};
+    *r = (struct write_req){.fn = fn, .arg = arg, .done = done, .done_arg = done_arg,
+                            .queued_ns = casca_mono_ns()};
     pthread_mutex_lock(&s->mu);
     int e = s->stopping                      ? CASCA_ERR_UNAVAILABLE
             : s->pending >= s->o.queue_limit ? CASCA_ERR_FULL

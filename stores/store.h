@@ -44,6 +44,7 @@ struct store_stats {
     uint64_t writes;         /* writes committed */
     uint64_t failed_writes;  /* writes that completed with an error */
     uint64_t last_commit_ns; /* duration of the last batch: begin, writes, commit and sync */
+    uint64_t max_wait_ns;    /* the longest a write waited from store_write to its commit */
     char last_error[160];    /* the last store-level problem worth telling a user, or "" */
 };
 

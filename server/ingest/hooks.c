@@ -919,7 +919,10 @@ static bool enqueue(struct hook *h, struct queued q)
     return !full;
 }
 
-/* Takes the message into the queue, or drops and counts it. Never blocks. */
+static void process(struct hook *h, nng_msg *m, int64_t received_ns);
+
+/* Takes the message into the queue (or, for a connector that only queues, stores it now), or
+ * drops and counts it. Never blocks. */
 static void take(struct hook *h, nng_msg *m)
 {
     size_t len = nng_msg_len(m);
@@ -932,6 +935,11 @@ static void take(struct hook *h, nng_msg *m)
                      "(raise hooks.max_message if it is real)%s",
                      h->cfg->name, len, (unsigned long long)h->cfg->max_message,
                      left_out ? " (more suppressed)" : "");
+        nng_msg_free(m);
+    } else if (h->cfg->connector->any_thread) {
+        /* the connector only queues (lmdb): interpreting here saves a thread hand-off and a
+         * wake-up per message; messages of one hook arrive on one thread at a time */
+        process(h, m, casca_wall_ns());
         nng_msg_free(m);
     } else if (!enqueue(h, (struct queued){.msg = m, .len = len, .received_ns = casca_wall_ns()})) {
         nng_msg_free(m);

@@ -66,9 +66,11 @@ hooks:
     ch = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     admin = admin_pb2_grpc.AdminServiceStub(ch)
 
+    def status():
+        return admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=5)
+
     def hook():
-        st = admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=5)
-        return st.hooks[0]
+        return status().hooks[0]
     for _ in range(200):
         try:
             hook()
@@ -89,8 +91,18 @@ hooks:
     last_t, last_stored = start, hook().stored
     first_stored = last_stored
     rates, rss = [], []
+    # the longest time the stored count stood still while the reporters were sending, sampled
+    # every 20 ms: a stall of the ingest path (a commit gap) shows here
+    gap, still_since, seen = 0.0, time.time(), last_stored
     while any(r.poll() is None for r in reps):
-        time.sleep(1)
+        tick = time.time() + 1
+        while time.time() < tick and any(r.poll() is None for r in reps):
+            time.sleep(0.02)
+            now, stored = time.time(), hook().stored
+            if stored != seen:
+                if seen != last_stored:  # from the first point stored on
+                    gap = max(gap, now - still_since)
+                seen, still_since = stored, now
         h, t = hook(), time.time()
         rate = (h.stored - last_stored) / (t - last_t)
         rates.append(rate)
@@ -109,7 +121,8 @@ hooks:
     while hook().stored != prev:
         prev = hook().stored
         time.sleep(0.5)
-    h = hook()
+    st = status()
+    h, counts = st.hooks[0], dict(st.counts)
     steady = rates[1:-1] or rates
     print(f"points sent by reporters: {sent:,}; stored: {h.stored - first_stored:,}; "
           f"hook dropped {h.dropped:,} messages ({h.dropped * args.batch:,} points), "
@@ -118,6 +131,9 @@ hooks:
           f"min {min(steady):,.0f} points/s (whole run incl. drain: "
           f"{(h.stored - first_stored) / (time.time() - start):,.0f} points/s, sending window "
           f"{send_end - start:.1f} s)")
+    print(f"longest stall (nothing stored while sending): {gap * 1000:.0f} ms; longest wait of a "
+          f"store write for its commit: {counts.get('store_max_write_wait_us', 0) / 1000:.1f} ms; "
+          f"{counts.get('store_commits', 0):,} commits")
     print(f"cascad anonymous RSS (heap, queues): {rss0:.1f} MiB idle, max {max(rss):.1f} MiB, "
           f"last {rss[-1]:.1f} MiB; growth over the second half of the run: "
           f"{rss[-1] - rss[len(rss) // 2]:+.1f} MiB")
