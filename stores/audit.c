@@ -17,6 +17,8 @@ struct append {
     const void *payload;
     size_t len;
     uint64_t seq; /* out */
+    audit_done_fn done; /* audit_append_async: its callback; the payload follows the struct */
+    void *arg;
 };
 
 static void put_be64(unsigned char *p, uint64_t x)
@@ -99,6 +101,27 @@ int audit_append(struct audit *a, int64_t time_ns, const void *payload, size_t l
     struct append ap = {.dbi = a->dbi, .time_ns = time_ns, .payload = payload, .len = len};
     int e = store_write_wait(a->s, append_write, &ap);
     if (e == CASCA_OK && seq_out) *seq_out = ap.seq;
+    return e;
+}
+
+static void append_done(int err, void *arg)
+{
+    struct append *ap = arg;
+    ap->done(err, err ? 0 : ap->seq, ap->arg);
+    free(ap);
+}
+
+int audit_append_async(struct audit *a, int64_t time_ns, const void *payload, size_t len,
+                       audit_done_fn done, void *arg)
+{
+    if (!a || (!payload && len) || !done) return CASCA_ERR_INVALID;
+    struct append *ap = malloc(sizeof(*ap) + len);
+    if (!ap) return CASCA_ERR_NOMEM;
+    *ap = (struct append){.dbi = a->dbi, .time_ns = time_ns, .payload = ap + 1, .len = len,
+                          .done = done, .arg = arg};
+    if (len) memcpy(ap + 1, payload, len);
+    int e = store_write(a->s, append_write, ap, append_done, ap);
+    if (e != CASCA_OK) free(ap);
     return e;
 }
 

@@ -29,6 +29,14 @@ void audit_close(struct audit *a);
 int audit_append(struct audit *a, int64_t time_ns, const void *payload, size_t len,
                  uint64_t *seq_out);
 
+/* audit_append without waiting: done(err, seq, arg) runs once the record is committed (or failed),
+ * on the store's writer thread, where it must not block or wait for a store write. Appends that
+ * are in flight together share one commit (and one sync). Returns CASCA_OK (done will run) or a
+ * casca_err (it will not). Any thread. */
+typedef void (*audit_done_fn)(int err, uint64_t seq, void *arg);
+int audit_append_async(struct audit *a, int64_t time_ns, const void *payload, size_t len,
+                       audit_done_fn done, void *arg);
+
 /* Calls fn, in sequence order, for the records with seq > after_seq and
  * start_ns <= time_ns < end_ns (INT64_MIN, INT64_MAX: any time), at most limit of them (0: no
  * limit). The time filter reads every record after after_seq: page with after_seq. payload is

@@ -166,6 +166,26 @@ static void get_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     ctl_reading_clear(&r);
 }
 
+/* A SetSetting waiting for its audit entry's commit: the worker thread is free meanwhile, so
+ * changes in flight together share one commit. */
+struct set_call {
+    struct rpc_ctx *ctx;
+    char id[160];
+};
+
+static void set_answer(void *arg, int rc, const struct ctl_reading *r, const char *why)
+{
+    struct set_call *call = arg;
+    if (rc != CASCA_OK) {
+        rpc_finish(call->ctx, rc, "%s", why);
+    } else {
+        struct control_sv p;
+        control_setting_value(call->id, r, &p);
+        rpc_reply(call->ctx, &p.sv.base);
+    }
+    free(call);
+}
+
 static void set_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct control *c = rpc_method_arg(ctx);
@@ -181,17 +201,17 @@ static void set_setting(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         .caller = rpc_caller_name(ctx),
         .deadline_ns = deadline_of(ctx),
     };
-    struct ctl_reading r;
-    char why[MSG_LEN];
-    int rc = ctl_set(c->ctl, &cr, &r, why, sizeof(why));
-    if (rc != CASCA_OK) {
-        rpc_finish(ctx, rc, "%s", why);
+    struct set_call *call = malloc(sizeof(*call));
+    if (!call) {
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
         return;
     }
-    struct control_sv p;
-    control_setting_value(req->id, &r, &p);
-    rpc_reply(ctx, &p.sv.base);
-    ctl_reading_clear(&r);
+    call->ctx = ctx;
+    snprintf(call->id, sizeof(call->id), "%s", req->id);
+    if (ctl_set_async(c->ctl, &cr, set_answer, call) != CASCA_OK) {
+        free(call);
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory");
+    }
 }
 
 /* ---- WatchSettings ---- */

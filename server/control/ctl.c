@@ -2037,11 +2037,43 @@ void ctl_value_to_pb(const struct ctl_value *v, Casca__V1__Value *pb)
     }
 }
 
-static void audit(struct ctl *ctl, const char *caller, const char *id, const struct ctl_value *old,
-                  const struct ctl_value *nv, Casca__V1__AuditOutcome outcome, const char *reason)
+/* A change's answer, kept until its audit entry is committed (ctl_set_async). */
+struct set_async {
+    ctl_set_done_fn done;
+    void *arg;
+    int rc;
+    struct ctl_reading out;
+    char msg[512];
+    char id[MAX_ID_LEN * 2 + 1], caller[64]; /* for the log, if the entry cannot be written */
+};
+
+static void audit_failed(const char *id, const char *caller, int rc)
 {
-    if (!ctl->audit)
+    log_warn("ctl", "setting %s: the audit entry of %s's change could not be written: %s", id,
+             caller, casca_strerror(rc));
+}
+
+/* On the store's writer thread: the entry is committed (or failed); the change is answered. */
+static void set_async_done(int err, uint64_t seq, void *arg)
+{
+    struct set_async *as = arg;
+    (void)seq;
+    if (err) audit_failed(as->id, as->caller, err);
+    as->done(as->arg, as->rc, &as->out, as->msg);
+    ctl_reading_clear(&as->out);
+    free(as);
+}
+
+/* Writes the audit entry of a change: waits for its commit, or (as not NULL) queues it and
+ * answers the change through as once it is committed. */
+static void audit_as(struct ctl *ctl, struct set_async *as, const char *caller, const char *id,
+                     const struct ctl_value *old, const struct ctl_value *nv,
+                     Casca__V1__AuditOutcome outcome, const char *reason)
+{
+    if (!ctl->audit) {
+        if (as) set_async_done(CASCA_OK, 0, as);
         return;
+    }
     int64_t now = casca_wall_ns();
     Casca__V1__AuditEntry e = CASCA__V1__AUDIT_ENTRY__INIT;
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -2067,12 +2099,25 @@ static void audit(struct ctl *ctl, const char *caller, const char *id, const str
     int rc = buf ? CASCA_OK : CASCA_ERR_NOMEM;
     if (buf) {
         casca__v1__audit_entry__pack(&e, buf);
-        rc = audit_append(ctl->audit, now, buf, len, NULL);
+        if (as) {
+            snprintf(as->id, sizeof(as->id), "%s", idbuf);
+            snprintf(as->caller, sizeof(as->caller), "%s", e.caller);
+            rc = audit_append_async(ctl->audit, now, buf, len, set_async_done, as);
+        } else {
+            rc = audit_append(ctl->audit, now, buf, len, NULL);
+        }
         free(buf);
     }
-    if (rc != CASCA_OK)
-        log_warn("ctl", "setting %s: the audit entry of %s's change could not be written: %s",
-                 idbuf, e.caller, casca_strerror(rc));
+    if (rc != CASCA_OK) {
+        audit_failed(idbuf, e.caller, rc);
+        if (as) set_async_done(CASCA_OK, 0, as); /* answered all the same: logged above */
+    }
+}
+
+static void audit(struct ctl *ctl, const char *caller, const char *id, const struct ctl_value *old,
+                  const struct ctl_value *nv, Casca__V1__AuditOutcome outcome, const char *reason)
+{
+    audit_as(ctl, NULL, caller, id, old, nv, outcome, reason);
 }
 
 void ctl_audit_event(struct ctl *ctl, const char *caller, const char *id,
@@ -2155,8 +2200,9 @@ static int lock_until(pthread_mutex_t *m, int64_t deadline_ns)
     return pthread_mutex_timedlock(m, &abs);
 }
 
-int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *out, char *msg,
-            size_t msglen)
+/* as (ctl_set_async): the answer goes there, and is given once the audit entry is committed. */
+static int set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *out, char *msg,
+               size_t msglen, struct set_async *as)
 {
     memset(out, 0, sizeof(*out));
     *msg = 0;
@@ -2166,7 +2212,12 @@ int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *
     if (i < 0) {
         snprintf(msg, msglen, "unknown setting '%.64s': ListSettings names the settings you may "
                               "change", req->id);
-        audit(ctl, caller, req->id, NULL, req->value, CASCA__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_REJECTED, msg);
+        if (as) {
+            as->rc = CASCA_ERR_NOT_FOUND;
+            snprintf(as->msg, sizeof(as->msg), "%s", msg);
+        }
+        audit_as(ctl, as, caller, req->id, NULL, req->value,
+                 CASCA__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_REJECTED, msg);
         ctl_view_put(v);
         return CASCA_ERR_NOT_FOUND;
     }
@@ -2243,13 +2294,37 @@ int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *
 done:
     if (locked)
         pthread_mutex_unlock(&e->st->set_lock);
-    audit(ctl, caller, d->id, &old, nv.kind != CTL_NONE ? &nv : req->value, outcome, msg);
     if (rc == CASCA_OK && out->updated_ns == 0) { /* dry run / shadow: the validated value */
         out->updated_ns = casca_wall_ns();
         snprintf(out->changed_by, sizeof(out->changed_by), "%s", caller);
     }
+    if (as) { /* the answer, before the entry is queued: it may be committed at once */
+        as->rc = rc;
+        as->out = *out;
+        memset(out, 0, sizeof(*out));
+        snprintf(as->msg, sizeof(as->msg), "%s", msg);
+    }
+    audit_as(ctl, as, caller, d->id, &old, nv.kind != CTL_NONE ? &nv : req->value, outcome, msg);
     ctl_value_clear(&nv);
     ctl_value_clear(&old);
     ctl_view_put(v);
     return rc;
+}
+
+int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *out, char *msg,
+            size_t msglen)
+{
+    return set(ctl, req, out, msg, msglen, NULL);
+}
+
+int ctl_set_async(struct ctl *ctl, const struct ctl_request *req, ctl_set_done_fn done, void *arg)
+{
+    struct set_async *as = calloc(1, sizeof(*as));
+    if (!as) return CASCA_ERR_NOMEM;
+    as->done = done;
+    as->arg = arg;
+    struct ctl_reading out;
+    char msg[sizeof(as->msg)];
+    set(ctl, req, &out, msg, sizeof(msg), as); /* answers through as, which it then owns */
+    return CASCA_OK;
 }

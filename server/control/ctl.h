@@ -238,6 +238,13 @@ struct ctl_request {
  * Changes of one setting are serialised. Blocks: worker threads only. */
 int ctl_set(struct ctl *ctl, const struct ctl_request *req, struct ctl_reading *out, char *msg,
             size_t msglen);
+/* ctl_set without waiting for the audit entry's commit on this thread: done(arg, rc, out, msg)
+ * runs once the entry is committed (on the store's writer thread, so changes in flight together
+ * share one commit and one sync) or at once without an audit log; out and msg are valid during
+ * the call only, and done must not block. The change itself (validation, the service's calls)
+ * still runs on the calling thread. CASCA_OK (done will run) or CASCA_ERR_NOMEM (it will not). */
+typedef void (*ctl_set_done_fn)(void *arg, int rc, const struct ctl_reading *out, const char *msg);
+int ctl_set_async(struct ctl *ctl, const struct ctl_request *req, ctl_set_done_fn done, void *arg);
 
 /* Listeners: fn runs after a setting's known value changed (applied through casca, a read saw a
  * new value or a first one), its service started failing (r has no value and a reason) or

@@ -6,6 +6,7 @@ test_readme.py.)"""
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import grpc
@@ -135,6 +136,11 @@ def test_get_status_counts(d):
         assert k in c, k
     a = Session(d, GDS, agent_name="gds", mode=CONTROL, setting_ids=["Threads"], period_ms=200)
     a.recv("welcome")
+    # the session is counted once listed, just after its Welcome is sent: wait for it
+    deadline = time.time() + 10
+    while dict(admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=5).counts)[
+            "agent_sessions"] != 1 and time.time() < deadline:
+        time.sleep(0.02)
     assert dict(admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=5).counts)[
         "agent_sessions"] == 1
     a.close()
