@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <time.h>
 
 #include "admin.h"
@@ -127,15 +126,6 @@ static int listen_on(struct daemon *d, const struct config *c, struct config_err
     return CASCA_OK;
 }
 
-/* server.threads unset: half the cores, at least one. gRPC's completion-queue threads contend
- * for its locks; on two cores one thread answers more calls, with a lower p99, than two
- * (test/bench/unary.sh: 76k vs 60k calls/s at 200 streams, p99 4.3 vs 7.8 ms). */
-static unsigned default_cq_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n >= 4 ? (unsigned)(n / 2) : 1;
-}
-
 /* Probe results enter the ingest stage like published points (no one waits for them). */
 static void probe_sink(void *arg, const char *probe, const struct tsdb_point *pts, size_t n)
 {
@@ -196,7 +186,7 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     }
 
     struct rpc_options opts = {
-        .cq_threads = c->server.threads ? c->server.threads : default_cq_threads(),
+        .cq_threads = c->server.threads,
         .workers = c->server.workers,
         .worker_queue = c->server.worker_queue,
         .max_message_bytes = c->server.max_message_bytes,

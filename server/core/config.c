@@ -206,7 +206,7 @@ static const struct config_key server_keys[] = {
     {"listen", CONFIG_STR, AT(server.listen), "127.0.0.1:50051"},
     {"data_dir", CONFIG_PATH, AT(server.data_dir), "./casca-data"},
     {"log_level", CONFIG_CHOICE, AT(server.log_level), "info", .choices = log_levels},
-    {"threads", CONFIG_UINT, AT(server.threads), NULL, 1, 64}, /* unset (0): daemon.c picks */
+    {"threads", CONFIG_UINT, AT(server.threads), "2", 1, 64},
     {"workers", CONFIG_UINT, AT(server.workers), "4", 1, 256},
     {"worker_queue", CONFIG_UINT, AT(server.worker_queue), "4096", 1, 1000000},
     {"stream_queue", CONFIG_UINT, AT(server.stream_queue), "64", 1, 100000},

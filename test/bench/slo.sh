@@ -30,7 +30,7 @@ cat >"$work/slos.yaml" <<'EOF'
 slos:
   - {id: ServiceSLO, series: transcoding_fps, aggregation: mean, window: 5m, objective: {min: 24, max: 30}}
 EOF
-printf 'server:\n  log_level: info\nslo_files: [slos.yaml]\n' >"$work/casca.yaml"
+printf 'server:\n  log_level: info\n%bslo_files: [slos.yaml]\n' "${THREADS:+  threads: $THREADS\n}" >"$work/casca.yaml"
 "$cascad" --config "$work/casca.yaml" --listen "127.0.0.1:$port" --data-dir "$work/data" \
   2>"$work/cascad.log" &
 pids+=($!)
@@ -140,5 +140,64 @@ print(f"{'Reload (1,000 SLOs, all changed)':34s} {len(times):6d} runs   p50 {sta
       f"  max {times[-1]:6.2f} ms  (gRPC round trip from Python)")
 EOF
 grep "SLOs reloaded" "$work/cascad.log" | tail -1 | sed 's/^/  cascad: /'
+# the same reloads while WATCHES WatchSlos streams (every SLO) and SESSIONS OBSERVE agent sessions
+# are open, in another process (their reading must not slow the timing client): each reload
+# re-evaluates what they watch, and none of them may be dropped
+PYTHONPATH=$stubs:$root/clients/python /usr/bin/python3 - "$port" "$work" "${WATCHES:-100}" \
+  "${SESSIONS:-20}" >"$work/watchers.out" 2>&1 <<'EOF' &
+import os, sys, threading, time, grpc
+from casca.v1 import slo_pb2 as s, slo_pb2_grpc as sg
+import casca
+port, work, nwatch, nsess = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ended, got = [], [0]
+
+def watch():
+    try:
+        for _ in sg.SloServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}")).WatchSlos(
+                s.WatchSlosRequest(), timeout=600):
+            got[0] += 1
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.CANCELLED:
+            ended.append(e.code())
+for _ in range(nwatch):
+    threading.Thread(target=watch, daemon=True).start()
+sessions = [casca.Session(name=f"obs{i}", mode="observe", slos=["S1", "S2"], period=1.0,
+                          reconnect=False, target=f"127.0.0.1:{port}") for i in range(nsess)]
+for x in sessions:
+    x.hello(timeout=30)
+open(f"{work}/watchers.ready", "w").close()
+while not os.path.exists(f"{work}/watchers.stop"):
+    time.sleep(0.1)
+alive = sum(1 for x in sessions if not x.ended)
+print(f"{nwatch} WatchSlos, {nsess} sessions; ended: {len(ended)} watches, {nsess - alive} "
+      f"sessions; {got[0]:,} statuses watched")
+for x in sessions:
+    x.goodbye()
+os._exit(0)
+EOF
+watchers=$!
+pids+=($watchers)
+for _ in $(seq 600); do [ -e "$work/watchers.ready" ] && break; sleep 0.1; done
+sleep 2
+PYTHONPATH=$stubs /usr/bin/python3 - "$port" "$work" <<'EOF'
+import shutil, statistics, sys, time, grpc
+from casca.v1 import admin_pb2 as a, admin_pb2_grpc as ag
+port, work = sys.argv[1], sys.argv[2]
+admin = ag.AdminServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+times = []
+for i in range(20):
+    shutil.copy(f"{work}/slos-{'ab'[i % 2]}.yaml", f"{work}/slos.yaml")
+    t0 = time.perf_counter()
+    r = admin.Reload(a.ReloadRequest(), timeout=30)
+    times.append((time.perf_counter() - t0) * 1000)
+    assert r.ok, r.errors
+    time.sleep(0.2)
+times.sort()
+print(f"{'Reload, with streams open':34s} {len(times):6d} runs   p50 {statistics.median(times):6.2f} ms"
+      f"  max {times[-1]:6.2f} ms", end="  ")
+EOF
+touch "$work/watchers.stop"
+wait "$watchers" || true
+echo "($(cat "$work/watchers.out"))"
 getslo "GetSlo (1,000 SLOs declared)" S500
 echo "cascad RSS: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$cascad_pid/status)"

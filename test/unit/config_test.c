@@ -206,7 +206,7 @@ static void assert_defaults(const struct fx *f, const struct config *c)
     free(a);
     free(b);
     assert_string_equal(c->server.log_level, "info");
-    assert_int_equal(c->server.threads, 0); /* unset: half the cores, at least one */
+    assert_int_equal(c->server.threads, 2);
     assert_int_equal(c->server.workers, 4);
     assert_int_equal(c->server.worker_queue, 4096);
     assert_int_equal(c->server.stream_queue, 64);
