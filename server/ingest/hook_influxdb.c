@@ -4,6 +4,7 @@
  * is counted as errors (one per message in it) and logged at warn; it is not retried, so an
  * unreachable database costs the hook one timeout per batch and never grows memory. The acks of
  * the buffered points are released when their batch is written or fails. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,85 @@
 
 #include "casca_err.h"
 #include "clock.h"
+#include "config.h"
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
 #include "warnlimit.h"
+#include "yamldoc.h"
+
+/* ---- the options: a hook's influxdb: map ---- */
+
+struct influx_options {
+    char *url; /* http://127.0.0.1:8086, without a trailing / */
+    char *database;
+    char *username, *password; /* NULL: none (password from password_env) */
+    uint64_t batch_points;     /* flush when this many points are buffered */
+    uint64_t flush_ms;         /* ...or when the oldest buffered point is this old */
+    uint64_t timeout_ms;       /* per HTTP request */
+};
+
+#define AT(field) offsetof(struct influx_options, field)
+static const struct config_key option_keys[] = {
+    {"url", CONFIG_STR, AT(url)},
+    {"database", CONFIG_STR, AT(database)},
+    {"username", CONFIG_STR, AT(username)},
+    {"password_env"}, /* read below: the variable's value is the password */
+    {"batch", CONFIG_COUNT, AT(batch_points), "5000", 1, 1000000},
+    {"flush_interval", CONFIG_MS, AT(flush_ms), "1s", 1, 3600000},
+    {"timeout", CONFIG_MS, AT(timeout_ms), "5s", 1, 600000},
+    {NULL},
+};
+
+static void influx_free_options(void *options)
+{
+    struct influx_options *o = options;
+    if (!o) return;
+    free(o->url);
+    free(o->database);
+    free(o->username);
+    free(o->password);
+    free(o);
+}
+
+static void *influx_parse(struct config_loader *ld, const struct yd_node *n,
+                          const struct yd_node *hook)
+{
+    struct influx_options *o = calloc(1, sizeof(*o));
+    if (!o) return NULL;
+    config_key_defaults(ld, option_keys, o);
+    if (!config_load_keys(ld, option_keys, n, "influxdb", o)) return o;
+    if (o->url) {
+        if (strncmp(o->url, "http://", 7) && strncmp(o->url, "https://", 8))
+            config_error(ld, yd_get(n, "url"), "influxdb.url '%s' must start with http:// or https://",
+                         o->url);
+        size_t len = strlen(o->url);
+        while (len > 8 && o->url[len - 1] == '/')
+            o->url[--len] = 0;
+    }
+    const struct yd_node *v = n ? yd_get(n, "password_env") : NULL;
+    if (v && v->kind == YD_SCALAR) {
+        const char *pw = getenv(v->scalar);
+        if (!pw)
+            config_error(ld, v, "influxdb.password_env: environment variable %s is not set",
+                         v->scalar);
+        else
+            o->password = strdup(pw);
+    } else if (v) {
+        config_error(ld, v, "influxdb.password_env must be the name of an environment variable");
+    }
+    if (!o->url || !*o->url || !o->database || !*o->database)
+        config_error(ld, n ? n : hook,
+                     "the influxdb connector needs influxdb: {url: http://HOST:8086, "
+                     "database: NAME}");
+    return o;
+}
+
+/* ---- the connector ---- */
 
 struct influx_conn {
     const struct hook_config *h;
+    const struct influx_options *o;
     struct hook_counters *ctr;
     CURL *curl;
     char *write_url;
@@ -83,6 +156,10 @@ static int influx_open(const struct hook_config *h, const struct hook_env *env,
                        struct hook_counters *ctr, void **state, char *err, size_t errlen)
 {
     (void)env;
+    if (!h->connector_options) {
+        snprintf(err, errlen, "hook %s: out of memory", h->name);
+        return CASCA_ERR_NOMEM;
+    }
     struct influx_conn *c = casca_http_init() == CASCA_OK ? calloc(1, sizeof(*c)) : NULL;
     if (!c || !(c->curl = curl_easy_init())) {
         free(c);
@@ -91,8 +168,9 @@ static int influx_open(const struct hook_config *h, const struct hook_env *env,
     }
     c->h = h;
     c->ctr = ctr;
-    char *db = curl_easy_escape(c->curl, h->influx.database, 0);
-    if (!db || asprintf(&c->write_url, "%s/write?db=%s&precision=ns", h->influx.url, db) < 0)
+    const struct influx_options *o = c->o = h->connector_options;
+    char *db = curl_easy_escape(c->curl, o->database, 0);
+    if (!db || asprintf(&c->write_url, "%s/write?db=%s&precision=ns", o->url, db) < 0)
         c->write_url = NULL;
     curl_free(db);
     if (!c->write_url) {
@@ -101,9 +179,9 @@ static int influx_open(const struct hook_config *h, const struct hook_env *env,
         snprintf(err, errlen, "hook %s: out of memory", h->name);
         return CASCA_ERR_NOMEM;
     }
-    if (h->influx.username) {
-        curl_easy_setopt(c->curl, CURLOPT_USERNAME, h->influx.username);
-        curl_easy_setopt(c->curl, CURLOPT_PASSWORD, h->influx.password ? h->influx.password : "");
+    if (o->username) {
+        curl_easy_setopt(c->curl, CURLOPT_USERNAME, o->username);
+        curl_easy_setopt(c->curl, CURLOPT_PASSWORD, o->password ? o->password : "");
     }
     *state = c;
     return CASCA_OK;
@@ -116,7 +194,7 @@ static void post(struct influx_conn *c)
                                      .url = c->write_url,
                                      .body = c->buf,
                                      .body_len = c->len,
-                                     .timeout_ms = (long)c->h->influx.timeout_ms};
+                                     .timeout_ms = (long)c->o->timeout_ms};
     struct casca_http_body reply = {.max = 511, .truncate = true}; /* enough for a log line */
     long status = 0;
     char why[160];
@@ -133,11 +211,11 @@ static void post(struct influx_conn *c)
         if (warn_limit_allow(&c->warn, &left_out)) {
             if (rc != CASCA_OK)
                 log_warn("hooks", "hook %s: cannot reach InfluxDB at %s: %s; %zu points lost%s",
-                         c->h->name, c->h->influx.url, why, c->points,
+                         c->h->name, c->o->url, why, c->points,
                          left_out ? " (more suppressed)" : "");
             else
                 log_warn("hooks", "hook %s: InfluxDB at %s refused %zu points: HTTP %ld %s%s",
-                         c->h->name, c->h->influx.url, c->points, status,
+                         c->h->name, c->o->url, c->points, status,
                          reply.p ? reply.p : "", left_out ? " (more suppressed)" : "");
         }
     }
@@ -150,8 +228,8 @@ static uint64_t influx_flush(void *state, bool force)
     struct influx_conn *c = state;
     if (!c->points) return UINT64_MAX;
     int64_t age_ms = (casca_mono_ns() - c->oldest_ns) / 1000000;
-    if (!force && c->points < c->h->influx.batch_points && age_ms < (int64_t)c->h->influx.flush_ms)
-        return c->h->influx.flush_ms - (uint64_t)age_ms;
+    if (!force && c->points < c->o->batch_points && age_ms < (int64_t)c->o->flush_ms)
+        return c->o->flush_ms - (uint64_t)age_ms;
     post(c);
     return UINT64_MAX;
 }
@@ -179,7 +257,7 @@ static int influx_write(void *state, const struct tsdb_point *pts, size_t n,
     }
     c->points += n;
     c->messages++;
-    if (c->points >= c->h->influx.batch_points) post(c);
+    if (c->points >= c->o->batch_points) post(c);
     return CASCA_OK;
 nomem:
     if (ack && c->nacks && c->acks[c->nacks - 1] == ack)
@@ -201,6 +279,8 @@ static void influx_close(void *state)
 
 const struct hook_connector_ops hook_connector_influxdb = {
     .name = "influxdb",
+    .parse = influx_parse,
+    .free_options = influx_free_options,
     .open = influx_open,
     .write = influx_write,
     .flush = influx_flush,

@@ -11,7 +11,7 @@
 #include "casca_err.h"
 #include "hooks.h"
 
-void hook_json_release(void *json)
+static void release_json(void *json)
 {
     json_decref(json);
 }
@@ -197,7 +197,8 @@ int hook_json_interpret(const struct hook_config *h, const char *topic, const vo
                  je.text);
         return CASCA_ERR_INVALID;
     }
-    out->json = root;
+    out->held = root; /* the points' strings point into it until the batch is reset */
+    out->release = release_json;
     if (!json_is_array(root)) return one_object(h, topic, root, received_ns, out, err, errlen);
     int first = CASCA_OK;
     size_t i;

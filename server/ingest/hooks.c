@@ -38,12 +38,37 @@ static const struct hook_connector_ops *const connectors[] = {
     &hook_connector_lmdb,
     &hook_connector_influxdb,
 };
+#define NCONNECTORS (sizeof(connectors) / sizeof(connectors[0]))
 
 const struct hook_connector_ops *hook_connector_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof(connectors) / sizeof(connectors[0]); i++)
+    for (size_t i = 0; i < NCONNECTORS; i++)
         if (!strcmp(connectors[i]->name, name)) return connectors[i];
     return NULL;
+}
+
+/* The keys of a hook's map: its own, then each connector's options (under the connector's name),
+ * so the list an unknown key's error gives is the real one. Built once. */
+static const char *const hook_own_keys[] = {"name",   "bus",  "topic",     "format",
+                                            "series", "value", "values",   "tags",
+                                            "time",   "connector", "queue", "queue_bytes",
+                                            "max_message"};
+#define NOWN (sizeof(hook_own_keys) / sizeof(hook_own_keys[0]))
+static struct config_key hook_key_table[NOWN + NCONNECTORS + 1];
+static pthread_once_t hook_keys_once = PTHREAD_ONCE_INIT;
+
+static void hook_keys_build(void)
+{
+    for (size_t i = 0; i < NOWN; i++)
+        hook_key_table[i].name = hook_own_keys[i];
+    for (size_t i = 0; i < NCONNECTORS; i++)
+        hook_key_table[NOWN + i].name = connectors[i]->name;
+}
+
+static const struct config_key *hook_keys(void)
+{
+    pthread_once(&hook_keys_once, hook_keys_build);
+    return hook_key_table;
 }
 
 static const struct {
@@ -95,14 +120,12 @@ struct tsdb_point *hook_batch_add(struct hook_batch *b)
     return p;
 }
 
-void hook_json_release(void *json); /* hook_json.c */
-
 void hook_batch_reset(struct hook_batch *b)
 {
     b->n = 0;
-    if (b->json) {
-        hook_json_release(b->json);
-        b->json = NULL;
+    if (b->held) {
+        b->release(b->held);
+        b->held = NULL;
     }
     struct hook_arena_chunk *c = b->arena;
     if (!c) return;
@@ -286,18 +309,6 @@ static void size_value(struct config_loader *ld, const struct yd_node *n, const 
     else if (*out < min || *out > max)
         config_error(ld, n, "%s: %s is out of range [%llu, %llu]", where, s,
                      (unsigned long long)min, (unsigned long long)max);
-}
-
-static void ms_value(struct config_loader *ld, const struct yd_node *n, const char *where,
-                     const char *def, uint64_t min, uint64_t max, uint64_t *out)
-{
-    const char *s = n ? scalar(ld, n, where) : def;
-    if (!s) return;
-    const char *why = config_parse_duration_ms(s, out);
-    if (why)
-        config_error(ld, n, "%s: '%s': %s", where, s, why);
-    else if (*out < min || *out > max)
-        config_error(ld, n, "%s: %s is out of range", where, s);
 }
 
 static const char *const builtin_sources[] = {HOOK_SOURCE_PUBLISH, HOOK_SOURCE_PROBES};
@@ -492,54 +503,10 @@ static bool valid_name(const char *s)
                      strlen(s);
 }
 
-static void parse_influx(struct config_loader *ld, const struct yd_node *n,
-                         const struct yd_node *hook, struct hook_influx_config *ic)
-{
-    static const struct config_key keys[] = {
-        {"url"},   {"database"},       {"username"}, {"password_env"},
-        {"batch"}, {"flush_interval"}, {"timeout"},  {NULL}};
-    if (n && !check_keys(ld, n, "influxdb", keys)) return;
-    const struct yd_node *v;
-    const char *s;
-    if (n && (v = yd_get(n, "url")) && (s = scalar(ld, v, "influxdb.url"))) {
-        if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8))
-            config_error(ld, v, "influxdb.url '%s' must start with http:// or https://", s);
-        ic->url = strdup(s);
-        size_t len = strlen(ic->url);
-        while (len > 8 && ic->url[len - 1] == '/')
-            ic->url[--len] = 0;
-    }
-    if (n && (v = yd_get(n, "database")) && (s = scalar(ld, v, "influxdb.database")))
-        ic->database = strdup(s);
-    if (n && (v = yd_get(n, "username")) && (s = scalar(ld, v, "influxdb.username")))
-        ic->username = strdup(s);
-    if (n && (v = yd_get(n, "password_env")) && (s = scalar(ld, v, "influxdb.password_env"))) {
-        const char *pw = getenv(s);
-        if (!pw)
-            config_error(ld, v, "influxdb.password_env: environment variable %s is not set", s);
-        else
-            ic->password = strdup(pw);
-    }
-    if (!ic->url || !ic->database)
-        config_error(ld, n ? n : hook,
-                     "the influxdb connector needs influxdb: {url: http://HOST:8086, "
-                     "database: NAME}");
-    size_value(ld, n ? yd_get(n, "batch") : NULL, "influxdb.batch", "5000", 1, 1000000, false,
-               &ic->batch_points);
-    ms_value(ld, n ? yd_get(n, "flush_interval") : NULL, "influxdb.flush_interval", "1s", 1,
-             3600000, &ic->flush_ms);
-    ms_value(ld, n ? yd_get(n, "timeout") : NULL, "influxdb.timeout", "5s", 1, 600000,
-             &ic->timeout_ms);
-}
-
 static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct hooks_section *s,
                        struct hook_config *h)
 {
-    static const struct config_key keys[] = {
-        {"name"},      {"bus"},      {"topic"}, {"format"},      {"series"},
-        {"value"},     {"values"},   {"tags"},  {"time"},        {"connector"},
-        {"influxdb"},  {"queue"},    {"queue_bytes"}, {"max_message"}, {NULL}};
-    if (!check_keys(ld, n, "hooks[]", keys) && n->kind != YD_MAP) {
+    if (!check_keys(ld, n, "hooks[]", hook_keys()) && n->kind != YD_MAP) {
         h->name = strdup("?");
         return;
     }
@@ -670,13 +637,23 @@ static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct
                      h->name);
 
     str = (v = yd_get(n, "connector")) ? scalar(ld, v, "hooks.connector") : "lmdb";
-    if (str && !(h->connector = hook_connector_find(str)))
-        config_error(ld, v, "hook %s: connector '%s' is not one of: lmdb, influxdb", h->name, str);
-    const struct yd_node *influx = yd_get(n, "influxdb");
-    if (h->connector == &hook_connector_influxdb)
-        parse_influx(ld, influx, n, &h->influx);
-    else if (influx)
-        config_error(ld, influx, "hook %s: influxdb: is only for connector: influxdb", h->name);
+    if (str && !(h->connector = hook_connector_find(str))) {
+        char list[128] = "";
+        for (size_t i = 0; i < NCONNECTORS; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                     connectors[i]->name);
+        config_error(ld, v, "hook %s: connector '%s' is not one of: %s", h->name, str, list);
+    }
+    /* a connector's options live under its name and are its own to read */
+    for (size_t i = 0; i < NCONNECTORS; i++) {
+        const struct hook_connector_ops *c = connectors[i];
+        const struct yd_node *opts = yd_get(n, c->name);
+        if (c == h->connector && c->parse)
+            h->connector_options = c->parse(ld, opts, n);
+        else if (opts)
+            config_error(ld, opts, "hook %s: %s: is only for connector: %s", h->name, c->name,
+                         c->name);
+    }
 
     size_value(ld, yd_get(n, "queue"), "hooks.queue", HOOK_DEFAULT_QUEUE, 1, 1000000, false,
                &h->queue);
@@ -752,10 +729,7 @@ static void hooks_section_free(void *section)
         field_free(&h->time.f);
         free(h->time.format);
         tz_free(h->time.tz);
-        free(h->influx.url);
-        free(h->influx.database);
-        free(h->influx.username);
-        free(h->influx.password);
+        if (h->connector && h->connector->free_options) h->connector->free_options(h->connector_options);
     }
     free(s->hooks);
     free(s);

@@ -69,15 +69,6 @@ struct hook_tagspec {
 
 enum hook_format { HOOK_FORMAT_JSON, HOOK_FORMAT_PROTOBUF };
 
-struct hook_influx_config {
-    char *url; /* http://127.0.0.1:8086 */
-    char *database;
-    char *username, *password; /* NULL: none (password from password_env) */
-    uint64_t batch_points;     /* flush when this many points are buffered */
-    uint64_t flush_ms;         /* ...or when the oldest buffered point is this old */
-    uint64_t timeout_ms;       /* per HTTP request */
-};
-
 struct hook_connector_ops;
 
 struct hook_config {
@@ -91,7 +82,7 @@ struct hook_config {
     size_t ntags;
     struct hook_time time;
     const struct hook_connector_ops *connector;
-    struct hook_influx_config influx;
+    void *connector_options; /* what connector->parse read from the hook's map, or NULL */
     uint64_t queue;       /* messages the hook may hold before dropping */
     uint64_t queue_bytes; /* bytes likewise */
     uint64_t max_message; /* larger messages are counted as errors and dropped */
@@ -125,7 +116,10 @@ struct hook_batch {
     struct tsdb_point *pts;
     size_t n, cap;
     struct hook_arena_chunk *arena;
-    void *json; /* json_t of the message, released at reset */
+    /* what an interpreter keeps for the points' strings (the json interpreter: the parsed
+     * message), released at reset with release(held) */
+    void *held;
+    void (*release)(void *held);
 };
 
 void hook_batch_reset(struct hook_batch *b); /* keeps one arena chunk for the next message */
@@ -184,7 +178,13 @@ struct hook_env {
 
 /* A connector: called only from its hook's thread. */
 struct hook_connector_ops {
-    const char *name; /* the `connector:` value */
+    const char *name; /* the `connector:` value, and the key of its options in a hook */
+    /* Reads the connector's options (options: the map under its name in the hook, NULL when
+     * absent; hook: the hook's map, for errors about a missing one) into what open finds in
+     * h->connector_options; problems go to config_error. NULL: the connector has no options. */
+    void *(*parse)(struct config_loader *ld, const struct yd_node *options,
+                   const struct yd_node *hook);
+    void (*free_options)(void *options);
     int (*open)(const struct hook_config *h, const struct hook_env *env, struct hook_counters *c,
                 void **state, char *err, size_t errlen);
     /* Stores (or buffers) pts, borrowed until it returns. Returns CASCA_OK, CASCA_ERR_FULL (the

@@ -311,6 +311,32 @@ static void config_errors_have_positions(void **state)
     assert_true(has_error(":12:5: the influxdb connector needs influxdb: {url"));
     assert_null(load("hooks:\n  - {name: a, series: s, value: /v}\n"));
     assert_true(has_error("there is no bus to subscribe to"));
+    /* a connector's options are its own: read by it, refused for another connector; the lists in
+     * errors come from the tables */
+    assert_null(load("bus: {}\n"
+                     "hooks:\n"
+                     "  - {name: a, format: protobuf, influxdb: {url: \"http://x\", database: d}}\n"
+                     "  - name: b\n"
+                     "    format: protobuf\n"
+                     "    connector: influxdb\n"
+                     "    influxdb: {url: \"ftp://x\", database: d, batch: 0, colour: red}\n"
+                     "  - {name: c, format: protobuf, connector: mongodb}\n"
+                     "  - {name: d, format: protobuf, colour: red}\n"));
+    assert_true(has_error(":3:43: hook a: influxdb: is only for connector: influxdb"));
+    assert_true(has_error(":7:55: unknown key 'colour' in influxdb (known: url, database, username, "
+                          "password_env, batch, flush_interval, timeout)"));
+    assert_true(has_error("hook c: connector 'mongodb' is not one of: lmdb, influxdb"));
+    assert_true(has_error("unknown key 'colour' in hooks[] (known: name, bus, topic, format, series, "
+                          "value, values, tags, time, connector, queue, queue_bytes, max_message, "
+                          "lmdb, influxdb)"));
+    assert_null(load("bus: {}\n"
+                     "hooks:\n"
+                     "  - name: b\n"
+                     "    format: protobuf\n"
+                     "    connector: influxdb\n"
+                     "    influxdb: {url: \"ftp://x\", database: d, batch: 0}\n"));
+    assert_true(has_error(":6:21: influxdb.url 'ftp://x' must start with http:// or https://"));
+    assert_true(has_error("influxdb.batch: 0 is out of range [1, 1000000]"));
 }
 
 static void protobuf_points(void **state)
