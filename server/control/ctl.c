@@ -233,24 +233,10 @@ void ctl_parse_error(struct ctl_parse *p, const struct yd_node *node, const char
         config_error(p->ld, node, "%s", msg);
 }
 
-bool ctl_parse_keys(struct ctl_parse *p, const struct yd_node *map, const char *const known[])
+bool ctl_parse_keys(struct ctl_parse *p, const struct yd_node *map,
+                    const struct config_key *known, const char *where)
 {
-    bool ok = true;
-    for (size_t i = 0; map && map->kind == YD_MAP && i < map->n; i++) {
-        size_t k = 0;
-        while (known[k] && strcmp(known[k], map->keys[i]->scalar))
-            k++;
-        if (!known[k]) {
-            char list[256] = "";
-            for (k = 0; known[k]; k++)
-                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? ", " : "",
-                         known[k]);
-            ctl_parse_error(p, map->keys[i], "unknown key '%s' (known keys: %s)",
-                            map->keys[i]->scalar, list);
-            ok = false;
-        }
-    }
-    return ok;
+    return !map || map->kind != YD_MAP || config_check_keys(p->ld, p->file, map, known, where);
 }
 
 const char *ctl_parse_str(struct ctl_parse *p, const struct yd_node *map, const char *key,
@@ -746,11 +732,11 @@ static bool valid_id(const char *s)
 static struct ctl_conf *parse_controller(struct ctl_parse *p, const struct yd_node *node,
                                          const char *id, const char *target, enum ctl_type type)
 {
+    char names[128] = ""; /* for errors: from the table, so it cannot go stale */
+    for (size_t i = 0; i < NCONTROLLERS; i++)
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "",
+                 controllers[i]->name);
     if (node->kind != YD_MAP || node->n != 1) {
-        char names[128] = "";
-        for (size_t i = 0; i < NCONTROLLERS; i++)
-            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "",
-                     controllers[i]->name);
         ctl_parse_error(p, node, "controller: expected a map with exactly one controller (%s)",
                         names);
         return NULL;
@@ -761,8 +747,7 @@ static struct ctl_conf *parse_controller(struct ctl_parse *p, const struct yd_no
         if (!strcmp(controllers[i]->name, name))
             ops = controllers[i];
     if (!ops) {
-        ctl_parse_error(p, node->keys[0],
-                        "unknown controller '%s' (known: http_json, file, exec, memory)", name);
+        ctl_parse_error(p, node->keys[0], "unknown controller '%s' (known: %s)", name, names);
         return NULL;
     }
     const struct yd_node *body = node->values[0];
@@ -801,10 +786,12 @@ static struct ctl_conf *parse_controller(struct ctl_parse *p, const struct yd_no
     return c;
 }
 
-static const char *const setting_keys[] = {
-    "id", "description", "unit", "type", "range", "step", "allowed", "read_only", "max_age",
-    "cooldown", "max_step", "controller", "targets", "map", NULL};
-static const char *const target_keys[] = {"name", "type", "controller", "expr", "inverse", NULL};
+static const struct config_key setting_keys[] = {
+    {"id"},       {"description"}, {"unit"},     {"type"},       {"range"},
+    {"step"},     {"allowed"},     {"read_only"}, {"max_age"},   {"cooldown"},
+    {"max_step"}, {"controller"},  {"targets"},  {"map"},        {NULL}};
+static const struct config_key target_keys[] = {
+    {"name"}, {"type"}, {"controller"}, {"expr"}, {"inverse"}, {NULL}};
 
 static bool compile_expr(struct ctl_parse *p, const struct yd_node *map, const char *key,
                          struct expr **out)
@@ -852,7 +839,7 @@ static void parse_targets(struct ctl_parse *p, const struct yd_node *seq, struct
         if (!config_expect(p->ld, p->file, t, YD_MAP,
                            "targets: each target is a map {name, type, controller}"))
             continue;
-        ctl_parse_keys(p, t, target_keys);
+        ctl_parse_keys(p, t, target_keys, "targets[]");
         const char *name = ctl_parse_str(p, t, "name", true);
         const char *type = ctl_parse_str(p, t, "type", true);
         const struct yd_node *ctlr = yd_get(t, "controller");
@@ -923,7 +910,7 @@ static void parse_table(struct ctl_parse *p, const struct yd_node *map, struct c
 /* n is a map (parse_list checked). */
 static void parse_setting(struct ctl_parse *p, const struct yd_node *n, struct ctl_decl *d)
 {
-    ctl_parse_keys(p, n, setting_keys);
+    ctl_parse_keys(p, n, setting_keys, "a setting");
     if (asprintf(&d->where, "%s:%u:%u", p->file ? p->file : config_loader_file(p->ld), n->line,
                  n->col) < 0)
         d->where = NULL;
@@ -947,12 +934,12 @@ static void parse_setting(struct ctl_parse *p, const struct yd_node *n, struct c
 
     const struct yd_node *range = yd_get(n, "range");
     if (range) {
-        static const char *const range_keys[] = {"min", "max", NULL};
+        static const struct config_key range_keys[] = {{"min"}, {"max"}, {NULL}};
         if (!is_numeric(t))
             ctl_parse_error(p, range, "range: only int and double settings have a range");
         else if (range->kind != YD_MAP)
             ctl_parse_error(p, range, "range: expected {min: N, max: N}");
-        else if (ctl_parse_keys(p, range, range_keys) &&
+        else if (ctl_parse_keys(p, range, range_keys, "range") &&
                  parse_number(p, range, "min", &d->pub.has_min, &d->pub.min) &&
                  parse_number(p, range, "max", &d->pub.has_max, &d->pub.max) && d->pub.has_min &&
                  d->pub.has_max && d->pub.min > d->pub.max)
@@ -1122,8 +1109,8 @@ static void parse_files(struct ctl_parse *mainp, const struct yd_node *files, st
         struct ctl_parse p = {.ld = mainp->ld, .file = path, .dir = dir_of(path)};
         const struct yd_node *root = doc->root, *list = root;
         if (root && root->kind == YD_MAP) {
-            static const char *const file_keys[] = {"settings", NULL};
-            ctl_parse_keys(&p, root, file_keys);
+            static const struct config_key file_keys[] = {{"settings"}, {NULL}};
+            ctl_parse_keys(&p, root, file_keys, "a settings file");
             list = yd_get(root, "settings");
         }
         if (!list)

@@ -60,11 +60,14 @@ const char *ctl_type_name(enum ctl_type t); /* "int", ... */
 
 /* What a controller needs while parsing its part of a setting (the `controller:` map). */
 struct ctl_parse;
+struct config_key;
 /* Records a configuration error at node (file:line:col of the file being read). */
 void ctl_parse_error(struct ctl_parse *p, const struct yd_node *node, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Reports keys of map that are not in known (NULL-terminated) as errors; false if any. */
-bool ctl_parse_keys(struct ctl_parse *p, const struct yd_node *map, const char *const known[]);
+/* Reports keys of map that are not in known (the config engine's check: the error names where
+ * and lists the known keys); false if any. */
+bool ctl_parse_keys(struct ctl_parse *p, const struct yd_node *map,
+                    const struct config_key *known, const char *where);
 /* The scalar text of key in map (NULL when absent; an error when present and not a scalar, or
  * absent and required). Borrowed from the document: copy it. */
 const char *ctl_parse_str(struct ctl_parse *p, const struct yd_node *map, const char *key,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "casca_err.h"
+#include "config.h"
 #include "ctl.h"
 
 /* ---- the exec controller ---- */
@@ -31,11 +32,11 @@ static void ex_free_conf(void *conf)
 
 static void *ex_parse(struct ctl_parse *p, const struct yd_node *body)
 {
-    static const char *const keys[] = {"get", "set", "timeout", NULL};
+    static const struct config_key keys[] = {{"get"}, {"set"}, {"timeout"}, {NULL}};
     struct ex_conf *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    ctl_parse_keys(p, body, keys);
+    ctl_parse_keys(p, body, keys, "controller exec");
     const struct yd_node *g = yd_get(body, "get"), *s = yd_get(body, "set");
     if (!g)
         ctl_parse_error(p, body, "exec: 'get' (the command printing the value) is required");

@@ -102,12 +102,14 @@ static void file_free_conf(void *conf)
 
 static void *file_parse(struct ctl_parse *p, const struct yd_node *body)
 {
-    static const char *const keys[] = {"path", "format", "key", "reload", "timeout", NULL};
-    static const char *const reload_keys[] = {"signal", "pid_file", "pid", "command", NULL};
+    static const struct config_key keys[] = {
+        {"path"}, {"format"}, {"key"}, {"reload"}, {"timeout"}, {NULL}};
+    static const struct config_key reload_keys[] = {
+        {"signal"}, {"pid_file"}, {"pid"}, {"command"}, {NULL}};
     struct file_conf *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    ctl_parse_keys(p, body, keys);
+    ctl_parse_keys(p, body, keys, "controller file");
     const char *path = ctl_parse_str(p, body, "path", true);
     const char *fmt = ctl_parse_str(p, body, "format", false);
     const char *key = ctl_parse_str(p, body, "key", true);
@@ -135,7 +137,7 @@ static void *file_parse(struct ctl_parse *p, const struct yd_node *body)
     if (r && r->kind != YD_MAP) {
         ctl_parse_error(p, r, "reload: expected {signal: HUP, pid_file: ...} or {command: [...]}");
     } else if (r) {
-        ctl_parse_keys(p, r, reload_keys);
+        ctl_parse_keys(p, r, reload_keys, "controller file: reload");
         const char *sig = ctl_parse_str(p, r, "signal", false);
         const char *pid_file = ctl_parse_str(p, r, "pid_file", false);
         const char *pid = ctl_parse_str(p, r, "pid", false);

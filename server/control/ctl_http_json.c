@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "casca_err.h"
+#include "config.h"
 #include "ctl.h"
 #include "http.h"
 
@@ -43,13 +44,14 @@ struct hj {
 
 static void *hj_parse(struct ctl_parse *p, const struct yd_node *body)
 {
-    static const char *const keys[] = {"url",     "pointer",    "write",   "headers",
-                                       "timeout", "tls_verify", "ca_file", NULL};
-    static const char *const write_keys[] = {"method", "body", "url", NULL};
+    static const struct config_key keys[] = {
+        {"url"}, {"pointer"}, {"write"}, {"headers"}, {"timeout"}, {"tls_verify"}, {"ca_file"},
+        {NULL}};
+    static const struct config_key write_keys[] = {{"method"}, {"body"}, {"url"}, {NULL}};
     struct hj_conf *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    ctl_parse_keys(p, body, keys);
+    ctl_parse_keys(p, body, keys, "controller http_json");
     const char *url = ctl_parse_str(p, body, "url", true);
     const char *ptr = ctl_parse_str(p, body, "pointer", true);
     if (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
@@ -64,7 +66,7 @@ static void *hj_parse(struct ctl_parse *p, const struct yd_node *body)
     if (w && w->kind != YD_MAP) {
         ctl_parse_error(p, w, "write: expected {method: PUT|POST|PATCH, body: ...}");
     } else if (w) {
-        ctl_parse_keys(p, w, write_keys);
+        ctl_parse_keys(p, w, write_keys, "controller http_json: write");
         method = ctl_parse_str(p, w, "method", false);
         wbody = ctl_parse_str(p, w, "body", false);
         wurl = ctl_parse_str(p, w, "url", false);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "casca_err.h"
+#include "config.h"
 #include "ctl.h"
 
 struct mem_conf {
@@ -23,11 +24,11 @@ struct mem {
 
 static void *mem_parse(struct ctl_parse *p, const struct yd_node *body)
 {
-    static const char *const keys[] = {"value", "latency", NULL};
+    static const struct config_key keys[] = {{"value"}, {"latency"}, {NULL}};
     struct mem_conf *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    ctl_parse_keys(p, body, keys);
+    ctl_parse_keys(p, body, keys, "controller memory");
     const char *v = ctl_parse_str(p, body, "value", false);
     if (v) {
         c->initial = (struct ctl_value){.kind = CTL_STRING, .s = strdup(v)};

@@ -151,22 +151,11 @@ static bool is_null(const struct yd_node *n)
     return n && n->kind == YD_SCALAR && n->plain && (!*n->scalar || !strcmp(n->scalar, "null"));
 }
 
+/* The config engine's unknown-key check, in the file being read. */
 static void check_keys(struct parse *p, const struct yd_node *map, const char *what,
-                       const char *const known[])
+                       const struct config_key *known)
 {
-    for (size_t i = 0; i < map->n; i++) {
-        size_t k = 0;
-        while (known[k] && strcmp(known[k], map->keys[i]->scalar))
-            k++;
-        if (known[k])
-            continue;
-        char list[512] = "";
-        for (k = 0; known[k]; k++)
-            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? ", " : "",
-                     known[k]);
-        perr(p, map->keys[i], "%s: unknown key '%s' (known keys: %s)", what, map->keys[i]->scalar,
-             list);
-    }
+    if (!config_check_keys(p->ld, p->file, map, known, what)) p->failed = true;
 }
 
 /* The scalar of key in map, NULL when absent (or after an error: not a scalar). */
@@ -251,7 +240,7 @@ static void parse_objective(struct parse *p, const struct yd_node *slo, struct s
              what);
         return;
     }
-    static const char *const keys[] = {"min", "max", "target", NULL};
+    static const struct config_key keys[] = {{"min"}, {"max"}, {"target"}, {NULL}};
     char w[160];
     snprintf(w, sizeof(w), "%.140s: objective", what);
     check_keys(p, o, w, keys);
@@ -333,7 +322,7 @@ static void parse_budget(struct parse *p, const struct yd_node *slo, struct slo_
              what, yd_kind_name(b->kind));
         return;
     }
-    static const char *const keys[] = {"target", "window", NULL};
+    static const struct config_key keys[] = {{"target"}, {"window"}, {NULL}};
     char where[160];
     snprintf(where, sizeof(where), "%s: error_budget", what);
     check_keys(p, b, where, keys);
@@ -383,10 +372,11 @@ static char *make_signature(const struct slo_def *d)
 static void parse_slo(struct parse *p, const struct yd_node *n, struct slo_def *d)
 {
     p->failed = false;
-    static const char *const keys[] = {
-        "id", "description", "unit", "kind", "series", "power_series", "tags", "aggregation",
-        "window", "objective", "zone", "hide", "compliance_period", "compliance_step",
-        "error_budget", NULL};
+    static const struct config_key keys[] = {
+        {"id"},     {"description"}, {"unit"},        {"kind"},
+        {"series"}, {"power_series"}, {"tags"},       {"aggregation"},
+        {"window"}, {"objective"},   {"zone"},        {"hide"},
+        {"compliance_period"},       {"compliance_step"}, {"error_budget"}, {NULL}};
     const char *id = scalar(p, n, "id", "slo");
     char what[128];
     if (!id || !valid_id(id)) {
@@ -533,7 +523,7 @@ static void parse_files(struct parse *mainp, const struct yd_node *files, struct
         struct parse p = {.ld = mainp->ld, .ids = mainp->ids, .file = path, .sc = mainp->sc};
         const struct yd_node *root = doc->root, *list = root;
         if (root && root->kind == YD_MAP) {
-            static const char *const keys[] = {"slos", NULL};
+            static const struct config_key keys[] = {{"slos"}, {NULL}};
             check_keys(&p, root, "SLO file", keys);
             list = yd_get(root, "slos");
         }
@@ -554,8 +544,8 @@ static void parse_engine(struct parse *p, const struct yd_node *n, struct slo_co
         perr(p, n, "slo_engine: expected a map such as {interval: 1s, compliance_period: 1h}");
         return;
     }
-    static const char *const keys[] = {"interval", "compliance_period", "compliance_step",
-                                       "history_max_samples", NULL};
+    static const struct config_key keys[] = {
+        {"interval"}, {"compliance_period"}, {"compliance_step"}, {"history_max_samples"}, {NULL}};
     check_keys(p, n, "slo_engine", keys);
     sc->interval_ns = duration(p, n, "interval", sc->interval_ns, 10, 3600 * 1000, "slo_engine");
     sc->compliance_period_ns = duration(p, n, "compliance_period", sc->compliance_period_ns, 1000,

@@ -644,7 +644,7 @@ static void test_config_errors_have_positions(void **state)
     WANT("bad.yaml", 11, 14, "slo 'A': objective: min (3) is above max (2)");
     WANT("bad.yaml", 14, 11, "slo 'Bad': window: ");
     WANT("bad.yaml", 15, 16, "slo 'Bad': aggregation: 'average' is not one of");
-    WANT("bad.yaml", 16, 3, "slo 'Bad': unknown key 'colour'");
+    WANT("bad.yaml", 16, 3, "unknown key 'colour' in slo 'Bad' (known: id, description");
     WANT("bad.yaml", 17, 14, "slo 'Bad': objective: give either a target or a range");
     WANT("bad.yaml", 18, 3, "slo 'CF': 'power_series' is required");
     WANT("bad.yaml", 20, 11, "slo 'CF': a carbon_footprint SLO takes power_series, not series");
@@ -678,7 +678,7 @@ static void test_config_more_errors(void **state)
     WANT("casca.yaml", 7, 53, "slo 'Quant': aggregation: 'quantile' is not one of");
     WANT("casca.yaml", 8, 5, "slo 'Steps': the compliance period must hold 1 to");
     WANT("casca.yaml", 9, 24, "slo_engine: interval: 0s is out of range");
-    WANT("casca.yaml", 9, 28, "slo_engine: unknown key 'bogus'");
+    WANT("casca.yaml", 9, 28, "unknown key 'bogus' in slo_engine (known: interval");
 }
 
 /* Under a carbon replay at 10x, a budget window of 3200 s of replayed time lasts 320 s: the
@@ -718,7 +718,7 @@ static void test_error_budget_errors(void **state)
     WANT("casca.yaml", 2, 80, "slo 'A': error_budget: target: 1.5 is not a share");
     WANT("casca.yaml", 3, 71, "slo 'B': error_budget: 'window' is required");
     WANT("casca.yaml", 4, 71, "slo 'C': error_budget: expected a map");
-    WANT("casca.yaml", 5, 97, "slo 'D': error_budget: unknown key 'burn'");
+    WANT("casca.yaml", 5, 97, "unknown key 'burn' in slo 'D': error_budget (known: target, window)");
     WANT("casca.yaml", 6, 92, "slo 'E': error_budget: the window must hold 1 to");
 }
 
