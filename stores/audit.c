@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "casca_err.h"
+#include "salloc.h"
 
 struct audit {
     struct store *s;

@@ -12,6 +12,7 @@
 
 #include "casca_err.h"
 #include "timeconv.h"
+#include "salloc.h"
 
 /* Bump when the way bundled files are loaded changes, so existing data dirs reload them. */
 #define BUNDLED_LOAD_VERSION 1

@@ -7,6 +7,7 @@
 
 #include "casca_err.h"
 #include "kv.h"
+#include "salloc.h"
 
 #define KEY_MAX (1 + CARBONDB_ZONE_MAX + 4)
 

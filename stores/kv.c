@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "casca_err.h"
+#include "salloc.h"
 
 struct kv {
     struct store *s;

@@ -13,6 +13,7 @@
 
 #include "casca_err.h"
 #include "clock.h"
+#include "salloc.h"
 
 #define MIB ((size_t)1 << 20)
 

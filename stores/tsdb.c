@@ -12,6 +12,7 @@
 
 #include "casca_err.h"
 #include "clock.h"
+#include "salloc.h"
 
 #define RAW_VAL 16          /* time (8 bytes BE) + value (double, native) */
 #define ROLL_KEY 12         /* id (4 bytes BE) + bucket start (8 bytes BE) */
