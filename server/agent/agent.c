@@ -765,18 +765,31 @@ static bool known_setting(struct agent *a, const char *id)
     return known;
 }
 
-static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act)
-{
-    size_t n = act->n_changes;
-    int64_t now = casca_mono_ns();
-    pthread_mutex_lock(&s->lock);
-    s->actions_received++;
-    bool limited = !agent_rate_take(&s->rate, now, s->period_ns);
-    /* the last State sent: a produced one may still be pending, after those coalesced away */
-    uint64_t last_seq = s->clock.pending ? s->clock.seq - 1 - s->clock.missed : s->clock.seq;
-    pthread_mutex_unlock(&s->lock);
-    uint64_t followed = act->state_seq <= last_seq ? act->state_seq : last_seq;
+/* An Action whose changes are being applied: its ActionResult is sent when the last change's
+ * audit entry is committed (ctl_set_async), so the worker that received it is free meanwhile
+ * and the changes of every agent acting at once share one commit. */
+struct action_job {
+    struct agent *a;
+    struct sess *s; /* a reference */
+    Casca__V1__Action *act; /* a copy: the received message is freed when the handler returns */
+    uint64_t followed;
+    bool limited;
+    atomic_size_t pending; /* changes in flight, plus one while they are being started */
+    struct change_slot {
+        struct action_job *job;
+        bool applied;
+        struct ctl_reading r;
+        char why[MSG_LEN];
+    } slots[];
+};
 
+/* Sends the result and records the step, once every change is answered. Any thread. */
+static void action_finish(struct action_job *job)
+{
+    struct agent *a = job->a;
+    struct sess *s = job->s;
+    const Casca__V1__Action *act = job->act;
+    size_t n = act->n_changes;
     Casca__V1__ActionResult res = CASCA__V1__ACTION_RESULT__INIT;
     res.state_seq = act->state_seq;
     res.nonce = act->nonce;
@@ -784,17 +797,116 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
     Casca__V1__SettingValue **app = calloc(n + 1, sizeof(*app));
     Casca__V1__Rejection *rj = calloc(n + 1, sizeof(*rj));
     Casca__V1__Rejection **rjp = calloc(n + 1, sizeof(*rjp));
-    char(*why)[MSG_LEN] = calloc(n + 1, sizeof(*why));
-    struct ctl_reading *rs = calloc(n + 1, sizeof(*rs));
-    if (!ap || !app || !rj || !rjp || !why || !rs) {
+    if (!ap || !app || !rj || !rjp) {
         pthread_mutex_lock(&s->lock);
         end_locked(s, CASCA_ERR_NOMEM, "out of memory");
         pthread_mutex_unlock(&s->lock);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
+        struct change_slot *c = &job->slots[i];
+        if (c->applied) {
+            control_setting_value(act->changes[i]->id, &c->r, &ap[res.n_applied]);
+            app[res.n_applied] = &ap[res.n_applied].sv;
+            res.n_applied++;
+        } else {
+            reject(&rj[res.n_rejected], &rjp[res.n_rejected], act->changes[i]->id, c->why);
+            res.n_rejected++;
+        }
+    }
+    res.applied = app;
+    res.rejected = rjp;
+    ControlMessage m = CASCA__V1__CONTROL_MESSAGE__INIT;
+    m.msg_case = CASCA__V1__CONTROL_MESSAGE__MSG_RESULT;
+    m.result = &res;
+    pthread_mutex_lock(&s->lock);
+    if (res.n_rejected == 0 && n > 0 && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL)
+        s->actions_applied++;
+    uint64_t k = s->actions_seen++;
+    /* Rate-limited actions are answered but not recorded: a flood would otherwise queue the
+     * store's one writer, and every caller's audit commit behind it. */
+    if ((send_result_locked(s, &m.base) == CASCA_OK || s->done) && !job->limited) {
+        Casca__V1__TrajectoryStep step = CASCA__V1__TRAJECTORY_STEP__INIT;
+        step.session_id = s->id;
+        step.seq = job->followed;
+        step.action = job->act;
+        step.result = &res;
+        char key[80];
+        agent_key_action(key, sizeof(key), s->id, job->followed, k);
+        record(a, a->steps_db, key, casca_wall_ns(), &step.base);
+    }
+    pthread_mutex_unlock(&s->lock);
+out:
+    for (size_t i = 0; i < n; i++)
+        ctl_reading_clear(&job->slots[i].r);
+    free(ap);
+    free(app);
+    free(rj);
+    free(rjp);
+    casca__v1__action__free_unpacked(job->act, NULL);
+    sess_unref(s);
+    free(job);
+}
+
+static void change_done(struct action_job *job)
+{
+    if (atomic_fetch_sub(&job->pending, 1) == 1) action_finish(job);
+}
+
+/* ctl_set_async's answer for one change (on the store's writer thread, or at once). */
+static void change_answered(void *arg, int rc, const struct ctl_reading *r, const char *msg)
+{
+    struct change_slot *c = arg;
+    if (rc == CASCA_OK) {
+        c->applied = ctl_reading_copy(&c->r, r) == CASCA_OK;
+        if (!c->applied) snprintf(c->why, MSG_LEN, "out of memory");
+    } else {
+        snprintf(c->why, MSG_LEN, "%s", msg);
+    }
+    change_done(c->job);
+}
+
+/* A copy of act that outlives the received message. */
+static Casca__V1__Action *copy_action(const Casca__V1__Action *act)
+{
+    size_t len = casca__v1__action__get_packed_size(act);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return NULL;
+    casca__v1__action__pack(act, buf);
+    Casca__V1__Action *copy = casca__v1__action__unpack(NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act_in)
+{
+    size_t n = act_in->n_changes;
+    int64_t now = casca_mono_ns();
+    pthread_mutex_lock(&s->lock);
+    s->actions_received++;
+    bool limited = !agent_rate_take(&s->rate, now, s->period_ns);
+    /* the last State sent: a produced one may still be pending, after those coalesced away */
+    uint64_t last_seq = s->clock.pending ? s->clock.seq - 1 - s->clock.missed : s->clock.seq;
+    pthread_mutex_unlock(&s->lock);
+
+    struct action_job *job = calloc(1, sizeof(*job) + (n + 1) * sizeof(job->slots[0]));
+    Casca__V1__Action *act = job ? copy_action(act_in) : NULL;
+    if (!act) {
+        free(job);
+        pthread_mutex_lock(&s->lock);
+        end_locked(s, CASCA_ERR_NOMEM, "out of memory");
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    atomic_fetch_add(&s->refs, 1); /* released by action_finish */
+    *job = (struct action_job){.a = a, .s = s, .act = act, .limited = limited,
+                               .followed = act->state_seq <= last_seq ? act->state_seq : last_seq};
+    atomic_init(&job->pending, n + 1);
+    for (size_t i = 0; i < n; i++) {
         const Casca__V1__SetSettingRequest *c = act->changes[i];
-        char *w = why[i];
+        struct change_slot *slot = &job->slots[i];
+        slot->job = job;
+        char *w = slot->why;
         if (limited)
             snprintf(w, MSG_LEN,
                      "rate limit: more than %d actions in one period (%lld ms); "
@@ -826,8 +938,7 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
                  !strv_has(s->leased, s->nleased, c->id))
             snprintf(w, MSG_LEN, "not leased: setting '%s' is read-only and was not leased", c->id);
         if (*w) {
-            reject(&rj[res.n_rejected], &rjp[res.n_rejected], c->id, w);
-            res.n_rejected++;
+            change_done(job);
             continue;
         }
         struct ctl_value v;
@@ -841,46 +952,12 @@ static void action(struct agent *a, struct sess *s, const Casca__V1__Action *act
             .session = s,
             .deadline_ns = casca_mono_ns() + ACTION_DEADLINE_NS,
         };
-        if (ctl_set(a->ctl, &req, &rs[i], w, MSG_LEN) == CASCA_OK) {
-            control_setting_value(c->id, &rs[i], &ap[res.n_applied]);
-            app[res.n_applied] = &ap[res.n_applied].sv;
-            res.n_applied++;
-        } else {
-            reject(&rj[res.n_rejected], &rjp[res.n_rejected], c->id, w);
-            res.n_rejected++;
+        if (ctl_set_async(a->ctl, &req, change_answered, slot) != CASCA_OK) {
+            snprintf(w, MSG_LEN, "out of memory");
+            change_done(job);
         }
     }
-    res.applied = app;
-    res.rejected = rjp;
-    ControlMessage m = CASCA__V1__CONTROL_MESSAGE__INIT;
-    m.msg_case = CASCA__V1__CONTROL_MESSAGE__MSG_RESULT;
-    m.result = &res;
-    pthread_mutex_lock(&s->lock);
-    if (res.n_rejected == 0 && n > 0 && s->mode == CASCA__V1__AGENT_MODE__AGENT_MODE_CONTROL)
-        s->actions_applied++;
-    uint64_t k = s->actions_seen++;
-    /* Rate-limited actions are answered but not recorded: a flood would otherwise queue the
-     * store's one writer, and every caller's audit commit behind it. */
-    if ((send_result_locked(s, &m.base) == CASCA_OK || s->done) && !limited) {
-        Casca__V1__TrajectoryStep step = CASCA__V1__TRAJECTORY_STEP__INIT;
-        step.session_id = s->id;
-        step.seq = followed;
-        step.action = (Casca__V1__Action *)act;
-        step.result = &res;
-        char key[80];
-        agent_key_action(key, sizeof(key), s->id, followed, k);
-        record(a, a->steps_db, key, casca_wall_ns(), &step.base);
-    }
-    pthread_mutex_unlock(&s->lock);
-out:
-    for (size_t i = 0; rs && i < n; i++)
-        ctl_reading_clear(&rs[i]);
-    free(ap);
-    free(app);
-    free(rj);
-    free(rjp);
-    free(why);
-    free(rs);
+    change_done(job); /* the starting reference: the result goes out when the last is in */
 }
 
 /* ---- the Session handler ---- */
