@@ -55,17 +55,22 @@ static void influx_free_options(void *options)
     free(o);
 }
 
+/* n: the hook's influxdb: map (NULL: none). NULL only when out of memory. */
 static void *influx_parse(struct config_loader *ld, const struct yd_node *n,
                           const struct yd_node *hook)
 {
     struct influx_options *o = calloc(1, sizeof(*o));
     if (!o) return NULL;
     config_key_defaults(ld, option_keys, o);
+    if (n && n->kind != YD_MAP) { /* "influxdb:" with nothing under it included */
+        config_error(ld, n, "influxdb must be a map of keys, not a %s", yd_kind_name(n->kind));
+        return o;
+    }
     if (!config_load_keys(ld, option_keys, n, "influxdb", o)) return o;
     if (o->url) {
         if (strncmp(o->url, "http://", 7) && strncmp(o->url, "https://", 8))
-            config_error(ld, yd_get(n, "url"), "influxdb.url '%s' must start with http:// or https://",
-                         o->url);
+            config_error(ld, yd_get(n, "url"),
+                         "influxdb.url '%s' must start with http:// or https://", o->url);
         size_t len = strlen(o->url);
         while (len > 8 && o->url[len - 1] == '/')
             o->url[--len] = 0;
@@ -79,7 +84,8 @@ static void *influx_parse(struct config_loader *ld, const struct yd_node *n,
         else
             o->password = strdup(pw);
     } else if (v) {
-        config_error(ld, v, "influxdb.password_env must be the name of an environment variable");
+        config_error(ld, v, "influxdb.password_env must be a single value, not a %s",
+                     yd_kind_name(v->kind));
     }
     if (!o->url || !*o->url || !o->database || !*o->database)
         config_error(ld, n ? n : hook,

@@ -650,6 +650,9 @@ static void parse_hook(struct config_loader *ld, const struct yd_node *n, struct
         const struct yd_node *opts = yd_get(n, c->name);
         if (c == h->connector && c->parse)
             h->connector_options = c->parse(ld, opts, n);
+        else if (opts && c == h->connector)
+            config_error(ld, opts, "hook %s: connector %s takes no options: remove %s:", h->name,
+                         c->name, c->name);
         else if (opts)
             config_error(ld, opts, "hook %s: %s: is only for connector: %s", h->name, c->name,
                          c->name);
@@ -729,7 +732,8 @@ static void hooks_section_free(void *section)
         field_free(&h->time.f);
         free(h->time.format);
         tz_free(h->time.tz);
-        if (h->connector && h->connector->free_options) h->connector->free_options(h->connector_options);
+        if (h->connector && h->connector->free_options)
+            h->connector->free_options(h->connector_options);
     }
     free(s->hooks);
     free(s);

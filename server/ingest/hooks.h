@@ -181,10 +181,11 @@ struct hook_connector_ops {
     const char *name; /* the `connector:` value, and the key of its options in a hook */
     /* Reads the connector's options (options: the map under its name in the hook, NULL when
      * absent; hook: the hook's map, for errors about a missing one) into what open finds in
-     * h->connector_options; problems go to config_error. NULL: the connector has no options. */
+     * h->connector_options, freed with free_options; problems go to config_error. On the
+     * loading thread. NULL: the connector takes no options. */
     void *(*parse)(struct config_loader *ld, const struct yd_node *options,
                    const struct yd_node *hook);
-    void (*free_options)(void *options);
+    void (*free_options)(void *options); /* safe on NULL */
     int (*open)(const struct hook_config *h, const struct hook_env *env, struct hook_counters *c,
                 void **state, char *err, size_t errlen);
     /* Stores (or buffers) pts, borrowed until it returns. Returns CASCA_OK, CASCA_ERR_FULL (the

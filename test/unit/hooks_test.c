@@ -337,6 +337,12 @@ static void config_errors_have_positions(void **state)
                      "    influxdb: {url: \"ftp://x\", database: d, batch: 0}\n"));
     assert_true(has_error(":6:21: influxdb.url 'ftp://x' must start with http:// or https://"));
     assert_true(has_error("influxdb.batch: 0 is out of range [1, 1000000]"));
+    assert_null(load("bus: {}\n"
+                     "hooks:\n"
+                     "  - {name: a, format: protobuf, lmdb: {x: 1}}\n"
+                     "  - {name: b, format: protobuf, connector: influxdb, influxdb: [x]}\n"));
+    assert_true(has_error(":3:39: hook a: connector lmdb takes no options: remove lmdb:"));
+    assert_true(has_error(":4:64: influxdb must be a map of keys, not a list"));
 }
 
 static void protobuf_points(void **state)
