@@ -515,10 +515,11 @@ int carbon_csv_parse_file(const char *path, const struct carbon_csv_options *o,
 int carbon_csv_store(struct carbondb *db, const struct carbon_csv_data *d, bool keep_imports,
                      struct carbondb_put_stats *st)
 {
-    struct carbondb_put_stats sum = {0}, one;
+    struct carbondb_put_stats sum = {0};
     int rc = CASCA_OK;
     for (size_t i = 0; i < d->n && !rc; i++) {
         const struct carbon_csv_zone *z = &d->zones[i];
+        struct carbondb_put_stats one = {0}; /* put_hours leaves it alone when it refuses */
         rc = carbondb_put_hours(db, z->zone, z->hours, z->n, keep_imports, &one);
         sum.added += one.added;
         sum.changed += one.changed;

@@ -441,6 +441,10 @@ int store_open(const struct store_options *o, struct store **out, char *err, siz
         return CASCA_ERR_INVALID;
     }
     int e = make_dirs(opt.dir);
+    if (e == ENOMEM) {
+        say(err, errlen, "out of memory opening the store in '%s'", opt.dir);
+        return CASCA_ERR_NOMEM;
+    }
     if (e != 0) {
         say(err, errlen,
             "cannot create the store directory '%s': %s; choose a data dir that this user can "

@@ -394,7 +394,7 @@ int tsdb_check_point(struct tsdb *db, const struct tsdb_point *p, int64_t now, c
     return CASCA_OK;
 }
 
-static void flush_schedule(struct tsdb *db); /* with db->mu held */
+static int flush_schedule(struct tsdb *db); /* with db->mu held */
 
 int tsdb_write(struct tsdb *db, const struct tsdb_point *pts, size_t n, store_done_fn done,
                void *arg)
@@ -450,8 +450,8 @@ int tsdb_write(struct tsdb *db, const struct tsdb_point *pts, size_t n, store_do
         db->tail = c;
         db->queued += n;
         if (!db->flush_scheduled) {
-            flush_schedule(db);
-            if (!db->flush_scheduled) { /* the store refused the write: take ours back */
+            rc = flush_schedule(db);
+            if (rc) { /* no memory, or the store refused the write: take ours back */
                 struct call **pp = &db->head;
                 while (*pp != c)
                     pp = &(*pp)->next;
@@ -460,7 +460,6 @@ int tsdb_write(struct tsdb *db, const struct tsdb_point *pts, size_t n, store_do
                 for (struct call *x = db->head; x; x = x->next)
                     db->tail = x;
                 db->queued -= n;
-                rc = CASCA_ERR_UNAVAILABLE;
             }
         }
     }
@@ -499,18 +498,21 @@ struct flush {
 static int flush_fn(MDB_txn *txn, void *arg);
 static void flush_done(int err, void *arg);
 
-/* With db->mu held: queues a flush in the store for the calls waiting. */
-static void flush_schedule(struct tsdb *db)
+/* With db->mu held: queues a flush in the store for the calls waiting. 0, or why not (nothing
+ * scheduled: CASCA_ERR_NOMEM, or store_write's error). */
+static int flush_schedule(struct tsdb *db)
 {
     struct flush *f = calloc(1, sizeof(*f));
-    if (!f) return;
+    if (!f) return CASCA_ERR_NOMEM;
     f->db = db;
-    if (store_write(db->s, flush_fn, f, flush_done, f) != CASCA_OK) {
+    int rc = store_write(db->s, flush_fn, f, flush_done, f);
+    if (rc != CASCA_OK) {
         free(f);
-        return;
+        return rc;
     }
     db->flush_scheduled = true;
     db->inflight++;
+    return CASCA_OK;
 }
 
 /* Takes calls off the queue, up to batch_points points (at least one call). */
@@ -530,7 +532,8 @@ static void flush_take(struct flush *f)
     }
     if (!db->head) db->tail = NULL;
     db->flush_scheduled = false;
-    if (db->head) flush_schedule(db); /* the rest goes in the next transaction */
+    /* The rest goes in the next transaction. Should that not queue, flush_done tries again. */
+    if (db->head) flush_schedule(db);
     pthread_mutex_unlock(&db->mu);
     f->now = db->clock(db->clock_arg);
     f->taken = true;
@@ -950,15 +953,35 @@ static void flush_done(int err, void *arg)
         free(c);
     }
     pthread_mutex_lock(&db->mu);
-    if (!f->taken) { /* the store failed the write before running it: the calls still wait */
-        db->flush_scheduled = false;
-        if (db->closing && db->head) flush_schedule(db);
+    if (!f->taken) db->flush_scheduled = false; /* the store failed it before it ran */
+    /* Calls still waiting with no flush to take them (flush_take could not queue one, or the
+     * store failed this one before it took them): queue one now, or fail them, so that every
+     * call's done runs. */
+    struct call *failed = NULL;
+    int ferr = CASCA_OK;
+    if (db->head && !db->flush_scheduled) {
+        ferr = f->taken || !err ? flush_schedule(db) : err;
+        if (ferr) {
+            failed = db->head;
+            db->head = db->tail = NULL;
+            for (struct call *c = failed; c; c = c->next) {
+                db->queued -= c->n;
+                db->st.failed += c->n;
+            }
+        }
     }
     int64_t now = db->clock(db->clock_arg);
     if (!db->closing && !db->purge_running && now >= db->next_purge) {
         db->next_purge = now + atomic_load(&db->purge_interval);
         purge_schedule(db);
     }
+    pthread_mutex_unlock(&db->mu);
+    for (struct call *c = failed, *next; c; c = next) {
+        next = c->next;
+        if (c->done) c->done(ferr, c->arg);
+        free(c);
+    }
+    pthread_mutex_lock(&db->mu); /* last: once inflight is 0, tsdb_close may free db */
     db->inflight--;
     pthread_cond_broadcast(&db->idle);
     pthread_mutex_unlock(&db->mu);

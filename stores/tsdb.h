@@ -118,9 +118,10 @@ int tsdb_check_point(struct tsdb *db, const struct tsdb_point *p, int64_t now_ns
  * More precisely: CASCA_ERR_INVALID (nothing queued) when any point fails tsdb_check_point (also
  * an empty or duplicate tag key, an identity over TSDB_MAX_IDENTITY bytes, a time before the raw
  * retention horizon or more than TSDB_MAX_FUTURE_NS ahead); CASCA_ERR_UNAVAILABLE once the store
- * is closing. n == 0 is valid (done still runs). done gets 0, or the commit's error; points that
- * fell behind the retention horizon between the check and the write are dropped and counted as
- * expired, not reported as an error. The caller keeps ownership of pts and its strings. */
+ * is closing; CASCA_ERR_NOMEM. n == 0 is valid (done still runs). done gets 0, or the commit's
+ * error; points that fell behind the retention horizon between the check and the write are
+ * dropped and counted as expired, not reported as an error. The caller keeps ownership of pts
+ * and its strings. */
 int tsdb_write(struct tsdb *db, const struct tsdb_point *pts, size_t n, store_done_fn done,
                void *arg);
 
