@@ -144,38 +144,37 @@ static bool scalar(struct config_loader *ld, const struct yd_node *n, const char
     return false;
 }
 
-/* n is a map (carbon_config_parse checked). */
+/* n is a map (parse_factor_sets checked). */
 static void parse_factor_set(struct config_loader *ld, const struct yd_node *n,
                              struct carbon_conf *c)
 {
-    static const struct config_key keys[] = {{"name"}, {"basis"}, {"sources"}, {NULL}};
-    config_check_keys(ld, NULL, n, keys, "carbon.factor_sets");
-    const struct yd_node *name = yd_get(n, "name"), *basis = yd_get(n, "basis"),
-                         *sources = yd_get(n, "sources");
-    if (!name || !scalar(ld, name, "carbon.factor_sets name") || !*name->scalar) {
+    static const char *const bases[] = {"lifecycle", "direct", NULL};
+    static const struct config_key keys[] = {
+        {"name", CONFIG_STR, offsetof(struct factor_set, name)},
+        {"basis", CONFIG_CHOICE, offsetof(struct factor_set, basis), "lifecycle", .choices = bases},
+        {"sources"},
+        {NULL}};
+    struct factor_set s = {0};
+    config_key_defaults(ld, keys, &s);
+    config_load_keys(ld, keys, n, "carbon.factor_sets", &s);
+    const struct yd_node *sources = yd_get(n, "sources");
+    struct factor_set *sets = NULL;
+    if (!s.name || !*s.name)
         config_error(ld, n, "a factor set needs a name");
-        return;
-    }
-    if (find_set(c, name->scalar)) {
-        config_error(ld, name, "factor set '%s' is defined twice", name->scalar);
-        return;
-    }
-    const char *b = "lifecycle";
-    if (basis && scalar(ld, basis, "basis")) {
-        if (strcmp(basis->scalar, "lifecycle") && strcmp(basis->scalar, "direct"))
-            config_error(ld, basis, "basis: '%s' is not one of: lifecycle, direct", basis->scalar);
-        b = basis->scalar;
-    }
-    if (!sources || sources->kind != YD_MAP || !sources->n) {
+    else if (find_set(c, s.name))
+        config_error(ld, yd_get(n, "name"), "factor set '%s' is defined twice", s.name);
+    else if (!sources || sources->kind != YD_MAP || !sources->n)
         config_error(ld, sources ? sources : n,
-                     "factor set '%s' needs sources: a map of source: gCO2eq/kWh", name->scalar);
+                     "factor set '%s' needs sources: a map of source: gCO2eq/kWh", s.name);
+    else
+        sets = realloc(c->sets, (c->nsets + 1) * sizeof(*sets));
+    if (!sets) {
+        free_set(&s);
         return;
     }
-    struct factor_set *sets = realloc(c->sets, (c->nsets + 1) * sizeof(*sets));
-    if (!sets) return;
     c->sets = sets;
-    struct factor_set *s = &sets[c->nsets++];
-    *s = (struct factor_set){strdup(name->scalar), strdup(b), NULL, 0};
+    struct factor_set *set = &sets[c->nsets++];
+    *set = s;
     for (size_t i = 0; i < sources->n; i++) {
         const struct yd_node *v = sources->values[i], *fv = v, *dv = NULL;
         const char *src = sources->keys[i]->scalar;
@@ -199,9 +198,45 @@ static void parse_factor_set(struct config_loader *ld, const struct yd_node *n,
         else if (!why && g < 0)
             config_error(ld, fv, "factor of '%s' is negative", src);
         else if (!why)
-            add_factor(s, src, g, dv && dv->kind == YD_SCALAR ? dv->scalar : "");
+            add_factor(set, src, g, dv && dv->kind == YD_SCALAR ? dv->scalar : "");
     }
 }
+
+/* carbon.factor_sets: a list of maps {name, basis, sources}; obj is the carbon_conf. */
+static void parse_factor_sets(struct config_loader *ld, const struct yd_node *seq, void *obj)
+{
+    for (size_t i = 0; i < seq->n; i++)
+        if (config_expect(ld, NULL, seq->values[i], YD_MAP,
+                          "carbon.factor_sets items are maps {name, basis, sources}"))
+            parse_factor_set(ld, seq->values[i], obj);
+}
+
+/* A provider's zones: obj is its carbon_provider_conf. */
+static void parse_zones(struct config_loader *ld, const struct yd_node *seq, void *obj)
+{
+    struct carbon_provider_conf *p = obj;
+    p->zones = calloc(seq->n ? seq->n : 1, sizeof(char *));
+    for (size_t i = 0; p->zones && i < seq->n; i++) {
+        if (!scalar(ld, seq->values[i], "a zone") || !carbondb_zone_valid(seq->values[i]->scalar)) {
+            config_error(ld, seq->values[i], "not a zone code (e.g. DE, US-CAL-CISO)");
+            continue;
+        }
+        p->zones[p->nzones++] = strdup(seq->values[i]->scalar);
+    }
+}
+
+#define PROVIDER(field) offsetof(struct carbon_provider_conf, field)
+
+/* An item of carbon.providers given as a map (url and token_env default to the provider's). */
+static const struct config_key provider_keys[] = {
+    {"name"},
+    {"url", CONFIG_STR, PROVIDER(url)},
+    {"token_env", CONFIG_STR, PROVIDER(token_env)},
+    {"ttl", CONFIG_MS, PROVIDER(ttl_ms), "1h"},
+    {"timeout", CONFIG_MS, PROVIDER(timeout_ms), "5s", 10, 120000},
+    {"zones", CONFIG_LIST, 0, .list = parse_zones},
+    {NULL},
+};
 
 static void parse_provider(struct config_loader *ld, const struct yd_node *n, struct carbon_conf *c)
 {
@@ -230,72 +265,54 @@ static void parse_provider(struct config_loader *ld, const struct yd_node *n, st
     if (!ps) return;
     c->providers = ps;
     struct carbon_provider_conf *p = &ps[c->nproviders++];
-    *p = (struct carbon_provider_conf){.ops = ops, .ttl_ms = 3600000, .timeout_ms = 5000};
-    const char *url = ops->default_url, *env = ops->token_env;
+    *p = (struct carbon_provider_conf){.ops = ops};
+    config_key_defaults(ld, provider_keys, p);
     if (n->kind == YD_MAP) {
-        static const struct config_key keys[] = {
-            {"name"}, {"url"}, {"token_env"}, {"ttl"}, {"timeout"}, {"zones"}, {NULL}};
-        config_check_keys(ld, NULL, n, keys, "carbon.providers");
         if (!ops->fetch && n->n > 1)
             config_error(ld, n, "the bundled provider takes no settings (see carbon.bundled_data)");
-        const struct yd_node *v;
-        if ((v = yd_get(n, "url")) && scalar(ld, v, "url")) {
-            if (strncmp(v->scalar, "http://", 7) && strncmp(v->scalar, "https://", 8))
-                config_error(ld, v, "url must start with http:// or https://");
-            url = v->scalar;
-        }
-        if ((v = yd_get(n, "token_env")) && scalar(ld, v, "token_env")) env = v->scalar;
-        const char *why;
-        if ((v = yd_get(n, "ttl")) && scalar(ld, v, "ttl") &&
-            (why = config_parse_duration_ms(v->scalar, &p->ttl_ms)))
-            config_error(ld, v, "ttl: '%s': %s", v->scalar, why);
-        if ((v = yd_get(n, "timeout")) && scalar(ld, v, "timeout")) {
-            if ((why = config_parse_duration_ms(v->scalar, &p->timeout_ms)))
-                config_error(ld, v, "timeout: '%s': %s", v->scalar, why);
-            else if (p->timeout_ms < 10 || p->timeout_ms > 120000)
-                config_error(ld, v, "timeout: %s is out of range [10ms, 2m]", v->scalar);
-        }
-        if ((v = yd_get(n, "zones"))) {
-            if (v->kind != YD_SEQ) {
-                config_error(ld, v, "zones must be a list of zone codes");
-            } else {
-                p->zones = calloc(v->n ? v->n : 1, sizeof(char *));
-                for (size_t i = 0; p->zones && i < v->n; i++) {
-                    if (!scalar(ld, v->values[i], "a zone") ||
-                        !carbondb_zone_valid(v->values[i]->scalar)) {
-                        config_error(ld, v->values[i], "not a zone code (e.g. DE, US-CAL-CISO)");
-                        continue;
-                    }
-                    p->zones[p->nzones++] = strdup(v->values[i]->scalar);
-                }
-            }
-        }
+        config_load_keys(ld, provider_keys, n, "carbon.providers", p);
     }
-    if (url) {
-        p->url = strdup(url);
-        size_t l = strlen(p->url);
-        while (l && p->url[l - 1] == '/')
-            p->url[--l] = 0;
-    }
-    if (env && ops->fetch) {
-        p->token_env = strdup(env);
-        const char *t = getenv(env);
-        if (!t || !*t)
-            config_error(ld, name,
-                         "carbon provider %s: environment variable %s (its API key) is "
-                         "not set",
-                         ops->name, env);
-        else
-            p->token = strdup(t);
-    }
+    if (p->url && strncmp(p->url, "http://", 7) && strncmp(p->url, "https://", 8))
+        config_error(ld, yd_get(n, "url"), "url must start with http:// or https://");
+    if (!p->url && ops->default_url)
+        p->url = strdup(ops->default_url);
+    for (size_t l = p->url ? strlen(p->url) : 0; l && p->url[l - 1] == '/';)
+        p->url[--l] = 0;
+    if (!p->token_env && ops->token_env)
+        p->token_env = strdup(ops->token_env);
+    const char *t = p->token_env && ops->fetch ? getenv(p->token_env) : NULL;
+    if (t && *t)
+        p->token = strdup(t);
+    else if (p->token_env && ops->fetch)
+        config_error(ld, name,
+                     "carbon provider %s: environment variable %s (its API key) is not set",
+                     ops->name, p->token_env);
 }
+
+/* carbon.providers: a list of names or maps; obj is the carbon_conf. */
+static void parse_providers(struct config_loader *ld, const struct yd_node *seq, void *obj)
+{
+    for (size_t i = 0; i < seq->n; i++)
+        parse_provider(ld, seq->values[i], obj);
+}
+
+#define CARBON(field) offsetof(struct carbon_conf, field)
+
+/* carbon: (replay is read by replay_parse; bundled_data defaults to CASCA_DATA_DIR). */
+static const struct config_key carbon_keys[] = {
+    {"default_zone", CONFIG_STR, CARBON(default_zone), "AT"},
+    {"bundled_data", CONFIG_PATH, CARBON(bundled_data)},
+    {"estimate_from_nearest_year", CONFIG_BOOL, CARBON(estimate), "false"},
+    {"default_factor_set", CONFIG_STR, CARBON(default_set), IPCC_SET},
+    {"factor_sets", CONFIG_LIST, 0, .list = parse_factor_sets},
+    {"providers", CONFIG_LIST, 0, .list = parse_providers},
+    {"replay"},
+    {NULL},
+};
 
 static void *carbon_config_parse(struct config_loader *ld, const struct yd_node *const values[])
 {
     const struct yd_node *root = values[0];
-    if (root && root->kind == YD_SCALAR && root->plain &&
-        (!*root->scalar || !strcmp(root->scalar, "null")))
-        root = NULL; /* "carbon:" with nothing under it */
     struct carbon_conf *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
     c->sets = calloc(1, sizeof(*c->sets));
@@ -305,51 +322,15 @@ static void *carbon_config_parse(struct config_loader *ld, const struct yd_node 
         for (size_t i = 0; i < sizeof(ipcc_ar5) / sizeof(ipcc_ar5[0]); i++)
             add_factor(&c->sets[0], ipcc_ar5[i].source, ipcc_ar5[i].g, ipcc_ar5[i].description);
     }
-    if (root && root->kind != YD_MAP)
-        config_error(ld, root, "carbon must be a map (default_zone, bundled_data, providers, ...)");
-    const char *zone = "AT", *data = NULL, *set = IPCC_SET;
-    if (root && root->kind == YD_MAP) {
-        static const struct config_key keys[] = {
-            {"default_zone"}, {"bundled_data"}, {"estimate_from_nearest_year"},
-            {"default_factor_set"}, {"factor_sets"}, {"providers"}, {"replay"}, {NULL}};
-        config_check_keys(ld, NULL, root, keys, "carbon");
-        const struct yd_node *v;
-        if ((v = yd_get(root, "default_zone")) && scalar(ld, v, "carbon.default_zone")) {
-            if (!carbondb_zone_valid(v->scalar))
-                config_error(ld, v, "carbon.default_zone: '%s' is not a zone code (e.g. AT, DE)",
-                             v->scalar);
-            zone = v->scalar;
-        }
-        if ((v = yd_get(root, "bundled_data")) && scalar(ld, v, "carbon.bundled_data"))
-            data = v->scalar;
-        const char *why;
-        if ((v = yd_get(root, "estimate_from_nearest_year")) &&
-            scalar(ld, v, "carbon.estimate_from_nearest_year") &&
-            (why = config_parse_bool(v->scalar, &c->estimate)))
-            config_error(ld, v, "estimate_from_nearest_year: '%s': %s", v->scalar, why);
-        if ((v = yd_get(root, "factor_sets"))) {
-            if (v->kind != YD_SEQ)
-                config_error(ld, v, "carbon.factor_sets must be a list");
-            else
-                for (size_t i = 0; i < v->n; i++)
-                    if (config_expect(ld, NULL, v->values[i], YD_MAP,
-                                      "carbon.factor_sets items are maps {name, basis, sources}"))
-                        parse_factor_set(ld, v->values[i], c);
-        }
-        if ((v = yd_get(root, "default_factor_set")) && scalar(ld, v, "default_factor_set")) {
-            set = v->scalar;
-            if (!find_set(c, set))
-                config_error(ld, v, "default_factor_set: no factor set named '%s'", set);
-        }
-        replay_parse(ld, yd_get(root, "replay"), &c->replay);
-        if ((v = yd_get(root, "providers"))) {
-            if (v->kind != YD_SEQ)
-                config_error(ld, v, "carbon.providers must be a list, e.g. [uk, bundled]");
-            else
-                for (size_t i = 0; i < v->n; i++)
-                    parse_provider(ld, v->values[i], c);
-        }
-    }
+    config_key_defaults(ld, carbon_keys, c);
+    config_load_keys(ld, carbon_keys, root, "carbon", c);
+    const struct yd_node *v;
+    if ((v = yd_get(root, "default_zone")) && !carbondb_zone_valid(c->default_zone))
+        config_error(ld, v, "carbon.default_zone: '%s' is not a zone code (e.g. AT, DE)",
+                     c->default_zone);
+    if ((v = yd_get(root, "default_factor_set")) && !find_set(c, c->default_set))
+        config_error(ld, v, "default_factor_set: no factor set named '%s'", c->default_set);
+    replay_parse(ld, yd_get(root, "replay"), &c->replay);
     bool has_bundled = false;
     for (size_t i = 0; i < c->nproviders; i++)
         has_bundled |= c->providers[i].ops == &carbon_provider_bundled;
@@ -360,10 +341,8 @@ static void *carbon_config_parse(struct config_loader *ld, const struct yd_node 
             ps[c->nproviders++] = (struct carbon_provider_conf){.ops = &carbon_provider_bundled};
         }
     }
-    c->default_zone = strdup(zone);
-    c->default_set = strdup(set);
-    c->bundled_data =
-        data ? (*data ? config_resolve_path(ld, data) : strdup("")) : strdup(CASCA_DATA_DIR);
+    if (!c->bundled_data)
+        c->bundled_data = strdup(CASCA_DATA_DIR);
     return c;
 }
 
