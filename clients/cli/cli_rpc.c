@@ -4,37 +4,15 @@
 #include <signal.h>
 #include <string.h>
 
+#include "casca_err.h"
 #include "cli.h"
-
-/* gRPC status codes, by number. */
-static const char *const status_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
 
 #define STATUS_DEADLINE_EXCEEDED 4
 #define STATUS_UNAVAILABLE 14
 
 const char *cli_status_name(int code)
 {
-    if (code >= 0 && code < (int)(sizeof(status_names) / sizeof(status_names[0])))
-        return status_names[code];
-    return "UNKNOWN";
+    return casca_grpc_code_name(code);
 }
 
 int cli_exit_of_status(int code)

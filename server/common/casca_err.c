@@ -25,3 +25,30 @@ const char *casca_strerror(int err)
         return "unknown error";
     return messages[err];
 }
+
+static const char *const grpc_codes[] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+const char *casca_grpc_code_name(int code)
+{
+    if (code < 0 || code >= (int)(sizeof(grpc_codes) / sizeof(grpc_codes[0])))
+        return "UNKNOWN";
+    return grpc_codes[code];
+}

@@ -27,4 +27,7 @@ enum casca_err {
 /* Short English description of err, never NULL. */
 const char *casca_strerror(int err);
 
+/* The name of a gRPC status code ("NOT_FOUND" for 5), "UNKNOWN" for a number out of range. */
+const char *casca_grpc_code_name(int code);
+
 #endif

@@ -386,44 +386,39 @@ def test_grpc_publish_and_probes_pass_the_hooks(make_daemon, influxd):
     assert not query(d, "probe_success", telemetry_pb2.AGGREGATION_COUNT, now - 120, now + 60)
 
 
-def test_publish_answers_what_a_hook_could_not_store(make_daemon):
+def publish_to_dead_influxdb(make_daemon, topic):
+    """A daemon whose only publish hook (on topic) writes to an InfluxDB nobody listens on; the
+    error of one Publish, and the dead port and the daemon."""
     dead = free_port()
     d = make_daemon(f"""\
 server: {{log_level: info}}
 hooks:
   - name: only_influx
     bus: publish
-    topic: sensors
+    topic: "{topic}"
     connector: influxdb
     influxdb: {{url: "http://127.0.0.1:{dead}", database: casca, batch: 1, timeout: 500ms}}
 """)
     stub = telemetry_pb2_grpc.TelemetryServiceStub(d.channel())
     req = telemetry_pb2.PublishRequest(points=[telemetry_pb2.Point(series="x", value=1)])
-    # without tokens the caller is "local": no hook takes that topic
     with pytest.raises(grpc.RpcError) as e:
         stub.Publish(req, timeout=10)
-    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "no hook takes publish points on topic 'local'" in e.value.details()
-    assert "bus: publish" in e.value.details()
+    return e.value, dead, d
+
+
+def test_publish_answers_what_a_hook_could_not_store(make_daemon):
+    # without tokens the caller is "local": no hook takes that topic
+    err, _, _ = publish_to_dead_influxdb(make_daemon, "sensors")
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no hook takes publish points on topic 'local'" in err.details()
+    assert "bus: publish" in err.details()
 
 
 def test_publish_to_an_unreachable_influxdb_fails_without_leaking_it(make_daemon):
-    dead = free_port()
-    d = make_daemon(f"""\
-server: {{log_level: info}}
-hooks:
-  - name: only_influx
-    bus: publish
-    connector: influxdb
-    influxdb: {{url: "http://127.0.0.1:{dead}", database: casca, batch: 1, timeout: 500ms}}
-""")
-    stub = telemetry_pb2_grpc.TelemetryServiceStub(d.channel())
-    req = telemetry_pb2.PublishRequest(points=[telemetry_pb2.Point(series="x", value=1)])
-    with pytest.raises(grpc.RpcError) as e:
-        stub.Publish(req, timeout=10)
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "InfluxDB did not take the points" in e.value.details()
-    assert str(dead) not in e.value.details()  # a reporter never learns where points go
+    err, dead, d = publish_to_dead_influxdb(make_daemon, "")
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert "InfluxDB did not take the points" in err.details()
+    assert str(dead) not in err.details()  # a reporter never learns where points go
     assert wait_for(lambda: hooks_status(d)["only_influx"].errors == 1)
 
 
