@@ -19,6 +19,7 @@
 #include "health.h"
 #include "hooks.h"
 #include "log.h"
+#include "metrics.h"
 #include "probe.h"
 #include "reflection.h"
 #include "sections.h"
@@ -31,7 +32,7 @@
 const struct config_section *const cascad_config_sections[] = {
     &ctl_config_section,   &carbon_config_section,    &hooks_config_section,
     &probes_config_section, &telemetry_config_section, &slo_config_section,
-    NULL,
+    &http_config_section,  NULL,
 };
 
 extern const unsigned char casca_descriptor_set[];
@@ -99,17 +100,25 @@ static int open_store(struct daemon *d, const struct config *c, struct config_er
     return rc;
 }
 
+/* The PEM text of server.tls's certificate, key and client CA (NULL each when not set), for
+ * the gRPC and the HTTP listener; problems go to errs. */
+static void read_tls(const struct config *c, char *pems[3], struct config_errors *errs)
+{
+    const char *files[3] = {c->server.tls_cert, c->server.tls_key, c->server.tls_client_ca};
+    for (int i = 0; i < 3; i++) {
+        pems[i] = c->server.tls_cert && files[i] ? read_file(files[i]) : NULL;
+        if (c->server.tls_cert && files[i] && !pems[i])
+            add_error(errs, "cannot read %s: %s", files[i], strerror(errno));
+    }
+}
+
 static int listen_on(struct daemon *d, const struct config *c, struct config_errors *errs)
 {
     struct rpc_tls tls = {0};
-    char *pems[3] = {NULL, NULL, NULL};
-    if (c->server.tls_cert) {
-        const char *files[3] = {c->server.tls_cert, c->server.tls_key, c->server.tls_client_ca};
-        for (int i = 0; i < 3; i++)
-            if (files[i] && !(pems[i] = read_file(files[i])))
-                add_error(errs, "cannot read %s: %s", files[i], strerror(errno));
+    char *pems[3];
+    read_tls(c, pems, errs);
+    if (c->server.tls_cert)
         tls = (struct rpc_tls){pems[0], pems[1], pems[2], c->server.tls_require_client_cert};
-    }
     if (!errs->n)
         d->port = rpc_server_listen(d->rpc, c->server.listen, c->server.tls_cert ? &tls : NULL);
     for (int i = 0; i < 3; i++)
@@ -124,6 +133,32 @@ static int listen_on(struct daemon *d, const struct config *c, struct config_err
         return CASCA_ERR_UNAVAILABLE;
     }
     return CASCA_OK;
+}
+
+/* The HTTP listener (http.listen, off when absent): the same tokens, roles and TLS certificate
+ * as gRPC. Its handlers read the services, so it starts after them and stops before them. */
+static int open_http(struct daemon *d, const struct config *c, const struct rpc_options *opts,
+                     struct config_errors *errs)
+{
+    const char *listen = http_config_of(c)->listen;
+    if (!listen)
+        return CASCA_OK;
+    d->http_routes[0] = (struct http_route){"/metrics", "GET", RPC_ROLES_READ, metrics_handler, d};
+    struct http_options ho = {.listen = listen, .auth = opts->auth, .auth_arg = opts->auth_arg};
+    char *pems[3];
+    read_tls(c, pems, errs);
+    ho.cert_pem = pems[0];
+    ho.key_pem = pems[1];
+    ho.client_ca_pem = pems[2];
+    ho.require_client_cert = c->server.tls_require_client_cert;
+    char err[512] = "out of memory";
+    int rc = errs->n ? CASCA_ERR_IO
+                     : http_server_create(&ho, d->http_routes, 1, &d->http, err, sizeof(err));
+    if (rc && !errs->n)
+        add_error(errs, "%s", err);
+    for (int i = 0; i < 3; i++)
+        free(pems[i]);
+    return rc;
 }
 
 /* Probe results enter the ingest stage like published points (no one waits for them). */
@@ -215,7 +250,8 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
         daemon_close(d);
         return rc;
     }
-    if ((rc = listen_on(d, c, errs)) || (rc = rpc_server_start(d->rpc))) {
+    if ((rc = listen_on(d, c, errs)) || (rc = rpc_server_start(d->rpc)) ||
+        (rc = open_http(d, c, &opts, errs))) {
         daemon_close(d);
         return rc;
     }
@@ -223,6 +259,10 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     log_info("cascad", "casca %s serving on %s (port %d), data in %s, %s", CASCA_VERSION,
              c->server.listen, d->port, c->server.data_dir,
              auth_enabled(c) ? "bearer tokens required" : "no tokens: loopback only");
+    if (d->http)
+        log_info("cascad", "metrics at %s://%s/metrics (port %d)",
+                 c->server.tls_cert ? "https" : "http", http_config_of(c)->listen,
+                 http_server_port(d->http));
     *out = d;
     return CASCA_OK;
 }
@@ -242,6 +282,10 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
             rc = CASCA_ERR_CONFIG;
         } else {
             config_restart_warnings(cur, next, warnings);
+            const char *was = http_config_of(cur)->listen, *now = http_config_of(next)->listen;
+            if (!was != !now || (was && strcmp(was, now)))
+                add_error(warnings, "%s: http.listen changed: it takes effect at the next restart",
+                          d->config_path);
         }
         config_unref(cur);
     }
@@ -278,6 +322,7 @@ void daemon_close(struct daemon *d)
         return;
     if (d->health)
         health_set_serving(d->health, false);
+    http_server_destroy(d->http); /* its handlers read every part below */
     rpc_server_destroy(d->rpc); /* every call is over after this */
     ctl_stop(d->ctl); /* no re-read reaches the watches and sessions below after this */
     admin_destroy(d->admin);

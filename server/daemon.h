@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "http_server.h"
 
 struct daemon {
     char *config_path;
@@ -28,6 +29,8 @@ struct daemon {
     struct telemetry *telemetry; /* TelemetryService */
     struct slo_service *slo;     /* the SLO engine and SloService */
     struct agent *agent;         /* AgentService sessions, leases, trajectories */
+    struct http_server *http;    /* the HTTP listener (http.listen), or NULL */
+    struct http_route http_routes[1]; /* its routes: GET /metrics */
     int64_t started_ns; /* wall clock, ns since the epoch */
     int64_t started_mono_ns;
     int port; /* bound port */

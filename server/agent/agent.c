@@ -1347,6 +1347,20 @@ size_t agent_session_count(struct agent *a)
     return n;
 }
 
+void agent_session_modes(struct agent *a, size_t counts[AGENT_MODES])
+{
+    for (size_t m = 0; m < AGENT_MODES; m++)
+        counts[m] = 0;
+    if (!a) return;
+    pthread_mutex_lock(&a->lock);
+    for (struct sess *s = a->head; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (s->hello_done && !s->done && s->mode >= 0 && s->mode < AGENT_MODES) counts[s->mode]++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
 void agent_destroy(struct agent *a)
 {
     if (!a) return;

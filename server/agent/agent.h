@@ -69,6 +69,11 @@ bool agent_revoke(void *agent, struct rpc_ctx *ctx, int err, const char *why);
 /* Agent sessions open now (0 for NULL). Any thread. */
 size_t agent_session_count(struct agent *a);
 
+/* Open sessions by mode: counts[m] for casca.v1.AgentMode m (1 CONTROL, 2 SHADOW, 3 OBSERVE;
+ * 0 stays 0). Any thread; holds the session list's lock briefly. */
+#define AGENT_MODES 4
+void agent_session_modes(struct agent *a, size_t counts[AGENT_MODES]);
+
 /* AdminService handlers (admin.c registers them; a may be NULL before the module exists: the call
  * then ends with UNAVAILABLE). ListAgentSessions: unary, never blocks. ExportTrajectory: server
  * stream, blocks (RPC_BLOCKING). */

@@ -372,6 +372,25 @@ const char *carbon_default_zone(const struct config *cfg)
     return c && c->default_zone ? c->default_zone : "";
 }
 
+size_t carbon_zones(const struct config *cfg, const char **out, size_t max)
+{
+    const struct carbon_conf *c = conf_of(cfg);
+    size_t n = 0;
+    const char *first = carbon_default_zone(cfg);
+    if (*first && n < max)
+        out[n++] = first;
+    for (size_t p = 0; c && p < c->nproviders; p++)
+        for (size_t z = 0; z < c->providers[p].nzones; z++) {
+            const char *zone = c->providers[p].zones[z];
+            bool seen = false;
+            for (size_t i = 0; i < n && !seen; i++)
+                seen = !strcmp(out[i], zone);
+            if (!seen && n < max)
+                out[n++] = zone;
+        }
+    return n;
+}
+
 static int64_t mono_ms(void)
 {
     return casca_mono_ns() / CASCA_NS_PER_MS;

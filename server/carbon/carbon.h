@@ -70,6 +70,11 @@ int64_t carbon_replay_time(struct carbon *c, int64_t real_ns, double *speed, cha
 /* The default zone of cfg's carbon section ("AT"); valid while cfg is. Any thread. */
 const char *carbon_default_zone(const struct config *cfg);
 
+/* The zones cfg's carbon section names: the default zone first, then the zones routed to
+ * providers, each once; at most max into out (borrowed from cfg: valid while cfg is). Any
+ * thread. */
+size_t carbon_zones(const struct config *cfg, const char **out, size_t max);
+
 /* The carbon section: its top-level key, and its descriptor for config_load. */
 #define CARBON_CONFIG_KEYS "carbon"
 extern const struct config_section carbon_config_section;

@@ -21,6 +21,7 @@ struct config_loader {
     const char *file;
     char *dir; /* the file's directory, for relative paths */
     struct config_errors *errs;
+    const struct config *c; /* the snapshot being built */
 };
 
 static void add_line(struct config_errors *e, char *line)
@@ -590,6 +591,16 @@ static bool is_loopback(const char *listen)
     return false;
 }
 
+bool config_listen_is_loopback(const char *listen)
+{
+    return is_loopback(listen);
+}
+
+const struct config *config_loader_config(const struct config_loader *ld)
+{
+    return ld->c;
+}
+
 static void validate(struct config_loader *ld, const struct yd_doc *doc, struct config *c)
 {
     const struct yd_node *server = yd_get(doc->root, "server");
@@ -678,7 +689,7 @@ int config_load(const char *path, const struct config_overrides *ov,
             return CASCA_ERR_CONFIG;
         }
     c->path = strdup(path);
-    struct config_loader ld = {.file = path, .errs = errs};
+    struct config_loader ld = {.file = path, .errs = errs, .c = c};
     const char *slash = strrchr(path, '/');
     ld.dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
     config_key_defaults(&ld, root_keys, c);

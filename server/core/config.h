@@ -74,6 +74,13 @@ const char *config_loader_file(const struct config_loader *ld);
 size_t config_error_count(const struct config_loader *ld);
 /* p resolved against the config file's directory; malloc'ed, caller frees. */
 char *config_resolve_path(const struct config_loader *ld, const char *p);
+/* The snapshot being loaded, with server:, auth: and store: already read (before any section is
+ * parsed; --listen and --data-dir overrides come later). For a section's checks that depend on
+ * them (a listener that must be loopback without auth tokens). */
+const struct config *config_loader_config(const struct config_loader *ld);
+/* Whether listen ("host:port", "[v6]:port", "unix:path") accepts local connections only: a unix
+ * socket, "localhost", or a literal address in 127.0.0.0/8 or ::1. Pure. */
+bool config_listen_is_loopback(const char *listen);
 /* Value parsers shared by every section: NULL on success, else why the text is wrong. */
 const char *config_parse_uint(const char *s, uint64_t *out);
 const char *config_parse_size(const char *s, uint64_t *out);        /* 4096, 64MiB, 1GiB */

@@ -25,6 +25,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "pool.h"
 #include "rpc_methods.h"
@@ -70,6 +71,7 @@ struct rpc_ctx {
     size_t token_len;
     struct rpc_ctx *live_prev, *live_next; /* under srv->live_lock */
     bool listed;
+    int64_t arrived_ns; /* CLOCK_MONOTONIC, for the method's latency histogram */
 };
 
 /* A registered method: a row of its service's table, with its path and the service's state. */
@@ -77,6 +79,10 @@ struct rpc_method {
     char *path; /* "/casca.v1.AdminService/GetStatus" */
     const struct rpc_method_def *def;
     void *arg;
+    /* for rpc_server_method_stats: calls by status code and their latency (relaxed atomics) */
+    atomic_uint_fast64_t codes[RPC_STATUS_CODES];
+    atomic_uint_fast64_t latency[RPC_LATENCY_BUCKETS + 1];
+    atomic_uint_fast64_t latency_sum_ns;
 };
 
 struct method_slot {
@@ -404,6 +410,29 @@ unsigned rpc_send_pending(struct rpc_ctx *ctx)
     return n;
 }
 
+/* ---- per-method counters (rpc_server_method_stats) ---- */
+
+const double rpc_latency_bounds_s[RPC_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+/* Counts the call under its status and its time from arrival to now (its status decided). */
+static void count_method_call(struct rpc_ctx *ctx)
+{
+    struct rpc_method *m = (struct rpc_method *)ctx->method; /* its counters only */
+    int64_t ns = casca_mono_ns() - ctx->arrived_ns;
+    unsigned code = (unsigned)ctx->status;
+    if (code >= RPC_STATUS_CODES)
+        code = 2; /* UNKNOWN */
+    size_t b = 0;
+    while (b < RPC_LATENCY_BUCKETS && (double)ns > rpc_latency_bounds_s[b] * 1e9)
+        b++;
+    atomic_fetch_add_explicit(&m->codes[code], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->latency[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->latency_sum_ns, (uint64_t)(ns > 0 ? ns : 0),
+                              memory_order_relaxed);
+}
+
 /* Ends the call: the last message (may be NULL), then the status. Releases the service's ref. */
 static void finish_call(struct rpc_ctx *ctx, grpc_byte_buffer *last, int err, const char *text)
 {
@@ -424,6 +453,8 @@ static void finish_call(struct rpc_ctx *ctx, grpc_byte_buffer *last, int err, co
     }
     if (ctx->status != GRPC_STATUS_OK)
         atomic_fetch_add(&ctx->srv->calls_failed, 1);
+    if (ctx->method)
+        count_method_call(ctx);
     if (!ctx->send.busy && !ctx->send.broken && !atomic_load(&ctx->cancelled))
         start_send_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
@@ -741,6 +772,7 @@ static int authorize(struct rpc_ctx *ctx, char *why, size_t whylen)
 static void on_new_call(struct rpc_ctx *ctx)
 {
     struct rpc_server *srv = ctx->srv;
+    ctx->arrived_ns = casca_mono_ns();
     atomic_fetch_add(&srv->calls_total, 1);
     atomic_fetch_add(&srv->calls_active, 1);
 
@@ -1057,4 +1089,20 @@ void rpc_server_stats(const struct rpc_server *srv, struct rpc_stats *st)
     st->calls_total = atomic_load(&srv->calls_total);
     st->calls_active = atomic_load(&srv->calls_active);
     st->calls_failed = atomic_load(&srv->calls_failed);
+}
+
+void rpc_server_method_stats(const struct rpc_server *srv, rpc_method_stats_fn fn, void *arg)
+{
+    for (size_t i = 0; i < srv->table_size; i++) {
+        struct rpc_method *m = srv->table[i].m;
+        if (!m)
+            continue;
+        struct rpc_method_stats st = {.path = m->path};
+        for (size_t c = 0; c < RPC_STATUS_CODES; c++)
+            st.codes[c] = atomic_load_explicit(&m->codes[c], memory_order_relaxed);
+        for (size_t b = 0; b <= RPC_LATENCY_BUCKETS; b++)
+            st.latency[b] = atomic_load_explicit(&m->latency[b], memory_order_relaxed);
+        st.latency_sum_ns = atomic_load_explicit(&m->latency_sum_ns, memory_order_relaxed);
+        fn(arg, &st);
+    }
 }

@@ -142,6 +142,22 @@ void rpc_server_destroy(struct rpc_server *srv);
  * valid until destroy. Any thread after start. */
 size_t rpc_server_services(const struct rpc_server *srv, const char *const **names);
 void rpc_server_stats(const struct rpc_server *srv, struct rpc_stats *st);
+/* Per-method counters, for /metrics: calls by gRPC status code, and a latency histogram of the
+ * time from a call's arrival to its status being decided (for streams, the stream's life). */
+#define RPC_STATUS_CODES 17     /* grpc_status_code 0 (OK) .. 16 (UNAUTHENTICATED) */
+#define RPC_LATENCY_BUCKETS 14  /* upper bounds in rpc_latency_bounds_s, then +Inf */
+extern const double rpc_latency_bounds_s[RPC_LATENCY_BUCKETS];
+struct rpc_method_stats {
+    const char *path; /* "/casca.v1.SloService/ListSlos"; valid as long as the server */
+    uint64_t codes[RPC_STATUS_CODES];
+    uint64_t latency[RPC_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative; the last is +Inf */
+    uint64_t latency_sum_ns;
+};
+typedef void (*rpc_method_stats_fn)(void *arg, const struct rpc_method_stats *st);
+/* Calls fn once per registered method (in no particular order) with a snapshot of its counters
+ * (each counter read atomically, not all of them at one instant). Any thread after start; never
+ * blocks. */
+void rpc_server_method_stats(const struct rpc_server *srv, rpc_method_stats_fn fn, void *arg);
 /* After the tokens changed (a reload): every open stream authorised by a token that is gone, or
  * whose role may no longer call its method, is ended, UNAUTHENTICATED or PERMISSION_DENIED with
  * a message naming the token's name (never its secret). For each, fn (may be NULL) is asked

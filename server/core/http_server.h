@@ -1,0 +1,85 @@
+/* http_server: cascad's HTTP listener (the `http:` section), on nng's HTTP server: a table of
+ * routes (path, method, roles, handler), the same bearer tokens and roles as the gRPC API, and the
+ * same TLS certificate. Off unless http.listen is set.
+ *
+ * Every request is answered by the table: an unknown path 404, a known path with another method
+ * 405 (with Allow), then, when tokens are configured, no or a malformed Authorization header 401
+ * (with WWW-Authenticate), an unknown token 401, a role the route does not allow 403; each with a
+ * one-line text/plain body that says what to do. HEAD is answered like GET, without the body.
+ * Handlers run on the server's own worker threads (never on nng's), so they may block briefly
+ * (LMDB reads, a managed service's read with a deadline). */
+#ifndef CASCA_HTTP_SERVER_H
+#define CASCA_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rpc.h"
+
+struct config;
+
+/* ---- the `http:` section ----
+ *   http:
+ *     listen: 127.0.0.1:9464   # host:port; absent or "" = no HTTP listener (the default)
+ * Without auth.tokens the address must be loopback (like server.listen). With server.tls the
+ * listener speaks HTTPS with the same certificate (and client CA). */
+struct http_config {
+    char *listen; /* NULL: off */
+};
+#define HTTP_CONFIG_KEYS "http"
+extern const struct config_section http_config_section;
+/* The section of c (never NULL: an empty one when c has none). Valid while c is. Any thread. */
+const struct http_config *http_config_of(const struct config *c);
+
+/* ---- the server ---- */
+
+struct http_request {
+    const char *method; /* "GET"; HEAD requests come as "GET" (the body is dropped) */
+    const char *path;   /* without the query string: "/metrics" */
+    const char *query;  /* after '?', "" when none */
+    enum rpc_role role; /* the caller's (operator when no tokens are configured) */
+    const char *caller; /* the token's name, "local" without tokens */
+};
+
+struct http_response {
+    int status;               /* 200 unless the handler sets another */
+    const char *content_type; /* static text; "text/plain; charset=utf-8" by default */
+    char *body;               /* malloc'ed by the handler; the server frees it */
+    size_t len;
+};
+
+typedef void (*http_handler_fn)(void *arg, const struct http_request *req,
+                                struct http_response *res);
+
+struct http_route {
+    const char *path;   /* exact path, "/metrics" */
+    const char *method; /* "GET" */
+    unsigned roles;     /* RPC_ROLE_* that may call it (operator always may) */
+    http_handler_fn fn;
+    void *arg;
+};
+
+struct http_options {
+    const char *listen; /* host:port (port 0: any free one; see http_server_port) */
+    /* the TLS certificate chain and key (PEM text; NULL: plain HTTP), as for gRPC */
+    const char *cert_pem, *key_pem, *client_ca_pem;
+    bool require_client_cert;
+    rpc_auth_fn auth; /* NULL: no tokens, every caller is an operator named "local" */
+    void *auth_arg;
+    unsigned workers; /* handler threads, default 2 */
+};
+
+struct http_server;
+
+/* Listens and serves routes (n rows; the array must outlive the server). CASCA_OK and *out, or
+ * a casca_err with the reason in err (CASCA_ERR_UNAVAILABLE: the address is in use or not this
+ * host's; CASCA_ERR_INVALID: a bad address or TLS material). Main thread. */
+int http_server_create(const struct http_options *o, const struct http_route *routes, size_t n,
+                       struct http_server **out, char *err, size_t errlen);
+/* The bound port. Any thread. */
+int http_server_port(const struct http_server *s);
+/* Answers the requests being handled, closes every connection, stops the threads. No handler
+ * runs after it. Safe on NULL. Main thread. */
+void http_server_destroy(struct http_server *s);
+
+#endif
