@@ -20,6 +20,23 @@ foreach(rel google/protobuf/timestamp.proto google/protobuf/duration.proto googl
   list(APPEND PROTO_UNITS "${rel}|${PROTOBUF_INCLUDE}")
 endforeach()
 list(APPEND PROTO_UNITS "grpc/health/v1/health.proto|${CMAKE_SOURCE_DIR}/proto")
+# Prometheus remote_write (prometheus/*.proto, gogoproto options stripped)
+list(APPEND PROTO_UNITS "prometheus/types.proto|${CMAKE_SOURCE_DIR}/proto"
+     "prometheus/remote.proto|${CMAKE_SOURCE_DIR}/proto")
+# OTLP metrics, unchanged in proto/; protoc-c 1.4 does not take proto3 `optional` (a histogram's
+# sum, min, max), so the C is generated from a copy without the keyword: the wire format is the
+# same, only presence is lost (an absent sum reads as 0).
+set(OTLP_PROTOS common/v1/common.proto resource/v1/resource.proto metrics/v1/metrics.proto
+    collector/metrics/v1/metrics_service.proto)
+set(OTLP_C_SRC ${GEN_DIR}/otlp-src)
+foreach(rel ${OTLP_PROTOS})
+  set(src ${CMAKE_SOURCE_DIR}/proto/opentelemetry/proto/${rel})
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})
+  file(READ ${src} text)
+  string(REPLACE "optional double" "double" text "${text}")
+  file(WRITE ${OTLP_C_SRC}/opentelemetry/proto/${rel} "${text}")
+  list(APPEND PROTO_UNITS "opentelemetry/proto/${rel}|${OTLP_C_SRC}")
+endforeach()
 list(APPEND PROTO_UNITS "grpc/reflection/v1/reflection.proto|${GRPC_PROTO_INCLUDE}")
 
 set(PROTO_C_SOURCES)
@@ -32,7 +49,8 @@ foreach(unit ${PROTO_UNITS})
   set(out_h ${GEN_DIR}/${base}.pb-c.h)
   add_custom_command(
     OUTPUT ${out_c} ${out_h}
-    COMMAND ${PROTOC_C} --c_out=${GEN_DIR} -I${CMAKE_SOURCE_DIR}/proto -I${GRPC_PROTO_INCLUDE}
+    COMMAND ${PROTOC_C} --c_out=${GEN_DIR} -I${OTLP_C_SRC} -I${CMAKE_SOURCE_DIR}/proto
+            -I${GRPC_PROTO_INCLUDE}
             -I${PROTOBUF_INCLUDE} ${root}/${rel}
     DEPENDS ${root}/${rel}
     COMMENT "protoc-c ${rel}")
@@ -53,7 +71,8 @@ foreach(p ${CASCA_PROTOS})
   list(APPEND DESC_INPUTS ${rel})
 endforeach()
 list(APPEND DESC_INPUTS grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto
-     grpc/reflection/v1alpha/reflection.proto)
+     grpc/reflection/v1alpha/reflection.proto
+     opentelemetry/proto/collector/metrics/v1/metrics_service.proto)
 add_custom_command(
   OUTPUT ${DESC_FILE}
   COMMAND ${PROTOC} --include_imports --descriptor_set_out=${DESC_FILE}

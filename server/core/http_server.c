@@ -22,7 +22,8 @@
 #include "pool.h"
 
 #define TEXT "text/plain; charset=utf-8"
-#define MAX_BODY (64 * 1024) /* a request body is read and ignored; larger ones get 400 */
+/* nng reads a request's body before the route sees it; a larger one is answered 413 */
+#define MAX_BODY (16 * 1024 * 1024)
 
 /* ---- the `http:` section ---- */
 
@@ -158,6 +159,11 @@ static void run_job(void *arg)
     free(j);
 }
 
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return nng_http_req_get_header(req->native, name);
+}
+
 /* The roles a route allows, for a 403's message ("viewer, agent, operator"). */
 static void roles_text(unsigned roles, char *buf, size_t len)
 {
@@ -255,7 +261,11 @@ static void route(nng_aio *aio)
     j->route = r;
     snprintf(j->caller, sizeof(j->caller), "%s", caller);
     j->req = (struct http_request){
-        .method = r->method, .path = r->path, .query = j->query, .role = role, .caller = j->caller};
+        .method = r->method, .path = r->path, .query = j->query, .role = role, .caller = j->caller,
+        .native = req};
+    void *body = NULL;
+    nng_http_req_get_data(req, &body, &j->req.body_len);
+    j->req.body = j->req.body_len ? body : NULL;
     pthread_mutex_lock(&s->lock);
     int rc = s->stopping ? CASCA_ERR_UNAVAILABLE : pool_submit(s->pool, run_job, j);
     pthread_mutex_unlock(&s->lock);

@@ -39,7 +39,13 @@ struct http_request {
     const char *query;  /* after '?', "" when none */
     enum rpc_role role; /* the caller's (operator when no tokens are configured) */
     const char *caller; /* the token's name, "local" without tokens */
+    const void *body;   /* the request's body (POST), body_len bytes; NULL when empty */
+    size_t body_len;
+    void *native;       /* the server's request, for http_request_header */
 };
+
+/* The value of the request's header name (case-insensitive), or NULL. Handler only. */
+const char *http_request_header(const struct http_request *req, const char *name);
 
 struct http_response {
     int status;               /* 200 unless the handler sets another */
