@@ -227,6 +227,71 @@ static void publish(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     finish_unstored(ctx, rc, why);
 }
 
+/* -- other ways in (telemetry_submit) -- */
+
+struct submit {
+    struct telemetry *t;
+    size_t n;
+    telemetry_done_fn done;
+    void *arg;
+};
+
+static void submit_done(int err, const char *why, void *arg)
+{
+    struct submit *s = arg;
+    atomic_fetch_add(err ? &s->t->rejected : &s->t->accepted, s->n);
+    if (err) log_warn("telemetry", "a batch of %zu points was not stored: %s", s->n, why);
+    if (s->done) s->done(err, why, s->arg);
+    free(s);
+}
+
+int telemetry_submit(struct telemetry *t, const char *caller, struct tsdb_point *pts, size_t n,
+                     size_t *rejected, char *first_reject, size_t rejectlen,
+                     telemetry_done_fn done, void *arg, char *why, size_t whylen)
+{
+    *rejected = 0;
+    if (rejectlen) *first_reject = 0;
+    uint64_t max = max_publish(t);
+    if (n > max) {
+        atomic_fetch_add(&t->rejected, n);
+        snprintf(why, whylen,
+                 "%zu points in one request is over the limit of %llu (tsdb.max_publish_points):"
+                 " send smaller batches",
+                 n, (unsigned long long)max);
+        return CASCA_ERR_INVALID;
+    }
+    int64_t now = casca_wall_ns();
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        char bad[200];
+        if (tsdb_check_point(t->db, &pts[i], now, bad, sizeof(bad)) != CASCA_OK) {
+            if (!*rejected && rejectlen) snprintf(first_reject, rejectlen, "%s", bad);
+            ++*rejected;
+            continue;
+        }
+        pts[valid++] = pts[i];
+    }
+    atomic_fetch_add(&t->rejected, *rejected);
+    if (!valid) {
+        if (done) done(0, NULL, arg);
+        return CASCA_OK;
+    }
+    struct submit *s = malloc(sizeof(*s));
+    if (!s) {
+        atomic_fetch_add(&t->rejected, valid);
+        snprintf(why, whylen, "out of memory: retry with a smaller batch");
+        return CASCA_ERR_NOMEM;
+    }
+    *s = (struct submit){t, valid, done, arg};
+    int rc = hooks_submit(t->ingest, HOOK_SOURCE_PUBLISH, caller, pts, valid, submit_done, s, why,
+                          whylen);
+    if (rc != CASCA_OK) {
+        atomic_fetch_add(&t->rejected, valid);
+        free(s);
+    }
+    return rc;
+}
+
 /* -- PublishStream -- */
 
 struct stream {

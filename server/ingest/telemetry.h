@@ -41,6 +41,19 @@ void telemetry_destroy(struct telemetry *t);
 /* Points accepted and rejected by Publish and PublishStream since start. Any thread. */
 void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejected);
 
+/* The ingest path of Publish, for other ways in (remote_write, OTLP): drops the points of pts that
+ * tsdb_check_point refuses (counting them; the first reason in first_reject, "" when none;
+ * *rejected says how many), hands the rest to the ingest stage as Publish does (source "publish",
+ * topic caller) and counts them accepted when stored. done runs once (NULL: nobody waits), when
+ * they are stored or failed, possibly before this returns; at once with 0 when none was valid.
+ * Returns CASCA_OK when done will run; CASCA_ERR_INVALID when n is over tsdb.max_publish_points,
+ * or the ingest stage's refusal (hooks_submit), with a message for the caller in why. pts is
+ * reordered; its strings are borrowed. Any thread. */
+typedef void (*telemetry_done_fn)(int err, const char *why, void *arg);
+int telemetry_submit(struct telemetry *t, const char *caller, struct tsdb_point *pts, size_t n,
+                     size_t *rejected, char *first_reject, size_t rejectlen,
+                     telemetry_done_fn done, void *arg, char *why, size_t whylen);
+
 /* The work of Query without the call layer (the handler and the benchmark use it): validates req,
  * runs it against db with now as the default end, and fills *resp (owned by *arena, freed with
  * telemetry_arena_free even on error). On error returns a casca_err and a message for the caller
