@@ -11,7 +11,7 @@ packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
   libnng-dev liblmdb-dev libcurl4-openssl-dev libcmocka-dev
-  libyaml-dev libjansson-dev grpc-proto
+  libyaml-dev libjansson-dev libsnappy-dev grpc-proto
 )
 
 if [ "${1:-all}" != build ]; then
@@ -19,7 +19,7 @@ if [ "${1:-all}" != build ]; then
     lmdb-utils
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
     python3-numpy python3-torch
-    nghttp2-client valgrind influxdb prometheus
+    nghttp2-client valgrind influxdb prometheus prometheus-node-exporter
     jq
     clang libclang-rt-dev
     ffmpeg gnuplot-nox python3-yaml

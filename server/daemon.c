@@ -20,6 +20,7 @@
 #include "hooks.h"
 #include "log.h"
 #include "metrics.h"
+#include "remote_write.h"
 #include "probe.h"
 #include "reflection.h"
 #include "sections.h"
@@ -143,7 +144,12 @@ static int open_http(struct daemon *d, const struct config *c, const struct rpc_
     const char *listen = http_config_of(c)->listen;
     if (!listen)
         return CASCA_OK;
-    d->http_routes[0] = (struct http_route){"/metrics", "GET", RPC_ROLES_READ, metrics_handler, d};
+    const struct http_route routes[] = {
+        {"/metrics", "GET", RPC_ROLES_READ, metrics_handler, d},
+        {REMOTE_WRITE_PATH, "POST", RPC_ROLE_REPORTER, remote_write_handler, d->telemetry},
+    };
+    _Static_assert(sizeof(routes) == sizeof(d->http_routes), "daemon.h: http_routes[]");
+    memcpy(d->http_routes, routes, sizeof(routes));
     struct http_options ho = {.listen = listen, .auth = opts->auth, .auth_arg = opts->auth_arg};
     char *pems[3];
     read_tls(c, pems, errs);
@@ -153,7 +159,8 @@ static int open_http(struct daemon *d, const struct config *c, const struct rpc_
     ho.require_client_cert = c->server.tls_require_client_cert;
     char err[512] = "out of memory";
     int rc = errs->n ? CASCA_ERR_IO
-                     : http_server_create(&ho, d->http_routes, 1, &d->http, err, sizeof(err));
+                     : http_server_create(&ho, d->http_routes, sizeof(routes) / sizeof(routes[0]),
+                                          &d->http, err, sizeof(err));
     if (rc && !errs->n)
         add_error(errs, "%s", err);
     for (int i = 0; i < 3; i++)
@@ -161,12 +168,33 @@ static int open_http(struct daemon *d, const struct config *c, const struct rpc_
     return rc;
 }
 
-/* Probe results enter the ingest stage like published points (no one waits for them). */
+/* Probe results enter the ingest stage like published points (no one waits for them). A scraped
+ * page may hold samples the store refuses (a label too long): they are left out, so that one bad
+ * sample does not cost the batch. */
 static void probe_sink(void *arg, const char *probe, const struct tsdb_point *pts, size_t n)
 {
-    char why[256];
-    if (hooks_submit(arg, HOOK_SOURCE_PROBES, probe, pts, n, NULL, NULL, why, sizeof(why)))
+    struct daemon *d = arg;
+    struct tsdb_point *ok = malloc(n * sizeof(*ok));
+    if (!ok) {
+        log_warn("probe", "probe results of %s not stored: out of memory", probe);
+        return;
+    }
+    size_t kept = 0, refused = 0;
+    int64_t now = casca_wall_ns();
+    char why[256], first[200] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (tsdb_check_point(d->tsdb, &pts[i], now, why, sizeof(why)) == CASCA_OK)
+            ok[kept++] = pts[i];
+        else if (!refused++)
+            snprintf(first, sizeof(first), "%.60s: %.120s", pts[i].series, why);
+    }
+    if (refused)
+        log_warn("probe", "probe %s: %zu samples refused by the store, the first: %s", probe,
+                 refused, first);
+    if (kept && hooks_submit(d->hooks, HOOK_SOURCE_PROBES, probe, ok, kept, NULL, NULL, why,
+                             sizeof(why)))
         log_warn("probe", "probe results of %s not stored: %s", probe, why);
+    free(ok);
 }
 
 /* The gRPC server and the services on it, in dependency order. Each part is created the same
@@ -239,7 +267,7 @@ int daemon_open(struct daemon **out, const char *config_path, const struct confi
     char err[512] = "out of memory";
     if ((rc = hooks_create(config_section_of(c, &hooks_config_section), &henv, &d->hooks, err,
                            sizeof(err))) ||
-        (rc = probes_create(config_section_of(c, &probes_config_section), probe_sink, d->hooks,
+        (rc = probes_create(config_section_of(c, &probes_config_section), probe_sink, d,
                             &d->probes, err, sizeof(err)))) {
         add_error(errs, "%s", err);
         daemon_close(d);

@@ -30,7 +30,7 @@ struct daemon {
     struct slo_service *slo;     /* the SLO engine and SloService */
     struct agent *agent;         /* AgentService sessions, leases, trajectories */
     struct http_server *http;    /* the HTTP listener (http.listen), or NULL */
-    struct http_route http_routes[1]; /* its routes: GET /metrics */
+    struct http_route http_routes[2]; /* its routes: GET /metrics, POST /api/v1/write */
     int64_t started_ns; /* wall clock, ns since the epoch */
     int64_t started_mono_ns;
     int port; /* bound port */

@@ -120,7 +120,7 @@ static void respond(nng_aio *aio, int status, const char *type, const char *body
         snprintf(name, sizeof(name), "%.*s", (int)(colon - extra), extra);
         rv = nng_http_res_set_header(res, name, colon + 2);
     }
-    if (!rv) rv = nng_http_res_copy_data(res, body, len);
+    if (!rv && len) rv = nng_http_res_copy_data(res, body, len);
     if (rv) { /* out of memory: nng closes the connection */
         nng_http_res_free(res);
         nng_aio_finish(aio, rv);

@@ -1,6 +1,7 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "prom_text.h"
 #include "warnlimit.h"
 #include "yamldoc.h"
 
@@ -44,13 +46,38 @@ static uint64_t fingerprint(uint64_t h, const struct yd_node *n)
     return (h ^ '}') * 1099511628211ull;
 }
 
+/* scrape: true|false and match: [prefix, ...] */
+static void parse_scrape(struct config_loader *ld, const struct yd_node *n, struct probe_config *p)
+{
+    const struct yd_node *v = yd_get(n, "scrape");
+    const char *str = v ? scalar_of(ld, v, "probes.scrape") : "false";
+    if (str && strcmp(str, "true") && strcmp(str, "false"))
+        config_error(ld, v, "probe %s: scrape is true or false, not '%s'", p->name, str);
+    p->scrape = str && !strcmp(str, "true");
+    if (p->scrape && strcmp(p->method, "GET"))
+        config_error(ld, yd_get(n, "method"), "probe %s: a scrape probe reads the page: use GET",
+                     p->name);
+    if (!(v = yd_get(n, "match"))) return;
+    if (!p->scrape)
+        config_error(ld, v, "probe %s: match applies to scrape probes only: add scrape: true",
+                     p->name);
+    if (v->kind != YD_SEQ) {
+        config_error(ld, v, "probe %s: match is a list of metric name prefixes", p->name);
+        return;
+    }
+    if (!(p->match = calloc(v->n ? v->n : 1, sizeof(*p->match)))) return;
+    for (size_t i = 0; i < v->n; i++)
+        if ((str = scalar_of(ld, v->values[i], "probes.match[]")))
+            p->match[p->nmatch++] = strdup(str);
+}
+
 /* n is a map (probes_section_parse checked). */
 static void parse_probe(struct config_loader *ld, const struct yd_node *n, struct probes_section *s,
                         struct probe_config *p)
 {
     static const struct config_key keys[] = {
         {"name"},          {"url"},    {"method"}, {"period"}, {"timeout"},
-        {"expect_status"}, {"series"}, {"tags"},   {NULL}};
+        {"expect_status"}, {"series"}, {"tags"},   {"scrape"}, {"match"}, {NULL}};
     config_check_keys(ld, NULL, n, keys, "probes[]");
     const struct yd_node *v;
     const char *str;
@@ -95,6 +122,7 @@ static void parse_probe(struct config_loader *ld, const struct yd_node *n, struc
     p->time_series = strdup(str && *str ? str : "probe_response_ms");
     str = ok ? scalar_of(ld, ok, "series.success") : NULL;
     p->success_series = strdup(str && *str ? str : "probe_success");
+    parse_scrape(ld, n, p);
     const struct yd_node *tags = yd_get(n, "tags");
     if (tags && !is_null(tags) && tags->kind != YD_MAP)
         config_error(ld, tags, "probe %s: tags must be a map of tag: value", p->name);
@@ -148,6 +176,9 @@ static void probes_section_free(void *section)
             free((char *)p->tags[t].value);
         }
         free(p->tags);
+        for (size_t m = 0; m < p->nmatch; m++)
+            free(p->match[m]);
+        free(p->match);
     }
     free(s->probes);
     free(s);
@@ -160,6 +191,8 @@ const struct config_section probes_config_section = {
 };
 
 /* ---- running ---- */
+
+#define PROBE_MAX_PAGE (16u << 20) /* a scraped page over it fails the probe */
 
 struct probe {
     const struct probe_config *cfg;
@@ -188,15 +221,68 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_of
     return stop; /* non-zero aborts the transfer at shutdown */
 }
 
+/* The points of one scrape: every tag array is one run of tags[] (index first_tag). */
+struct scrape {
+    const struct probe_config *cfg;
+    int64_t time_ns;
+    struct tsdb_point *pts;
+    size_t n, cap;
+    struct tsdb_tag *tags;
+    size_t ntags, tags_cap;
+    size_t *first_tag, first_cap;
+    bool failed; /* out of memory */
+};
+
+static bool grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap) return true;
+    size_t cap2 = *cap ? *cap * 2 : 64;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *q = realloc(*p, cap2 * size);
+    if (!q) return false;
+    *p = q;
+    *cap = cap2;
+    return true;
+}
+
+static void scraped(void *arg, const char *name, const struct prom_text_label *labels, size_t n,
+                    double value, bool has_time, int64_t time_ms)
+{
+    struct scrape *sc = arg;
+    const struct probe_config *c = sc->cfg;
+    if (sc->failed || !isfinite(value)) return;
+    bool keep = !c->nmatch;
+    for (size_t m = 0; m < c->nmatch && !keep; m++)
+        keep = !strncmp(name, c->match[m], strlen(c->match[m]));
+    if (!keep) return;
+    if (!grow((void **)&sc->pts, &sc->cap, sc->n + 1, sizeof(*sc->pts)) ||
+        !grow((void **)&sc->first_tag, &sc->first_cap, sc->n + 1, sizeof(*sc->first_tag)) ||
+        !grow((void **)&sc->tags, &sc->tags_cap, sc->ntags + c->ntags + n, sizeof(*sc->tags))) {
+        sc->failed = true;
+        return;
+    }
+    sc->first_tag[sc->n] = sc->ntags;
+    memcpy(sc->tags + sc->ntags, c->tags, c->ntags * sizeof(*c->tags));
+    for (size_t i = 0; i < n; i++)
+        sc->tags[sc->ntags + c->ntags + i] = (struct tsdb_tag){
+            !strcmp(labels[i].name, "probe") ? "exported_probe" : labels[i].name, labels[i].value};
+    int64_t t = sc->time_ns;
+    if (has_time && time_ms >= 0 && time_ms <= INT64_MAX / 1000000) t = time_ms * 1000000;
+    sc->pts[sc->n++] = (struct tsdb_point){name, NULL, c->ntags + n, t, value};
+    sc->ntags += c->ntags + n;
+}
+
 static void probe_once(struct probe *p, CURL *curl)
 {
     const struct probe_config *c = p->cfg;
     struct casca_http_request req = {.method = c->method, .url = c->url,
                                      .timeout_ms = (long)c->timeout_ms};
+    struct casca_http_body body = {.max = PROBE_MAX_PAGE};
     long status = 0;
     char why[160];
     int64_t start_wall = casca_wall_ns(), start = casca_mono_ns();
-    int rc = casca_http_request(curl, &req, NULL, &status, why, sizeof(why));
+    int rc = casca_http_request(curl, &req, c->scrape ? &body : NULL, &status, why, sizeof(why));
     double ms = (double)(casca_mono_ns() - start) / 1e6;
     bool ok = rc == CASCA_OK &&
               (c->expect_status ? status == c->expect_status : status >= 200 && status < 400);
@@ -209,11 +295,36 @@ static void probe_once(struct probe *p, CURL *curl)
             log_warn("probe", "probe %s: %s %s answered HTTP %ld (expected %s)", c->name, c->method,
                      c->url, status, c->expect_status ? "that status" : "2xx or 3xx");
     }
-    struct tsdb_point pts[2] = {
+    struct scrape sc = {.cfg = c, .time_ns = start_wall};
+    if (ok && c->scrape && body.p) {
+        size_t bad = prom_text_parse(body.p, scraped, &sc, why, sizeof(why));
+        if (bad && warn_limit_allow(&p->warn, &left_out))
+            log_warn("probe", "probe %s: %zu %s of %s %s, the first at %s", c->name, bad,
+                     bad == 1 ? "line" : "lines", c->url,
+                     bad == 1 ? "is not a Prometheus sample" : "are not Prometheus samples", why);
+        if (sc.failed) log_warn("probe", "probe %s: out of memory: this scrape is lost", c->name);
+    }
+    if (sc.failed || !grow((void **)&sc.pts, &sc.cap, sc.n + 2, sizeof(*sc.pts))) {
+        sc.n = 0; /* the probe's own two points still go, from the stack */
+        free(sc.pts);
+        sc.pts = NULL;
+    }
+    for (size_t i = 0; i < sc.n; i++)
+        sc.pts[i].tags = sc.tags + sc.first_tag[i];
+    struct tsdb_point own[2] = {
         {c->time_series, c->tags, c->ntags, start_wall, ms},
         {c->success_series, c->tags, c->ntags, start_wall, ok ? 1.0 : 0.0},
     };
-    p->sink(p->sink_arg, c->name, pts, 2);
+    if (sc.pts) {
+        memcpy(sc.pts + sc.n, own, sizeof(own));
+        p->sink(p->sink_arg, c->name, sc.pts, sc.n + 2);
+    } else {
+        p->sink(p->sink_arg, c->name, own, 2);
+    }
+    free(sc.pts);
+    free(sc.tags);
+    free(sc.first_tag);
+    free(body.p);
 }
 
 static void *probe_thread(void *arg)

@@ -3,10 +3,17 @@
  * probe=NAME plus the configured tags, so an SLO such as "p90 of the response time over 5 min
  * below 100 ms" needs no change to the service. A failed request (refused, timed out, unexpected
  * status) records success 0 and the time it took (a timeout counts as the whole timeout), so
- * failures show in response-time quantiles too. One thread per probe; the `probes:` section. */
+ * failures show in response-time quantiles too. One thread per probe; the `probes:` section.
+ *
+ * A scrape probe (`scrape: true`) also reads the answer as a Prometheus /metrics page
+ * (prom_text.h) and records every sample, or those whose name starts with one of `match:`:
+ * series = the metric name, tags = the probe's tags and the sample's labels (a label named
+ * `probe` becomes `exported_probe`), time = the sample's timestamp or the scrape's start.
+ * Samples that are not finite (NaN, +Inf) are left out. */
 #ifndef CASCA_PROBE_H
 #define CASCA_PROBE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +32,9 @@ struct probe_config {
     char *success_series;  /* default "probe_success" */
     struct tsdb_tag *tags; /* probe=NAME first, then the configured ones */
     size_t ntags;
+    bool scrape;  /* read the answer as a Prometheus text page */
+    char **match; /* metric name prefixes to keep (scrape; none: every sample) */
+    size_t nmatch;
 };
 
 /* config_section_of(c, &probes_config_section) */

@@ -281,7 +281,8 @@ def store_state(d, token=None):
 def test_bad_requests_without_tokens(plain):
     before = store_state(plain)
     status, _, body = get(plain.http + "/nope")
-    assert status == 404 and body == "no such path /nope: cascad serves GET /metrics\n"
+    assert status == 404 and body == ("no such path /nope: cascad serves GET /metrics, POST "
+                                     "/api/v1/write\n")
     status, _, body = get(plain.http + "/metrics/x")
     assert status == 404
     for method in ("POST", "PUT", "DELETE"):

@@ -167,14 +167,19 @@ static void probe_config_errors(void **state)
     assert_null(load("probes:\n"
                      "  - {name: a, url: \"ftp://x\", period: soon}\n"
                      "  - {name: a, url: \"http://x\", method: POST, expect_status: 999, "
-                     "tags: {probe: x}}\n",
+                     "tags: {probe: x}}\n"
+                     "  - {name: s, url: \"http://x\", method: HEAD, scrape: true}\n"
+                     "  - {name: m, url: \"http://x\", match: [node_], scrape: yes}\n",
                      &errs));
     const char *want[] = {":2:20: probe a needs a url starting with http://",
                           ":2:39: probe a: period 'soon'",
                           ":3:12: duplicate probe name 'a'",
                           "method 'POST' is not one of: GET, HEAD",
                           "expect_status '999'",
-                          "the tag 'probe' is set to the probe's name"};
+                          "the tag 'probe' is set to the probe's name",
+                          ":4:40: probe s: a scrape probe reads the page: use GET",
+                          ":5:39: probe m: match applies to scrape probes only: add scrape: true",
+                          ":5:56: probe m: scrape is true or false, not 'yes'"};
     for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
         bool found = false;
         for (size_t i = 0; i < errs.n; i++)
