@@ -20,6 +20,7 @@
 #include "hooks.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "remote_write.h"
 #include "probe.h"
 #include "reflection.h"
@@ -209,7 +210,8 @@ static int open_services(struct daemon *d, struct config *c, const struct rpc_op
         (rc = reflection_create(d->rpc, casca_descriptor_set, casca_descriptor_set_size,
                                 &d->reflection, err, errlen)) ||
         (rc = admin_create(d->rpc, d, &d->admin, err, errlen)) ||
-        (rc = telemetry_create(d->rpc, d->live, d->tsdb, d->hooks, &d->telemetry, err, errlen)))
+        (rc = telemetry_create(d->rpc, d->live, d->tsdb, d->hooks, &d->telemetry, err, errlen)) ||
+        (rc = otlp_create(d->rpc, d->telemetry, &d->otlp, err, errlen)))
         return rc;
     if (!(d->ctl = ctl_create(c, d->audit))) /* NULL only without memory */
         return CASCA_ERR_NOMEM;
@@ -364,6 +366,7 @@ void daemon_close(struct daemon *d)
     probes_destroy(d->probes);
     hooks_destroy(d->hooks);
     config_unref(d->ingest_config);
+    otlp_destroy(d->otlp);
     telemetry_destroy(d->telemetry);
     tsdb_close(d->tsdb); /* after everything that writes points (hooks, probes, telemetry) */
     audit_close(d->audit);

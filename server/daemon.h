@@ -27,6 +27,7 @@ struct daemon {
     struct config *ingest_config; /* the snapshot the hooks and probes run with */
     struct tsdb *tsdb;           /* the time-series store (stores/tsdb.h) */
     struct telemetry *telemetry; /* TelemetryService */
+    struct otlp *otlp;           /* OTLP MetricsService (Export) */
     struct slo_service *slo;     /* the SLO engine and SloService */
     struct agent *agent;         /* AgentService sessions, leases, trajectories */
     struct http_server *http;    /* the HTTP listener (http.listen), or NULL */

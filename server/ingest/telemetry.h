@@ -48,7 +48,8 @@ void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejecte
  * they are stored or failed, possibly before this returns; at once with 0 when none was valid.
  * Returns CASCA_OK when done will run; CASCA_ERR_INVALID when n is over tsdb.max_publish_points,
  * or the ingest stage's refusal (hooks_submit), with a message for the caller in why. pts is
- * reordered; its strings are borrowed. Any thread. */
+ * reordered; its strings are borrowed. *rejected and first_reject are set before done runs.
+ * Any thread. */
 typedef void (*telemetry_done_fn)(int err, const char *why, void *arg);
 int telemetry_submit(struct telemetry *t, const char *caller, struct tsdb_point *pts, size_t n,
                      size_t *rejected, char *first_reject, size_t rejectlen,

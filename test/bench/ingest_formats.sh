@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Prometheus remote write into casca: points/s through POST /api/v1/write, against the same points
-# through TelemetryService.Publish, in one run.
-#   test/bench/remote_write.sh [BUILD_DIR]      (REQUESTS=2000 BATCH=1000 CONNECTIONS=2 REPEATS=3)
+# The same points into casca three ways, in one run: Prometheus remote write (POST /api/v1/write),
+# OTLP/gRPC (MetricsService/Export) and casca's own TelemetryService.Publish; points/s of each.
+#   test/bench/ingest_formats.sh [BUILD_DIR]    (REQUESTS=2000 BATCH=1000 CONNECTIONS=2 REPEATS=3)
 #
 # One request holds BATCH samples (10 series with job/instance labels, BATCH/10 samples each, in the
-# last minute): a snappy-compressed prometheus.WriteRequest (1.0) for remote write, the same points
-# as a PublishRequest for Publish. h2load (nghttp2-client) sends REQUESTS of each over CONNECTIONS
-# connections, one request in flight on each (remote write over HTTP/1.1 as Prometheus sends it,
-# Publish over HTTP/2 as gRPC clients do); cascad answers each once its points are committed
+# last minute): a snappy-compressed prometheus.WriteRequest (1.0), an ExportMetricsServiceRequest of
+# 10 gauges (the labels as point attributes), and a PublishRequest. h2load (nghttp2-client) sends
+# REQUESTS of each over CONNECTIONS connections, one request in flight on each (remote write over
+# HTTP/1.1 as Prometheus sends it, the gRPC calls over HTTP/2); cascad answers each once its points
+# are committed
 # (store.sync: periodic, the default). Every request carries the same points, so the store
 # replaces them (a later write wins): the work per point is the same as for new ones.
 # A benchmark, not a test: nothing fails.
@@ -40,6 +41,8 @@ PYTHONPATH=$stubs /usr/bin/python3 - "$work" "$batch" <<'PY'
 import struct, sys, time
 from prometheus import remote_pb2
 from casca.v1 import telemetry_pb2 as tm
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
+from opentelemetry.proto.common.v1 import common_pb2
 work, batch = sys.argv[1], int(sys.argv[2])
 
 def snappy(data):  # snappy's block format, literals only
@@ -55,8 +58,10 @@ def snappy(data):  # snappy's block format, literals only
     return bytes(out)
 
 now_ms = int(time.time() * 1000) - 60_000
-wr, pub = remote_pb2.WriteRequest(), tm.PublishRequest()
+wr, pub, otlp = remote_pb2.WriteRequest(), tm.PublishRequest(), ms.ExportMetricsServiceRequest()
+scope = otlp.resource_metrics.add().scope_metrics.add()
 for s in range(10):
+    gauge = scope.metrics.add(name="node_power_watts").gauge
     ts = wr.timeseries.add()
     for k, v in (("__name__", "node_power_watts"), ("instance", f"host-{s}"), ("job", "node")):
         ts.labels.add(name=k, value=v)
@@ -66,9 +71,13 @@ for s in range(10):
         p = pub.points.add(series="node_power_watts", value=30 + (i % 7),
                            tags={"instance": f"host-{s}", "job": "node"})
         p.time.FromMilliseconds(ms)
+        dp = gauge.data_points.add(as_double=30 + (i % 7), time_unix_nano=ms * 1_000_000)
+        for k, v in (("instance", f"host-{s}"), ("job", "node")):
+            dp.attributes.add(key=k, value=common_pb2.AnyValue(string_value=v))
 open(f"{work}/write.bin", "wb").write(snappy(wr.SerializeToString()))
-msg = pub.SerializeToString()
-open(f"{work}/publish.bin", "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+for name, m in (("publish", pub), ("otlp", otlp)):
+    msg = m.SerializeToString()
+    open(f"{work}/{name}.bin", "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
 PY
 
 # run NAME ARGS...: one h2load run; prints requests/s and points/s
@@ -89,12 +98,18 @@ publish() {
   run "Publish" -d "$work/publish.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
     "http://127.0.0.1:$port/casca.v1.TelemetryService/Publish"
 }
+otlp() {
+  run "OTLP Export" -d "$work/otlp.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+    "http://127.0.0.1:$port/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+}
 requests=200 write >/dev/null
+requests=200 otlp >/dev/null
 requests=200 publish >/dev/null
 echo "$(nproc) cores shared by cascad and h2load; $batch points per request, $conns connections"
 for r in $(seq "$repeats"); do
   echo "run $r:"
   write
+  otlp
   publish
 done
 grep -i "warn\|error" "$work/cascad.log" | head -5 || true

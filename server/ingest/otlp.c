@@ -1,0 +1,396 @@
+#include "otlp.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "casca_err.h"
+#include "clock.h"
+#include "telemetry.h"
+
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest ExportRequest;
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceResponse ExportResponse;
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsPartialSuccess PartialSuccess;
+typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+typedef Opentelemetry__Proto__Metrics__V1__Metric Metric;
+typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint NumberPoint;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HistogramPoint;
+typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
+
+#define NO_RECORDED_VALUE 1u /* DataPointFlags.FLAG_NO_RECORDED_VALUE_MASK */
+
+/* ---- conversion ---- */
+
+struct conv {
+    struct hook_batch *b;
+    int64_t now_ns;
+    size_t refused;
+    char *first;
+    size_t firstlen;
+    bool nomem;
+};
+
+static void refuse(struct conv *c, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void refuse(struct conv *c, size_t n, const char *fmt, ...)
+{
+    if (!c->refused && c->firstlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->first, c->firstlen, fmt, ap);
+        va_end(ap);
+    }
+    c->refused += n;
+}
+
+static char *arena_strdup(struct conv *c, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *p = hook_batch_alloc(c->b, len);
+    if (!p) {
+        c->nomem = true;
+        return NULL;
+    }
+    return memcpy(p, s, len);
+}
+
+/* v as text, shortest that reads back the same (le="0.25", not "0.25000000000000000"). */
+static const char *number_text(struct conv *c, double v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof(buf), "%.17g", v);
+    return arena_strdup(c, buf);
+}
+
+/* An attribute's value as a tag value, or NULL with the reason in *why. */
+static const char *attr_text(struct conv *c, const AnyValue *v, const char **why)
+{
+    char buf[32];
+    switch (v ? v->value_case : OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET) {
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+        return v->string_value;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+        return v->bool_value ? "true" : "false";
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+        snprintf(buf, sizeof(buf), "%lld", (long long)v->int_value);
+        return arena_strdup(c, buf);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+        return number_text(c, v->double_value);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET:
+        *why = "has no value";
+        return NULL;
+    default:
+        *why = "is an array, a map or bytes: casca tags are strings, numbers or bools";
+        return NULL;
+    }
+}
+
+/* The resource's tags followed by the point's attributes, with room for one more (le, quantile):
+ * *n set, or NULL (refused, with the reason counted; or out of memory). */
+struct tagset {
+    const struct tsdb_tag *tags;
+    size_t n;
+};
+
+static struct tsdb_tag *point_tags(struct conv *c, const struct tagset *res, const Metric *m,
+                                   KeyValue *const *attrs, size_t nattrs, size_t *n)
+{
+    struct tsdb_tag *t = hook_batch_alloc(c->b, (res->n + nattrs + 1) * sizeof(*t));
+    if (!t) {
+        c->nomem = true;
+        return NULL;
+    }
+    memcpy(t, res->tags, res->n * sizeof(*t));
+    *n = res->n;
+    for (size_t i = 0; i < nattrs; i++) {
+        const char *why = NULL, *value = attr_text(c, attrs[i]->value, &why);
+        if (!value) {
+            if (!c->nomem)
+                refuse(c, 1, "metric %.100s: attribute '%.100s' %s", m->name, attrs[i]->key, why);
+            return NULL;
+        }
+        size_t k = 0;
+        while (k < *n && strcmp(t[k].key, attrs[i]->key))
+            k++;
+        t[k] = (struct tsdb_tag){attrs[i]->key, value};
+        if (k == *n) ++*n;
+    }
+    return t;
+}
+
+static int64_t point_time(const struct conv *c, uint64_t unix_nano)
+{
+    /* past 2262 an int64 cannot hold it: let the store refuse it as too far ahead */
+    return !unix_nano ? c->now_ns : unix_nano > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)unix_nano;
+}
+
+static void add(struct conv *c, const char *series, const struct tsdb_tag *tags, size_t ntags,
+                int64_t t, double value)
+{
+    struct tsdb_point *p = hook_batch_add(c->b);
+    if (!p) {
+        c->nomem = true;
+        return;
+    }
+    *p = (struct tsdb_point){series, tags, ntags, t, value};
+}
+
+static const char *suffixed(struct conv *c, const char *name, const char *suffix)
+{
+    size_t a = strlen(name), b = strlen(suffix);
+    char *s = hook_batch_alloc(c->b, a + b + 1);
+    if (!s) {
+        c->nomem = true;
+        return NULL;
+    }
+    memcpy(s, name, a);
+    memcpy(s + a, suffix, b + 1);
+    return s;
+}
+
+static void number_points(struct conv *c, const struct tagset *res, const Metric *m,
+                          NumberPoint *const *pts, size_t n)
+{
+    for (size_t i = 0; i < n && !c->nomem; i++) {
+        const NumberPoint *p = pts[i];
+        if (p->flags & NO_RECORDED_VALUE) continue;
+        size_t nt;
+        const struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, &nt);
+        if (!tags) continue;
+        double v;
+        if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE)
+            v = p->as_double;
+        else if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT)
+            v = (double)p->as_int;
+        else {
+            refuse(c, 1, "metric %.100s: a data point has no value (as_double or as_int)", m->name);
+            continue;
+        }
+        add(c, m->name, tags, nt, point_time(c, p->time_unix_nano), v);
+    }
+}
+
+static void histogram_points(struct conv *c, const struct tagset *res, const Metric *m)
+{
+    const Opentelemetry__Proto__Metrics__V1__Histogram *h = m->histogram;
+    const char *count = suffixed(c, m->name, "_count"), *sum = suffixed(c, m->name, "_sum"),
+               *bucket = suffixed(c, m->name, "_bucket");
+    for (size_t i = 0; i < h->n_data_points && !c->nomem; i++) {
+        const HistogramPoint *p = h->data_points[i];
+        if (p->flags & NO_RECORDED_VALUE) continue;
+        if (p->n_bucket_counts && p->n_bucket_counts != p->n_explicit_bounds + 1) {
+            refuse(c, 1, "metric %.100s: a histogram point has %zu bucket counts for %zu bounds "
+                         "(it needs bounds + 1)",
+                   m->name, p->n_bucket_counts, p->n_explicit_bounds);
+            continue;
+        }
+        size_t nt;
+        struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, &nt);
+        if (!tags) continue;
+        int64_t t = point_time(c, p->time_unix_nano);
+        add(c, count, tags, nt, t, (double)p->count);
+        add(c, sum, tags, nt, t, p->sum);
+        uint64_t cumulative = 0;
+        for (size_t k = 0; k < p->n_bucket_counts && !c->nomem; k++) {
+            struct tsdb_tag *bt = hook_batch_alloc(c->b, (nt + 1) * sizeof(*bt));
+            const char *le = k < p->n_explicit_bounds ? number_text(c, p->explicit_bounds[k])
+                                                      : "+Inf";
+            if (!bt || !le) {
+                c->nomem = true;
+                break;
+            }
+            memcpy(bt, tags, nt * sizeof(*bt));
+            bt[nt] = (struct tsdb_tag){"le", le};
+            cumulative += p->bucket_counts[k];
+            add(c, bucket, bt, nt + 1, t, (double)cumulative);
+        }
+    }
+}
+
+static void summary_points(struct conv *c, const struct tagset *res, const Metric *m)
+{
+    const Opentelemetry__Proto__Metrics__V1__Summary *s = m->summary;
+    const char *count = suffixed(c, m->name, "_count"), *sum = suffixed(c, m->name, "_sum");
+    for (size_t i = 0; i < s->n_data_points && !c->nomem; i++) {
+        const SummaryPoint *p = s->data_points[i];
+        if (p->flags & NO_RECORDED_VALUE) continue;
+        size_t nt;
+        struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, &nt);
+        if (!tags) continue;
+        int64_t t = point_time(c, p->time_unix_nano);
+        add(c, count, tags, nt, t, (double)p->count);
+        add(c, sum, tags, nt, t, p->sum);
+        for (size_t k = 0; k < p->n_quantile_values && !c->nomem; k++) {
+            struct tsdb_tag *qt = hook_batch_alloc(c->b, (nt + 1) * sizeof(*qt));
+            const char *q = number_text(c, p->quantile_values[k]->quantile);
+            if (!qt || !q) {
+                c->nomem = true;
+                break;
+            }
+            memcpy(qt, tags, nt * sizeof(*qt));
+            qt[nt] = (struct tsdb_tag){"quantile", q};
+            add(c, m->name, qt, nt + 1, t, p->quantile_values[k]->value);
+        }
+    }
+}
+
+static void metric_points(struct conv *c, const struct tagset *res, const Metric *m)
+{
+    switch (m->data_case) {
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
+        number_points(c, res, m, m->gauge->data_points, m->gauge->n_data_points);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
+        if (m->sum->aggregation_temporality ==
+            OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_UNSPECIFIED) {
+            refuse(c, m->sum->n_data_points,
+                   "metric %.100s: a sum without aggregation_temporality (set cumulative or delta)",
+                   m->name);
+            break;
+        }
+        number_points(c, res, m, m->sum->data_points, m->sum->n_data_points);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+        histogram_points(c, res, m);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+        summary_points(c, res, m);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+        refuse(c, m->exponential_histogram->n_data_points,
+               "metric %.100s: exponential histograms are not supported: configure the exporter "
+               "for explicit-bucket histograms",
+               m->name);
+        break;
+    default:
+        refuse(c, 1, "metric %.100s has no data (gauge, sum, histogram or summary)", m->name);
+    }
+}
+
+int otlp_points(const ExportRequest *req, int64_t now_ns, struct hook_batch *b, size_t *refused,
+                char *first, size_t firstlen)
+{
+    struct conv c = {.b = b, .now_ns = now_ns, .first = first, .firstlen = firstlen};
+    if (firstlen) *first = 0;
+    for (size_t r = 0; r < req->n_resource_metrics && !c.nomem; r++) {
+        const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[r];
+        /* the resource's tags, once; an attribute that cannot be a tag is left out of them and
+         * refuses nothing (the points still say which service they come from) */
+        size_t na = rm->resource ? rm->resource->n_attributes : 0, n = 0;
+        struct tsdb_tag *tags = hook_batch_alloc(b, (na ? na : 1) * sizeof(*tags));
+        if (!tags) return CASCA_ERR_NOMEM;
+        for (size_t i = 0; i < na; i++) {
+            const KeyValue *kv = rm->resource->attributes[i];
+            const char *why, *value = attr_text(&c, kv->value, &why);
+            if (value) tags[n++] = (struct tsdb_tag){kv->key, value};
+        }
+        struct tagset res = {tags, n};
+        for (size_t s = 0; s < rm->n_scope_metrics && !c.nomem; s++)
+            for (size_t m = 0; m < rm->scope_metrics[s]->n_metrics && !c.nomem; m++)
+                metric_points(&c, &res, rm->scope_metrics[s]->metrics[m]);
+    }
+    *refused = c.refused;
+    return c.nomem ? CASCA_ERR_NOMEM : CASCA_OK;
+}
+
+/* ---- the service ---- */
+
+struct otlp {
+    struct telemetry *t;
+};
+
+/* One Export waiting for its points to be stored. */
+struct export {
+    struct rpc_ctx *ctx;
+    size_t refused;          /* by the conversion */
+    char first[256];
+    size_t rejected;         /* by the store's checks (telemetry_submit) */
+    char first_rejected[200];
+};
+
+static void answer(struct rpc_ctx *ctx, size_t refused, const char *first)
+{
+    ExportResponse resp = OPENTELEMETRY__PROTO__COLLECTOR__METRICS__V1__EXPORT_METRICS_SERVICE_RESPONSE__INIT;
+    PartialSuccess partial =
+        OPENTELEMETRY__PROTO__COLLECTOR__METRICS__V1__EXPORT_METRICS_PARTIAL_SUCCESS__INIT;
+    if (refused) {
+        partial.rejected_data_points = (int64_t)refused;
+        partial.error_message = (char *)first;
+        resp.partial_success = &partial;
+    }
+    rpc_reply(ctx, &resp.base);
+}
+
+static void stored(int err, const char *why, void *arg)
+{
+    struct export *e = arg;
+    if (err == CASCA_ERR_FULL)
+        rpc_finish(e->ctx, err, "%s: retry in a moment", why);
+    else if (err == CASCA_ERR_PRECONDITION)
+        rpc_finish(e->ctx, err, "%s: add a hook with bus: publish for it", why);
+    else if (err)
+        rpc_finish(e->ctx, err, "the points could not be stored: %s; retry later", why);
+    else
+        answer(e->ctx, e->refused + e->rejected, e->refused ? e->first : e->first_rejected);
+    free(e);
+}
+
+static void export_metrics(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+    struct otlp *o = rpc_method_arg(ctx);
+    const ExportRequest *req = (const ExportRequest *)msg;
+    struct export *e = calloc(1, sizeof(*e));
+    struct hook_batch b = {0};
+    if (!e || otlp_points(req, casca_wall_ns(), &b, &e->refused, e->first, sizeof(e->first))) {
+        free(e);
+        hook_batch_free(&b);
+        rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory: retry with a smaller batch");
+        return;
+    }
+    e->ctx = ctx;
+    char why[256] = "";
+    /* stored() may run, and free e, before this returns */
+    int rc = telemetry_submit(o->t, rpc_caller_name(ctx), b.pts, b.n, &e->rejected,
+                              e->first_rejected, sizeof(e->first_rejected), stored, e, why,
+                              sizeof(why));
+    hook_batch_free(&b); /* the ingest stage copied what it queued */
+    if (rc == CASCA_OK) return; /* stored() answers */
+    free(e);
+    if (rc == CASCA_ERR_INVALID)
+        rpc_finish(ctx, rc, "%s", why);
+    else
+        rpc_finish(ctx, rc, "the points could not be stored: %s", why);
+}
+
+static const struct rpc_method_def otlp_methods[] = {
+    RPC_METHOD("Export", opentelemetry__proto__collector__metrics__v1__export_metrics_service_request,
+               opentelemetry__proto__collector__metrics__v1__export_metrics_service_response,
+               RPC_UNARY, RPC_ROLE_REPORTER | RPC_ROLE_OPERATOR, 0, export_metrics),
+};
+
+int otlp_create(struct rpc_server *srv, struct telemetry *t, struct otlp **out, char *err,
+                size_t errlen)
+{
+    struct otlp *o = *out = calloc(1, sizeof(*o));
+    if (!o) {
+        snprintf(err, errlen, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
+    o->t = t;
+    int rc = rpc_server_add_service(
+        srv, &opentelemetry__proto__collector__metrics__v1__metrics_service__descriptor, NULL,
+        otlp_methods, RPC_NMETHODS(otlp_methods), o, err, errlen);
+    if (rc) {
+        free(o);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void otlp_destroy(struct otlp *o)
+{
+    free(o);
+}

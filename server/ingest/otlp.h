@@ -1,0 +1,49 @@
+/* otlp: the OpenTelemetry metrics receiver on cascad's gRPC port,
+ * opentelemetry.proto.collector.metrics.v1.MetricsService/Export (OTLP/gRPC; reporter and
+ * operator roles), so a service instrumented with an OpenTelemetry SDK, or a collector, exports
+ * straight into casca. Every data point becomes points that take Publish's path
+ * (telemetry_submit: the same checks, limit, counters and hooks; topic = the caller's token name):
+ *
+ *   gauge, sum        series = the metric's name, value as_double or as_int; a sum keeps what the
+ *                     exporter sent: cumulative (read it with aggregation: rate) or delta (sum);
+ *                     a sum without a temporality is refused, as the protocol says it must not
+ *                     be sent
+ *   histogram         <name>_count, <name>_sum and <name>_bucket with tag le (cumulative counts,
+ *                     "+Inf" last), as Prometheus names them
+ *   summary           <name>_count, <name>_sum and <name> with tag quantile
+ *   exponential
+ *   histogram         refused: configure the exporter for explicit-bucket histograms
+ *
+ * Tags: the resource's attributes, then the point's (a point's attribute replaces a resource's of
+ * the same key). Strings as they are; ints, doubles and bools as text; an array, map or bytes
+ * value refuses the point. Time: time_unix_nano (0: the time of receipt). A point flagged "no
+ * recorded value" is skipped. Refused points are counted in partial_success with the first
+ * reason; the rest are stored. The answer waits for them to be stored. */
+#ifndef CASCA_OTLP_H
+#define CASCA_OTLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hooks.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "rpc.h"
+
+struct telemetry;
+struct otlp;
+
+/* Registers MetricsService on srv (before rpc_server_start); t must outlive it. CASCA_OK and
+ * *out, or a casca_err with the reason in err. Main thread. */
+int otlp_create(struct rpc_server *srv, struct telemetry *t, struct otlp **out, char *err,
+                size_t errlen);
+/* After rpc_server_destroy. Safe on NULL. */
+void otlp_destroy(struct otlp *o);
+
+/* The conversion alone (the handler and the tests use it): appends req's points to b (strings
+ * in b's arena or borrowed from req). *refused counts the data points refused, the first reason in
+ * first ("" when none). CASCA_OK, or CASCA_ERR_NOMEM. Any thread. */
+int otlp_points(const Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req,
+                int64_t now_ns, struct hook_batch *b, size_t *refused, char *first,
+                size_t firstlen);
+
+#endif

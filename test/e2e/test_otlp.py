@@ -1,0 +1,190 @@
+"""The OTLP/gRPC metrics receiver end to end (issue 16, part 4): Export requests built from the
+official OpenTelemetry protos (no OpenTelemetry SDK is packaged in Debian 12) go to cascad's gRPC
+port; gauges, sums (cumulative and delta), histograms and summaries come back from Query with
+the resource's and the point's attributes as tags. Reporter and operator may export, agent and
+viewer may not; bad points are refused in partial_success with the first reason while the rest
+are stored; an undecodable or over-limit request is INVALID_ARGUMENT and stores nothing. The
+service is listed by server reflection."""
+import time
+
+import grpc
+import pytest
+
+from casca.v1 import telemetry_pb2 as tm
+from casca.v1 import telemetry_pb2_grpc as tm_grpc
+from grpc.reflection.v1 import reflection_pb2 as refl, reflection_pb2_grpc as refl_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as ms_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
+
+from test_metrics import OP, REP, TOKENS, VIEW
+
+AGENT = TOKENS["T_AGENT"]
+CUMULATIVE = m.AGGREGATION_TEMPORALITY_CUMULATIVE
+DELTA = m.AGGREGATION_TEMPORALITY_DELTA
+CONFIG = """\
+auth:
+  tokens:
+    - {name: ops, role: operator, token_env: T_OP}
+    - {name: dash, role: viewer, token_env: T_VIEW}
+    - {name: app, role: reporter, token_env: T_REP}
+    - {name: gds, role: agent, token_env: T_AGENT}
+tsdb: {max_publish_points: 50}
+"""
+
+
+def kv(key, **value):
+    return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(**value))
+
+
+def request(metrics, resource=(kv("service.name", string_value="transcoder"),
+                                kv("host.cpus", int_value=2))):
+    req = ms.ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend(resource)
+    rm.scope_metrics.add().metrics.extend(metrics)
+    return req
+
+
+def export(d, req, token=REP):
+    return ms_grpc.MetricsServiceStub(d.channel(token)).Export(req, timeout=10)
+
+
+def series(d):
+    r = tm_grpc.TelemetryServiceStub(d.channel(OP)).ListSeries(tm.ListSeriesRequest(), timeout=10)
+    return {(s.series, tuple(sorted(s.tags.items()))): s.points for s in r.series}
+
+
+def last_value(d, name, **tags):
+    req = tm.QueryRequest(series=name, tags=tags, aggregation=tm.AGGREGATION_LAST)
+    req.start.FromSeconds(int(time.time()) - 3600)
+    req.end.FromSeconds(int(time.time()) + 60)
+    r = tm_grpc.TelemetryServiceStub(d.channel(OP)).Query(req, timeout=10)
+    return [s.samples[0].value for s in r.series]
+
+
+@pytest.fixture
+def casca(make_daemon):
+    return make_daemon(CONFIG, env=TOKENS)
+
+
+def test_gauges_sums_histograms_summaries(casca):
+    now = time.time_ns()
+    fps = m.Metric(name="transcoding_fps", gauge=m.Gauge(data_points=[
+        m.NumberDataPoint(as_double=24.5, time_unix_nano=now - 10**9,
+                          attributes=[kv("client", string_value="w1")]),
+        m.NumberDataPoint(as_int=25, time_unix_nano=now,
+                          attributes=[kv("client", string_value="w1"),
+                                      kv("host.cpus", int_value=4)]),  # replaces the resource's
+    ]))
+    frames = m.Metric(name="frames_total", sum=m.Sum(
+        aggregation_temporality=CUMULATIVE, is_monotonic=True,
+        data_points=[m.NumberDataPoint(as_int=1200, time_unix_nano=now)]))
+    energy = m.Metric(name="energy_joules", sum=m.Sum(
+        aggregation_temporality=DELTA,
+        data_points=[m.NumberDataPoint(as_double=31.5, time_unix_nano=now,
+                                       attributes=[kv("gpu", bool_value=True),
+                                                   kv("ratio", double_value=0.25)])]))
+    latency = m.Metric(name="latency_seconds", histogram=m.Histogram(
+        aggregation_temporality=CUMULATIVE,
+        data_points=[m.HistogramDataPoint(count=10, sum=2.5, explicit_bounds=[0.1, 0.5],
+                                          bucket_counts=[3, 5, 2], time_unix_nano=now)]))
+    summary = m.Metric(name="rpc_seconds", summary=m.Summary(data_points=[m.SummaryDataPoint(
+        count=4, sum=1.0, time_unix_nano=now,
+        quantile_values=[m.SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=0.4)])]))
+    no_value = m.Metric(name="skipped", gauge=m.Gauge(data_points=[
+        m.NumberDataPoint(as_double=1, time_unix_nano=now, flags=1)]))  # no recorded value
+    r = export(casca, request([fps, frames, energy, latency, summary, no_value]))
+    assert not r.HasField("partial_success"), r
+    res = (("host.cpus", "2"), ("service.name", "transcoder"))
+    got = series(casca)
+    assert got[("transcoding_fps", (("client", "w1"), ("host.cpus", "2"),
+                                    ("service.name", "transcoder")))] == 1
+    assert got[("transcoding_fps", (("client", "w1"), ("host.cpus", "4"),
+                                    ("service.name", "transcoder")))] == 1
+    assert got[("frames_total", res)] == 1
+    assert got[("energy_joules", tuple(sorted(res + (("gpu", "true"), ("ratio", "0.25")))))] == 1
+    for le, count in (("0.1", 3), ("0.5", 8), ("+Inf", 10)):
+        assert last_value(casca, "latency_seconds_bucket", le=le) == [count]
+    assert last_value(casca, "latency_seconds_count") == [10]
+    assert last_value(casca, "latency_seconds_sum") == [2.5]
+    assert last_value(casca, "rpc_seconds", quantile="0.99") == [0.4]
+    assert last_value(casca, "rpc_seconds_count") == [4]
+    assert last_value(casca, "transcoding_fps", **{"host.cpus": "4"}) == [25]
+    assert last_value(casca, "frames_total") == [1200]
+    assert "skipped" not in {s for s, _ in got}
+    # an operator may export too; a point without a time gets the time of receipt
+    export(casca, request([m.Metric(name="op_gauge", gauge=m.Gauge(
+        data_points=[m.NumberDataPoint(as_double=1)]))], resource=()), OP)
+    assert last_value(casca, "op_gauge") == [1]
+
+
+def test_roles(casca):
+    req = request([m.Metric(name="g", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=1)]))])
+    for token in (VIEW, AGENT):
+        with pytest.raises(grpc.RpcError) as e:
+            export(casca, req, token)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as e:
+        export(casca, req, None)
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert series(casca) == {}
+
+
+def test_bad_points_refused_the_rest_stored(casca):
+    now = time.time_ns()
+    good = m.Metric(name="good", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=7)]))
+    bad = [
+        m.Metric(name="expo", exponential_histogram=m.ExponentialHistogram(
+            data_points=[m.ExponentialHistogramDataPoint(count=1)])),
+        m.Metric(name="no_temporality", sum=m.Sum(data_points=[m.NumberDataPoint(as_int=1)])),
+        m.Metric(name="list_attr", gauge=m.Gauge(data_points=[m.NumberDataPoint(
+            as_int=1, attributes=[kv("l", array_value=common_pb2.ArrayValue())])])),
+        m.Metric(name="no_value", gauge=m.Gauge(data_points=[m.NumberDataPoint()])),
+        m.Metric(name="nan", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_double=float("nan"))])),
+        m.Metric(name="old", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=1,
+                                                                          time_unix_nano=10**9)])),
+        m.Metric(name="bad_buckets", histogram=m.Histogram(
+            aggregation_temporality=CUMULATIVE, data_points=[m.HistogramDataPoint(
+                count=1, explicit_bounds=[1.0], bucket_counts=[1], time_unix_nano=now)])),
+        m.Metric(name="nothing"),
+    ]
+    r = export(casca, request([good] + bad))
+    assert r.partial_success.rejected_data_points == 8, r
+    assert r.partial_success.error_message == (
+        "metric expo: exponential histograms are not supported: configure the exporter for "
+        "explicit-bucket histograms")
+    assert {s for s, _ in series(casca)} == {"good"}
+    r = export(casca, request([bad[4]]))
+    assert r.partial_success.rejected_data_points == 1
+    assert r.partial_success.error_message == "the value is NaN: send finite numbers only"
+
+
+def test_bad_requests_store_nothing(casca):
+    before = series(casca)
+    many = m.Metric(name="many", gauge=m.Gauge(
+        data_points=[m.NumberDataPoint(as_int=i) for i in range(51)]))
+    with pytest.raises(grpc.RpcError) as e:
+        export(casca, request([many]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "51 points in one request is over the limit of 50 (tsdb.max_publish_points)" in \
+        e.value.details()
+    # bytes that are not an ExportMetricsServiceRequest
+    ch = casca.channel(REP)
+    raw = ch.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                         request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as e:
+        raw(b"\xff\xff\xff\xff garbage", timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    # an empty request is fine and stores nothing
+    assert not export(casca, ms.ExportMetricsServiceRequest()).HasField("partial_success")
+    assert series(casca) == before
+
+
+def test_listed_by_reflection(casca):
+    stub = refl_grpc.ServerReflectionStub(casca.channel(OP))
+    r = list(stub.ServerReflectionInfo(iter([refl.ServerReflectionRequest(list_services="")]),
+                                       timeout=10))
+    names = {s.name for s in r[0].list_services_response.service}
+    assert "opentelemetry.proto.collector.metrics.v1.MetricsService" in names
