@@ -20,6 +20,7 @@ if [ "${1:-all}" != build ]; then
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
     python3-numpy python3-torch
     nghttp2-client valgrind influxdb prometheus prometheus-node-exporter
+    chromium python3-websocket
     jq
     clang libclang-rt-dev
     ffmpeg gnuplot-nox python3-yaml

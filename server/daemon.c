@@ -19,6 +19,7 @@
 #include "health.h"
 #include "hooks.h"
 #include "log.h"
+#include "dashboard.h"
 #include "metrics.h"
 #include "otlp.h"
 #include "remote_write.h"
@@ -145,9 +146,20 @@ static int open_http(struct daemon *d, const struct config *c, const struct rpc_
     const char *listen = http_config_of(c)->listen;
     if (!listen)
         return CASCA_OK;
+    if (!(d->dashboard = dashboard_create(d))) {
+        add_error(errs, "out of memory");
+        return CASCA_ERR_NOMEM;
+    }
+    struct dashboard *db = d->dashboard;
     const struct http_route routes[] = {
         {"/metrics", "GET", RPC_ROLES_READ, metrics_handler, d},
         {REMOTE_WRITE_PATH, "POST", RPC_ROLE_REPORTER, remote_write_handler, d->telemetry},
+        {"/", "GET", RPC_ROLES_READ, dashboard_file, db, HTTP_PUBLIC},
+        {"/dashboard.js", "GET", RPC_ROLES_READ, dashboard_file, db, HTTP_PUBLIC},
+        {"/dashboard.css", "GET", RPC_ROLES_READ, dashboard_file, db, HTTP_PUBLIC},
+        {"/api/state", "GET", RPC_ROLES_READ, dashboard_state, db, HTTP_QUERY_TOKEN},
+        {"/events", "GET", RPC_ROLES_READ, NULL, db, HTTP_QUERY_TOKEN, dashboard_events,
+         DASHBOARD_MAX_STREAMS, dashboard_stream_count(db)},
     };
     _Static_assert(sizeof(routes) == sizeof(d->http_routes), "daemon.h: http_routes[]");
     memcpy(d->http_routes, routes, sizeof(routes));
@@ -353,6 +365,7 @@ void daemon_close(struct daemon *d)
     if (d->health)
         health_set_serving(d->health, false);
     http_server_destroy(d->http); /* its handlers read every part below */
+    dashboard_destroy(d->dashboard); /* its open event streams, after the listener */
     rpc_server_destroy(d->rpc); /* every call is over after this */
     ctl_stop(d->ctl); /* no re-read reaches the watches and sessions below after this */
     admin_destroy(d->admin);

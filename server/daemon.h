@@ -31,7 +31,8 @@ struct daemon {
     struct slo_service *slo;     /* the SLO engine and SloService */
     struct agent *agent;         /* AgentService sessions, leases, trajectories */
     struct http_server *http;    /* the HTTP listener (http.listen), or NULL */
-    struct http_route http_routes[2]; /* its routes: GET /metrics, POST /api/v1/write */
+    struct http_route http_routes[7]; /* its routes: /metrics, remote write, the dashboard */
+    struct dashboard *dashboard;      /* the page at / and its event feed */
     int64_t started_ns; /* wall clock, ns since the epoch */
     int64_t started_mono_ns;
     int port; /* bound port */

@@ -222,6 +222,7 @@ def effective_config(args, ports, out_dir, calibration, intensity):
         cfg = yaml.safe_load(f)
     cfg["server"]["listen"] = "127.0.0.1:%d" % ports["grpc"]
     cfg["bus"]["listen"] = ["tcp://127.0.0.1:%d" % ports["bus"]]
+    cfg.setdefault("http", {})["listen"] = "127.0.0.1:%d" % ports["dashboard"]
     for s in cfg["settings"]:  # every setting of the demo is a field of the service's endpoint
         hj = s["controller"].get("http_json")
         if hj:
@@ -533,7 +534,8 @@ class Demo:
         self.out = os.path.abspath(a.out or os.path.join(
             self.build, "demo", time.strftime("run-%Y%m%d-%H%M%S")))
         os.makedirs(self.out, exist_ok=True)
-        ports = {"grpc": free_port(), "bus": free_port(), "http": free_port()}
+        ports = {"grpc": free_port(), "bus": free_port(), "http": free_port(),
+                 "dashboard": free_port()}
         target = "127.0.0.1:%d" % ports["grpc"]
         mode = "simulated (fps = 4.2 x threads)" if a.simulate else "ffmpeg (real transcoding)"
         self.say("== casca media-streaming demo: %s, agent %s, %d s; run directory %s"
@@ -555,6 +557,8 @@ class Demo:
         self.channel = grpc.insecure_channel(target)
         self.wait_serving(cascad)
         self.say("== cascad serving on %s (config %s)" % (target, config))
+        self.say("== dashboard: http://127.0.0.1:%d/  (metrics: http://127.0.0.1:%d/metrics)"
+                 % (ports["dashboard"], ports["dashboard"]))
         ctl = control_pb2_grpc.ServiceControlStub(self.channel)
         slo = slo_pb2_grpc.SloServiceStub(self.channel)
         tele = telemetry_pb2_grpc.TelemetryServiceStub(self.channel)

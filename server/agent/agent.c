@@ -1361,6 +1361,28 @@ void agent_session_modes(struct agent *a, size_t counts[AGENT_MODES])
     pthread_mutex_unlock(&a->lock);
 }
 
+size_t agent_sessions(struct agent *a, struct agent_brief *out, size_t max)
+{
+    size_t n = 0;
+    if (!a) return 0;
+    pthread_mutex_lock(&a->lock);
+    for (struct sess *s = a->head; s && n < max; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (s->hello_done && !s->done) {
+            struct agent_brief *b = &out[n++];
+            snprintf(b->name, sizeof(b->name), "%s", s->name);
+            b->mode = s->mode;
+            b->since_ns = s->since_ns;
+            b->states_sent = s->states_sent;
+            b->actions_received = s->actions_received;
+            b->actions_applied = s->actions_applied;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
 void agent_destroy(struct agent *a)
 {
     if (!a) return;

@@ -43,6 +43,7 @@
 #ifndef CASCA_AGENT_H
 #define CASCA_AGENT_H
 
+#include "agent_logic.h"
 #include "rpc.h"
 
 struct ctl;
@@ -73,6 +74,17 @@ size_t agent_session_count(struct agent *a);
  * 0 stays 0). Any thread; holds the session list's lock briefly. */
 #define AGENT_MODES 4
 void agent_session_modes(struct agent *a, size_t counts[AGENT_MODES]);
+
+/* One open session, for the dashboard. */
+struct agent_brief {
+    char name[AGENT_NAME_MAX_LEN + 1];
+    int mode; /* casca.v1.AgentMode */
+    int64_t since_ns;
+    uint64_t states_sent, actions_received, actions_applied;
+};
+/* Up to max open sessions, oldest first, into out; returns how many. Any thread; holds the
+ * session list's lock briefly. */
+size_t agent_sessions(struct agent *a, struct agent_brief *out, size_t max);
 
 /* AdminService handlers (admin.c registers them; a may be NULL before the module exists: the call
  * then ends with UNAVAILABLE). ListAgentSessions: unary, never blocks. ExportTrajectory: server

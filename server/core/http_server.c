@@ -174,29 +174,59 @@ static void roles_text(unsigned roles, char *buf, size_t len)
                      rpc_role_name((enum rpc_role)r));
 }
 
-/* Checks the Authorization header: CASCA_OK with the role and caller's name, or the status to
- * answer (401, 403) after answering it. */
-static int authorize(struct http_server *s, nng_aio *aio, nng_http_req *req,
-                     const struct http_route *r, enum rpc_role *role, char *caller, size_t len)
+/* The value of ?token=... in query, percent-decoded into buf; NULL when absent. */
+static const char *query_token(const char *query, char *buf, size_t len)
 {
-    if (!s->auth) {
-        *role = RPC_ROLE_OPERATOR;
-        snprintf(caller, len, "local");
+    for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, "token=", 6)) continue;
+        size_t n = 0;
+        for (p += 6; *p && *p != '&' && n + 1 < len; p++) {
+            unsigned hex;
+            if (*p == '%' && sscanf(p + 1, "%2x", &hex) == 1) {
+                buf[n++] = (char)hex;
+                p += 2;
+            } else {
+                buf[n++] = *p == '+' ? ' ' : *p;
+            }
+        }
+        buf[n] = 0;
+        return buf;
+    }
+    return NULL;
+}
+
+/* Checks the Authorization header (or ?token= on routes that take it): CASCA_OK with the role and
+ * caller's name, or the status to answer (401, 403) after answering it. */
+static int authorize(struct http_server *s, nng_aio *aio, nng_http_req *req,
+                     const struct http_route *r, const char *query, enum rpc_role *role,
+                     char *caller, size_t len)
+{
+    if (!s->auth || (r->flags & HTTP_PUBLIC)) {
+        *role = s->auth ? RPC_ROLE_NONE : RPC_ROLE_OPERATOR;
+        snprintf(caller, len, s->auth ? "anonymous" : "local");
         return CASCA_OK;
     }
     static const char challenge[] = "WWW-Authenticate: Bearer realm=\"casca\"";
     const char *h = nng_http_req_get_header(req, "Authorization");
-    if (!h) {
-        respond_text(aio, 401, challenge,
-                     "missing credentials: send the header 'Authorization: Bearer <token>'");
+    char qbuf[512];
+    const char *token = NULL;
+    if (h) {
+        if (strncasecmp(h, "Bearer ", 7) || !h[7]) {
+            respond_text(aio, 401, challenge,
+                         "malformed Authorization header: send 'Authorization: Bearer <token>'");
+            return 401;
+        }
+        token = h + 7;
+    } else if (r->flags & HTTP_QUERY_TOKEN) {
+        token = query_token(query, qbuf, sizeof(qbuf));
+    }
+    if (!token) {
+        respond_text(aio, 401, challenge, "missing credentials: send the header 'Authorization: "
+                                          "Bearer <token>'%s",
+                     r->flags & HTTP_QUERY_TOKEN ? " (or add ?token=<token> to the address)" : "");
         return 401;
     }
-    if (strncasecmp(h, "Bearer ", 7) || !h[7]) {
-        respond_text(aio, 401, challenge,
-                     "malformed Authorization header: send 'Authorization: Bearer <token>'");
-        return 401;
-    }
-    if (s->auth(s->auth_arg, h + 7, strlen(h + 7), role, caller, len) != CASCA_OK) {
+    if (s->auth(s->auth_arg, token, strlen(token), role, caller, len) != CASCA_OK) {
         respond_text(aio, 401, challenge, "unknown bearer token: ask the operator for a token");
         return 401;
     }
@@ -208,6 +238,161 @@ static int authorize(struct http_server *s, nng_aio *aio, nng_http_req *req,
         return 403;
     }
     return CASCA_OK;
+}
+
+/* ---- streams (server-sent events) ---- */
+
+struct http_stream {
+    nng_http_conn *conn;
+    atomic_uint *count; /* the route's open streams, or NULL */
+    nng_aio *write_aio, *read_aio;
+    pthread_mutex_t lock;
+    bool writing, gone, closing;
+    char *out;       /* the bytes being written */
+    char *pending;   /* the next bytes to write (the latest replaces an earlier one) */
+    size_t pending_len;
+    char in[256];    /* what the client sends, read and dropped: a read error means it left */
+};
+
+static void stream_send_locked(struct http_stream *st, char *data, size_t len)
+{
+    free(st->out);
+    st->out = data;
+    st->writing = true;
+    nng_iov iov = {.iov_buf = data, .iov_len = len};
+    nng_aio_set_iov(st->write_aio, 1, &iov);
+    nng_http_conn_write_all(st->conn, st->write_aio);
+}
+
+static void stream_written(void *arg)
+{
+    struct http_stream *st = arg;
+    pthread_mutex_lock(&st->lock);
+    st->writing = false;
+    if (nng_aio_result(st->write_aio)) st->gone = true;
+    if (!st->gone && !st->closing && st->pending) {
+        char *data = st->pending;
+        st->pending = NULL;
+        stream_send_locked(st, data, st->pending_len);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void stream_read(void *arg)
+{
+    struct http_stream *st = arg;
+    pthread_mutex_lock(&st->lock);
+    if (nng_aio_result(st->read_aio)) {
+        st->gone = true;
+    } else if (!st->closing) {
+        nng_iov iov = {.iov_buf = st->in, .iov_len = sizeof(st->in)};
+        nng_aio_set_iov(st->read_aio, 1, &iov);
+        nng_http_conn_read(st->conn, st->read_aio);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+int http_stream_write(struct http_stream *st, const char *data, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (!copy) return CASCA_ERR_NOMEM;
+    memcpy(copy, data, len);
+    pthread_mutex_lock(&st->lock);
+    int rc = CASCA_OK;
+    if (st->gone || st->closing) {
+        free(copy);
+        rc = CASCA_ERR_UNAVAILABLE;
+    } else if (st->writing) {
+        free(st->pending);
+        st->pending = copy;
+        st->pending_len = len;
+    } else {
+        stream_send_locked(st, copy, len);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+bool http_stream_gone(struct http_stream *st)
+{
+    pthread_mutex_lock(&st->lock);
+    bool gone = st->gone;
+    pthread_mutex_unlock(&st->lock);
+    return gone;
+}
+
+void http_stream_close(struct http_stream *st)
+{
+    if (!st) return;
+    pthread_mutex_lock(&st->lock);
+    st->closing = true; /* the callbacks start nothing new */
+    pthread_mutex_unlock(&st->lock);
+    nng_aio_stop(st->write_aio);
+    nng_aio_stop(st->read_aio);
+    nng_http_conn_close(st->conn);
+    if (st->count) atomic_fetch_sub(st->count, 1);
+    nng_aio_free(st->write_aio);
+    nng_aio_free(st->read_aio);
+    pthread_mutex_destroy(&st->lock);
+    free(st->out);
+    free(st->pending);
+    free(st);
+}
+
+/* Takes the connection from nng's server, sends the event-stream headers and hands it to the
+ * route's taker. On nng's thread. */
+static void stream_start(struct http_server *s, nng_aio *aio, const struct http_route *r,
+                         const struct http_request *hr)
+{
+    (void)s;
+    nng_http_req *req = nng_aio_get_input(aio, 0);
+    nng_http_conn *conn = nng_aio_get_input(aio, 2);
+    if (r->max_streams && atomic_fetch_add(r->streams, 1) >= r->max_streams) {
+        atomic_fetch_sub(r->streams, 1);
+        respond_text(aio, 503, "Retry-After: 10",
+                     "%u event streams are open on %s, the most allowed: close one (a dashboard "
+                     "tab) or retry later",
+                     r->max_streams, r->path);
+        return;
+    }
+    struct http_stream *st = calloc(1, sizeof(*st));
+    if (!st || nng_aio_alloc(&st->write_aio, stream_written, st) ||
+        nng_aio_alloc(&st->read_aio, stream_read, st)) {
+        if (st) {
+            nng_aio_free(st->write_aio);
+            nng_aio_free(st->read_aio);
+        }
+        free(st);
+        if (r->max_streams) atomic_fetch_sub(r->streams, 1);
+        respond_text(aio, 503, "Retry-After: 1", "server out of memory; retry");
+        return;
+    }
+    if (nng_http_hijack(conn)) {
+        nng_aio_free(st->write_aio);
+        nng_aio_free(st->read_aio);
+        free(st);
+        if (r->max_streams) atomic_fetch_sub(r->streams, 1);
+        respond_text(aio, 503, "Retry-After: 1", "server is shutting down; retry later");
+        return;
+    }
+    st->conn = conn;
+    st->count = r->max_streams ? r->streams : NULL;
+    pthread_mutex_init(&st->lock, NULL);
+    nng_aio_set_output(aio, 0, NULL); /* hijacked: nng sends nothing */
+    nng_aio_finish(aio, 0);
+    static const char head[] = "HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/event-stream\r\n"
+                               "Cache-Control: no-store\r\n"
+                               "Connection: close\r\n"
+                               "X-Accel-Buffering: no\r\n\r\n";
+    http_stream_write(st, head, sizeof(head) - 1);
+    pthread_mutex_lock(&st->lock);
+    nng_iov iov = {.iov_buf = st->in, .iov_len = sizeof(st->in)};
+    nng_aio_set_iov(st->read_aio, 1, &iov);
+    nng_http_conn_read(conn, st->read_aio);
+    pthread_mutex_unlock(&st->lock);
+    r->stream(r->arg, hr, st);
+    nng_http_req_free(req); /* a hijacker disposes of the request */
 }
 
 /* nng's handler for every request (on an nng thread: must not block). */
@@ -228,7 +413,7 @@ static void route(nng_aio *aio)
             r = c;
     }
     if (!r && !path_known) {
-        char paths[256] = "";
+        char paths[512] = "";
         for (size_t i = 0; i < s->nroutes; i++)
             snprintf(paths + strlen(paths), sizeof(paths) - strlen(paths), "%s%s %s", i ? ", " : "",
                      s->routes[i].method, s->routes[i].path);
@@ -249,7 +434,14 @@ static void route(nng_aio *aio)
     }
     enum rpc_role role = RPC_ROLE_NONE;
     char caller[64];
-    if (authorize(s, aio, req, r, &role, caller, sizeof(caller)) != CASCA_OK) return;
+    const char *query = uri[plen] ? uri + plen + 1 : "";
+    if (authorize(s, aio, req, r, query, &role, caller, sizeof(caller)) != CASCA_OK) return;
+    if (r->stream) {
+        struct http_request hr = {.method = r->method, .path = r->path, .query = query,
+                                  .role = role, .caller = caller, .native = req};
+        stream_start(s, aio, r, &hr);
+        return;
+    }
     struct job *j = calloc(1, sizeof(*j));
     if (!j || !(j->query = strdup(uri[plen] ? uri + plen + 1 : ""))) {
         free(j);

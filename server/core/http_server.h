@@ -6,11 +6,13 @@
  * 405 (with Allow), then, when tokens are configured, no or a malformed Authorization header 401
  * (with WWW-Authenticate), an unknown token 401, a role the route does not allow 403; each with a
  * one-line text/plain body that says what to do. HEAD is answered like GET, without the body.
+ * A stream route's connection is handed to its taker once authorized (server-sent events).
  * Handlers run on the server's own worker threads (never on nng's), so they may block briefly
  * (LMDB reads, a managed service's read with a deadline). */
 #ifndef CASCA_HTTP_SERVER_H
 #define CASCA_HTTP_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -57,13 +59,42 @@ struct http_response {
 typedef void (*http_handler_fn)(void *arg, const struct http_request *req,
                                 struct http_response *res);
 
+/* A response that stays open (server-sent events): the server has sent the status line and
+ * headers (200, Content-Type: text/event-stream) and hands the connection over. */
+struct http_stream;
+/* Takes s (on one of nng's threads: must not block); from then on the taker writes to it and
+ * closes it. req is valid during the call only. */
+typedef void (*http_stream_fn)(void *arg, const struct http_request *req, struct http_stream *s);
+
+enum http_route_flags {
+    HTTP_PUBLIC = 1u << 0,      /* no token needed (static files that hold no data) */
+    HTTP_QUERY_TOKEN = 1u << 1, /* the token may also come as ?token=..., for what a browser
+                                   opens itself (EventSource cannot set headers) */
+};
+
 struct http_route {
     const char *path;   /* exact path, "/metrics" */
     const char *method; /* "GET" */
     unsigned roles;     /* RPC_ROLE_* that may call it (operator always may) */
-    http_handler_fn fn;
+    http_handler_fn fn; /* NULL for a stream route */
     void *arg;
+    unsigned flags;        /* enum http_route_flags */
+    http_stream_fn stream; /* set: a stream route (GET), answered by the taker */
+    /* a stream route: at most max_streams open at once (0: no limit), counted in *streams (the
+     * taker's, zeroed, living as long as its streams); one more is answered 503 */
+    unsigned max_streams;
+    atomic_uint *streams;
 };
+
+/* Queues len bytes of data (copied) to be written. CASCA_OK; CASCA_ERR_FULL while the previous
+ * write is still going out (a slow client: send the latest state next time); CASCA_ERR_UNAVAILABLE
+ * once the client has gone. Any thread. */
+int http_stream_write(struct http_stream *s, const char *data, size_t len);
+/* True once the client has closed the connection or a write failed. Any thread. */
+bool http_stream_gone(struct http_stream *s);
+/* Closes the connection and frees s, waiting for its write and read to stop. Not on nng's
+ * threads. */
+void http_stream_close(struct http_stream *s);
 
 struct http_options {
     const char *listen; /* host:port (port 0: any free one; see http_server_port) */

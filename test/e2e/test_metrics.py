@@ -282,7 +282,8 @@ def test_bad_requests_without_tokens(plain):
     before = store_state(plain)
     status, _, body = get(plain.http + "/nope")
     assert status == 404 and body == ("no such path /nope: cascad serves GET /metrics, POST "
-                                     "/api/v1/write\n")
+                                     "/api/v1/write, GET /, GET /dashboard.js, GET "
+                                     "/dashboard.css, GET /api/state, GET /events\n")
     status, _, body = get(plain.http + "/metrics/x")
     assert status == 404
     for method in ("POST", "PUT", "DELETE"):
