@@ -138,6 +138,20 @@ static void add(struct conv *c, const char *series, const struct tsdb_tag *tags,
     *p = (struct tsdb_point){series, tags, ntags, t, value};
 }
 
+/* A point with tags plus key=value (le, quantile); value NULL: out of memory already. */
+static void add_tagged(struct conv *c, const char *series, const struct tsdb_tag *tags, size_t nt,
+                       const char *key, const char *value, int64_t t, double v)
+{
+    struct tsdb_tag *more = value ? hook_batch_alloc(c->b, (nt + 1) * sizeof(*more)) : NULL;
+    if (!more) {
+        c->nomem = true;
+        return;
+    }
+    memcpy(more, tags, nt * sizeof(*more));
+    more[nt] = (struct tsdb_tag){key, value};
+    add(c, series, more, nt + 1, t, v);
+}
+
 static const char *suffixed(struct conv *c, const char *name, const char *suffix)
 {
     size_t a = strlen(name), b = strlen(suffix);
@@ -195,17 +209,10 @@ static void histogram_points(struct conv *c, const struct tagset *res, const Met
         add(c, sum, tags, nt, t, p->sum);
         uint64_t cumulative = 0;
         for (size_t k = 0; k < p->n_bucket_counts && !c->nomem; k++) {
-            struct tsdb_tag *bt = hook_batch_alloc(c->b, (nt + 1) * sizeof(*bt));
             const char *le = k < p->n_explicit_bounds ? number_text(c, p->explicit_bounds[k])
                                                       : "+Inf";
-            if (!bt || !le) {
-                c->nomem = true;
-                break;
-            }
-            memcpy(bt, tags, nt * sizeof(*bt));
-            bt[nt] = (struct tsdb_tag){"le", le};
             cumulative += p->bucket_counts[k];
-            add(c, bucket, bt, nt + 1, t, (double)cumulative);
+            add_tagged(c, bucket, tags, nt, "le", le, t, (double)cumulative);
         }
     }
 }
@@ -224,15 +231,8 @@ static void summary_points(struct conv *c, const struct tagset *res, const Metri
         add(c, count, tags, nt, t, (double)p->count);
         add(c, sum, tags, nt, t, p->sum);
         for (size_t k = 0; k < p->n_quantile_values && !c->nomem; k++) {
-            struct tsdb_tag *qt = hook_batch_alloc(c->b, (nt + 1) * sizeof(*qt));
             const char *q = number_text(c, p->quantile_values[k]->quantile);
-            if (!qt || !q) {
-                c->nomem = true;
-                break;
-            }
-            memcpy(qt, tags, nt * sizeof(*qt));
-            qt[nt] = (struct tsdb_tag){"quantile", q};
-            add(c, m->name, qt, nt + 1, t, p->quantile_values[k]->value);
+            add_tagged(c, m->name, tags, nt, "quantile", q, t, p->quantile_values[k]->value);
         }
     }
 }
