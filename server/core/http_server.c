@@ -105,6 +105,72 @@ struct job {
     char caller[64];
 };
 
+/* ---- answers to clients that close ----
+ * nng 1.5's TLS layer reports a write done once it has encrypted it, and its server closes a
+ * connection the client asked to close ("Connection: close", HTTP/1.0) right then: the end of an
+ * HTTPS answer could be lost. Such answers are written here instead, on the connection taken from
+ * the server, which is closed once the client has closed its end (it has read everything) or
+ * LINGER_MS later. */
+
+#define LINGER_MS 5000
+
+struct closing_answer {
+    nng_http_conn *conn;
+    nng_http_req *req;
+    nng_http_res *res;
+    nng_aio *aio;
+    bool written;
+    char in[64];
+};
+
+static void linger_done(void *arg)
+{
+    struct closing_answer *l = arg;
+    if (!l->written && !nng_aio_result(l->aio)) { /* written: wait for the client to close */
+        l->written = true;
+        nng_iov iov = {.iov_buf = l->in, .iov_len = sizeof(l->in)};
+        nng_aio_set_iov(l->aio, 1, &iov);
+        nng_aio_set_timeout(l->aio, LINGER_MS);
+        nng_http_conn_read(l->conn, l->aio);
+        return;
+    }
+    nng_http_conn_close(l->conn);
+    nng_http_res_free(l->res);
+    nng_http_req_free(l->req);
+    nng_aio_reap(l->aio);
+    free(l);
+}
+
+static bool closes(nng_http_req *req)
+{
+    const char *c = nng_http_req_get_header(req, "Connection");
+    if (!strcmp(nng_http_req_get_version(req), "HTTP/1.0"))
+        return !c || !strcasestr(c, "keep-alive");
+    return c && strcasestr(c, "close");
+}
+
+/* Writes res itself when the server is HTTPS and the client closes after it; false: nng's server
+ * should send it (res untouched). */
+static bool linger_send(nng_aio *aio, nng_http_res *res)
+{
+    struct http_server *s = nng_http_handler_get_data(nng_aio_get_input(aio, 1));
+    nng_http_req *req = nng_aio_get_input(aio, 0);
+    nng_http_conn *conn = nng_aio_get_input(aio, 2);
+    if (!s->tls || !closes(req)) return false;
+    struct closing_answer *l = calloc(1, sizeof(*l));
+    if (!l || nng_aio_alloc(&l->aio, linger_done, l) ||
+        nng_http_res_set_header(res, "Connection", "close") || nng_http_hijack(conn)) {
+        if (l) nng_aio_free(l->aio);
+        free(l);
+        return false;
+    }
+    *l = (struct closing_answer){.conn = conn, .req = req, .res = res, .aio = l->aio};
+    nng_aio_set_output(aio, 0, NULL); /* taken: nng's server sends nothing */
+    nng_aio_finish(aio, 0);
+    nng_http_conn_write_res(conn, res, l->aio);
+    return true;
+}
+
 /* Completes aio with a response (extra: one more header, "Name: value", or NULL). */
 static void respond(nng_aio *aio, int status, const char *type, const char *body, size_t len,
                     const char *extra)
@@ -126,6 +192,7 @@ static void respond(nng_aio *aio, int status, const char *type, const char *body
         nng_aio_finish(aio, rv);
         return;
     }
+    if (linger_send(aio, res)) return;
     nng_aio_set_output(aio, 0, res);
     nng_aio_finish(aio, 0);
 }

@@ -30,7 +30,9 @@ def d(make_daemon, tmp_path):
 def test_proto_dir_alone_generates_a_complete_client(d, tmp_path):
     out = tmp_path / "gen"
     out.mkdir()
-    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    # casca's API and health; the vendored Prometheus and OTLP protos are for what casca receives
+    protos = sorted(str(p.relative_to(ROOT / "proto"))
+                    for top in ("casca", "grpc") for p in (ROOT / "proto" / top).rglob("*.proto"))
     assert "grpc/health/v1/health.proto" in protos
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "proto"),
                     "--python_out", str(out), "--grpc_python_out", str(out), *protos],

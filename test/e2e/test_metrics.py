@@ -382,6 +382,11 @@ def test_https_with_server_tls(make_daemon, tmp_path):
             return None
     body = wait_for(fetch, 60 if SANITIZED else 20)
     assert body and "casca_build_info" in body, d.output()
+    # urllib asks to close after each answer: over TLS every answer still arrives whole
+    for _ in range(20):
+        with urllib.request.urlopen(f"https://localhost:{port}/metrics", context=ctx,
+                                    timeout=10) as r:
+            assert "casca_rpc_calls_active" in r.read().decode()
     with pytest.raises(OSError):  # plain HTTP is not served on the HTTPS port
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
 
