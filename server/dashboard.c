@@ -346,11 +346,20 @@ char *dashboard_state_json(struct dashboard *db)
 
 /* ---- the feed ---- */
 
+static uint64_t config_generation_of(struct dashboard *db)
+{
+    struct config *c = config_live_get(db->d->live);
+    uint64_t g = c->generation;
+    config_unref(c);
+    return g;
+}
+
 static void *feed(void *arg)
 {
     struct dashboard *db = arg;
     char *last = NULL;
     int64_t last_write = casca_mono_ns();
+    uint64_t checked_generation = config_generation_of(db);
     pthread_mutex_lock(&db->lock);
     while (!db->stop) {
         if (!db->nclients) {
@@ -371,20 +380,24 @@ static void *feed(void *arg)
             free(state);
         }
         int64_t now = casca_mono_ns();
+        /* the heartbeat is the state again: a write waiting behind a slow client's is replaced
+         * by the next one, and must not be replaced by less than a state */
         bool beat = now - last_write >= HEARTBEAT_NS;
+        uint64_t generation = config_generation_of(db);
+        bool recheck = generation != checked_generation;
+        checked_generation = generation;
         pthread_mutex_lock(&db->lock);
         for (size_t i = 0; i < db->nclients;) {
             struct client *c = &db->clients[i];
-            if (http_stream_gone(c->s)) { /* the page was closed */
+            /* the page was closed, or a reload took its token away */
+            if (http_stream_gone(c->s) || (recheck && !http_stream_allowed(c->s))) {
                 http_stream_close(c->s);
                 db->clients[i] = db->clients[--db->nclients];
                 continue;
             }
-            if (msg && (changed || !c->fed)) {
+            if (msg && (changed || beat || !c->fed)) {
                 http_stream_write(c->s, msg, strlen(msg));
                 c->fed = true;
-            } else if (beat) {
-                http_stream_write(c->s, ": keepalive\n\n", 13);
             }
             i++;
         }

@@ -4,8 +4,8 @@
  * setting's value and its last changes from the audit log (who, when, old -> new, outcome); the
  * default zone's grid intensity for the next 24 hours with the best 3-hour window; and the open
  * agent sessions with their mode and last action. GET /api/state answers it once; GET /events
- * (server-sent events) pushes it whenever it changes, checked every 250 ms, with a heartbeat
- * comment every 15 s. The page (server/web/, compiled in) draws it; it needs nothing from the
+ * (server-sent events) pushes it whenever it changes, checked every 250 ms, and again every 15 s
+ * as a heartbeat; a reload that removes a page's token (or its role) closes its stream. The page (server/web/, compiled in) draws it; it needs nothing from the
  * internet.
  *
  * Privacy: SLOs and settings by public id, sessions by agent name, changes by caller name; no

@@ -22,8 +22,9 @@
 #include "pool.h"
 
 #define TEXT "text/plain; charset=utf-8"
-/* nng reads a request's body before the route sees it; a larger one is answered 413 */
-#define MAX_BODY (16 * 1024 * 1024)
+/* nng reads a request's body before the route (and its token check) sees it: nng answers a
+ * larger one 400 itself. As gRPC's largest message; a remote-write batch is a few hundred kB. */
+#define MAX_BODY (4 * 1024 * 1024)
 
 /* ---- the `http:` section ---- */
 
@@ -266,8 +267,9 @@ static const char *query_token(const char *query, char *buf, size_t len)
  * caller's name, or the status to answer (401, 403) after answering it. */
 static int authorize(struct http_server *s, nng_aio *aio, nng_http_req *req,
                      const struct http_route *r, const char *query, enum rpc_role *role,
-                     char *caller, size_t len)
+                     char *caller, size_t len, char *used, size_t usedlen)
 {
+    *used = 0;
     if (!s->auth || (r->flags & HTTP_PUBLIC)) {
         *role = s->auth ? RPC_ROLE_NONE : RPC_ROLE_OPERATOR;
         snprintf(caller, len, s->auth ? "anonymous" : "local");
@@ -293,6 +295,7 @@ static int authorize(struct http_server *s, nng_aio *aio, nng_http_req *req,
                      r->flags & HTTP_QUERY_TOKEN ? " (or add ?token=<token> to the address)" : "");
         return 401;
     }
+    snprintf(used, usedlen, "%s", token);
     if (s->auth(s->auth_arg, token, strlen(token), role, caller, len) != CASCA_OK) {
         respond_text(aio, 401, challenge, "unknown bearer token: ask the operator for a token");
         return 401;
@@ -312,6 +315,10 @@ static int authorize(struct http_server *s, nng_aio *aio, nng_http_req *req,
 struct http_stream {
     nng_http_conn *conn;
     atomic_uint *count; /* the route's open streams, or NULL */
+    rpc_auth_fn auth;   /* NULL: no tokens */
+    void *auth_arg;
+    unsigned roles;
+    char *token; /* the one it was opened with */
     nng_aio *write_aio, *read_aio;
     pthread_mutex_t lock;
     bool writing, gone, closing;
@@ -403,15 +410,26 @@ void http_stream_close(struct http_stream *st)
     pthread_mutex_destroy(&st->lock);
     free(st->out);
     free(st->pending);
+    free(st->token);
     free(st);
+}
+
+bool http_stream_allowed(struct http_stream *st)
+{
+    if (!st->auth) return true;
+    enum rpc_role role = RPC_ROLE_NONE;
+    char name[64];
+    return st->token &&
+           st->auth(st->auth_arg, st->token, strlen(st->token), &role, name, sizeof(name)) ==
+               CASCA_OK &&
+           (role == RPC_ROLE_OPERATOR || (st->roles & role));
 }
 
 /* Takes the connection from nng's server, sends the event-stream headers and hands it to the
  * route's taker. On nng's thread. */
 static void stream_start(struct http_server *s, nng_aio *aio, const struct http_route *r,
-                         const struct http_request *hr)
+                         const struct http_request *hr, const char *token)
 {
-    (void)s;
     nng_http_req *req = nng_aio_get_input(aio, 0);
     nng_http_conn *conn = nng_aio_get_input(aio, 2);
     if (r->max_streams && atomic_fetch_add(r->streams, 1) >= r->max_streams) {
@@ -444,6 +462,10 @@ static void stream_start(struct http_server *s, nng_aio *aio, const struct http_
     }
     st->conn = conn;
     st->count = r->max_streams ? r->streams : NULL;
+    st->auth = s->auth;
+    st->auth_arg = s->auth_arg;
+    st->roles = r->roles;
+    st->token = s->auth ? strdup(token) : NULL;
     pthread_mutex_init(&st->lock, NULL);
     nng_aio_set_output(aio, 0, NULL); /* hijacked: nng sends nothing */
     nng_aio_finish(aio, 0);
@@ -502,11 +524,14 @@ static void route(nng_aio *aio)
     enum rpc_role role = RPC_ROLE_NONE;
     char caller[64];
     const char *query = uri[plen] ? uri + plen + 1 : "";
-    if (authorize(s, aio, req, r, query, &role, caller, sizeof(caller)) != CASCA_OK) return;
+    char token[512];
+    if (authorize(s, aio, req, r, query, &role, caller, sizeof(caller), token, sizeof(token)) !=
+        CASCA_OK)
+        return;
     if (r->stream) {
         struct http_request hr = {.method = r->method, .path = r->path, .query = query,
                                   .role = role, .caller = caller, .native = req};
-        stream_start(s, aio, r, &hr);
+        stream_start(s, aio, r, &hr, token);
         return;
     }
     struct job *j = calloc(1, sizeof(*j));

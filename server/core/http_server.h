@@ -92,6 +92,9 @@ struct http_route {
 int http_stream_write(struct http_stream *s, const char *data, size_t len);
 /* True once the client has closed the connection or a write failed. Any thread. */
 bool http_stream_gone(struct http_stream *s);
+/* True while the token s was opened with still has a role its route allows (a reload may have
+ * removed the token or changed its role); always true without tokens. Any thread. */
+bool http_stream_allowed(struct http_stream *s);
 /* Closes the connection and frees s, waiting for its write and read to stop. Not on nng's
  * threads. */
 void http_stream_close(struct http_stream *s);

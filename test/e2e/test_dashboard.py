@@ -184,6 +184,23 @@ def test_tokens(make_daemon, tmp_path):
         assert b.wait_for("document.querySelectorAll('[data-slo]').length === 2")
         assert b.eval("location.hash") == ""  # taken out of the address bar
         assert b.errors() == []
+    # a reload that removes the viewer's token closes its open event stream
+    import http.client
+    from casca.v1 import admin_pb2, admin_pb2_grpc
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/events?token=" + VIEW)
+    r = c.getresponse()
+    assert r.status == 200 and r.fp.readline().startswith(b"data: {")
+    d.write_config(d.config_path.read_text().replace(
+        "    - {name: dash, role: viewer, token_env: T_VIEW}\n", ""))
+    assert admin_pb2_grpc.AdminServiceStub(d.channel(OP)).Reload(admin_pb2.ReloadRequest(),
+                                                                 timeout=10).ok
+    deadline = time.time() + 20
+    while r.fp.readline() and time.time() < deadline:  # states until the stream is closed
+        pass
+    assert time.time() < deadline, "the stream stayed open after its token was removed"
+    c.close()
+    assert get(url + "/api/state?token=" + VIEW)[0] == 401
     # without it, the page says what to do
     with Browser(tmp_path) as b:
         b.open(url + "/")
