@@ -649,14 +649,20 @@ static void dispatch(struct rpc_ctx *ctx, ProtobufCMessage *msg)
     }
 }
 
-static ProtobufCMessage *decode(grpc_byte_buffer *buf, const ProtobufCMessageDescriptor *desc)
+/* The message in buf, or NULL with *too_deep set when its nesting is over RPC_MAX_NESTING. */
+static ProtobufCMessage *decode(grpc_byte_buffer *buf, const ProtobufCMessageDescriptor *desc,
+                                bool *too_deep)
 {
     grpc_byte_buffer_reader reader;
     if (!grpc_byte_buffer_reader_init(&reader, buf))
         return NULL;
     grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+    *too_deep = rpc_nesting_exceeds(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s),
+                                    RPC_MAX_NESTING);
     ProtobufCMessage *msg =
-        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+        *too_deep ? NULL
+                  : protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
+                                              GRPC_SLICE_START_PTR(s));
     grpc_slice_unref(s);
     grpc_byte_buffer_reader_destroy(&reader);
     return msg;
@@ -674,13 +680,20 @@ static void on_recv(struct rpc_ctx *ctx, bool success)
                         "no request message: a unary call needs exactly one");
         return;
     }
-    ProtobufCMessage *msg = decode(buf, ctx->method->def->request);
+    bool too_deep = false;
+    ProtobufCMessage *msg = decode(buf, ctx->method->def->request, &too_deep);
     grpc_byte_buffer_destroy(buf);
     if (!msg) {
         char why[256];
-        snprintf(why, sizeof(why),
-                 "request is not a valid %s message: check that the client uses casca's protos",
-                 ctx->method->def->request->name);
+        if (too_deep)
+            snprintf(why, sizeof(why),
+                     "request nests messages more than %d deep: flatten the values it carries",
+                     RPC_MAX_NESTING);
+        else
+            snprintf(why, sizeof(why),
+                     "request is not a valid %s message: check that the client uses the protos "
+                     "in casca's proto/ directory",
+                     ctx->method->def->request->name);
         if (!ctx->handed) {
             finish_call(ctx, NULL, CASCA_ERR_INVALID, why);
         } else {

@@ -64,3 +64,58 @@ const char *rpc_method_mismatch(const Google__Protobuf__FileDescriptorSet *set,
     }
     return NULL;
 }
+
+/* ---- nesting ---- */
+
+static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool rpc_nesting_exceeds(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         unsigned limit)
+{
+    if (limit == 0) return true;
+    const uint8_t *p = data, *end = data + len;
+    while (p < end) {
+        uint64_t key, n;
+        if (!varint(&p, end, &key)) return false;
+        switch (key & 7) {
+        case 0: /* varint */
+            if (!varint(&p, end, &n)) return false;
+            break;
+        case 1: /* 64-bit */
+            if (end - p < 8) return false;
+            p += 8;
+            break;
+        case 5: /* 32-bit */
+            if (end - p < 4) return false;
+            p += 4;
+            break;
+        case 2: { /* length-delimited: a message is looked into, strings and packed arrays not */
+            if (!varint(&p, end, &n) || n > (uint64_t)(end - p)) return false;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                rpc_nesting_exceeds(f->descriptor, p, (size_t)n, limit - 1))
+                return true;
+            p += n;
+            break;
+        }
+        default: /* groups, or not protobuf at all */
+            return false;
+        }
+    }
+    return false;
+}

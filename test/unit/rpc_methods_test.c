@@ -4,12 +4,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "casca/v1/admin.pb-c.h"
 #include "casca/v1/slo.pb-c.h"
+#include "opentelemetry/proto/common/v1/common.pb-c.h"
 #include "casca_err.h"
 #include "rpc.h"
 #include "rpc_methods.h"
@@ -113,11 +115,55 @@ static void test_registration_refuses_a_bad_table(void **state)
     rpc_server_destroy(srv);
 }
 
+/* AnyValue { array_value { values: AnyValue { ... } } }, levels deep: 2 messages a level. */
+static size_t nested(uint8_t *buf, size_t cap, unsigned levels)
+{
+    Opentelemetry__Proto__Common__V1__AnyValue *v = calloc(levels + 1, sizeof(*v));
+    Opentelemetry__Proto__Common__V1__ArrayValue *a = calloc(levels, sizeof(*a));
+    Opentelemetry__Proto__Common__V1__AnyValue **ptr = calloc(levels, sizeof(*ptr));
+    for (unsigned i = 0; i <= levels; i++)
+        opentelemetry__proto__common__v1__any_value__init(&v[i]);
+    for (unsigned i = 0; i < levels; i++) {
+        opentelemetry__proto__common__v1__array_value__init(&a[i]);
+        ptr[i] = &v[i + 1];
+        a[i].n_values = 1;
+        a[i].values = &ptr[i];
+        v[i].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE;
+        v[i].array_value = &a[i];
+    }
+    size_t len = opentelemetry__proto__common__v1__any_value__get_packed_size(&v[0]);
+    assert_true(len <= cap);
+    opentelemetry__proto__common__v1__any_value__pack(&v[0], buf);
+    free(v);
+    free(a);
+    free(ptr);
+    return len;
+}
+
+static void test_nesting(void **state)
+{
+    (void)state;
+    static uint8_t buf[4096];
+    const ProtobufCMessageDescriptor *d = &opentelemetry__proto__common__v1__any_value__descriptor;
+    /* 49 levels: 99 messages with the innermost AnyValue; 50 levels: 101 */
+    size_t len = nested(buf, sizeof(buf), 49);
+    assert_false(rpc_nesting_exceeds(d, buf, len, RPC_MAX_NESTING));
+    len = nested(buf, sizeof(buf), 50);
+    assert_true(rpc_nesting_exceeds(d, buf, len, RPC_MAX_NESTING));
+    /* scalars, strings and unknown fields are skipped; malformed data is left to unpack */
+    static const uint8_t text[] = {0x0a, 0x03, 'a', 'b', 'c', 0x18, 0x96, 0x01, 0xf8, 0x07, 0x01};
+    assert_false(rpc_nesting_exceeds(d, text, sizeof(text), 1));
+    static const uint8_t cut[] = {0x2a, 0x7f, 0x0a};
+    assert_false(rpc_nesting_exceeds(d, cut, sizeof(cut), RPC_MAX_NESTING));
+    assert_true(rpc_nesting_exceeds(d, text, 0, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mismatch),
         cmocka_unit_test(test_registration_refuses_a_bad_table),
+        cmocka_unit_test(test_nesting),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
