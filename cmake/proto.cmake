@@ -24,8 +24,9 @@ list(APPEND PROTO_UNITS "grpc/health/v1/health.proto|${CMAKE_SOURCE_DIR}/proto")
 list(APPEND PROTO_UNITS "prometheus/types.proto|${CMAKE_SOURCE_DIR}/proto"
      "prometheus/remote.proto|${CMAKE_SOURCE_DIR}/proto")
 # OTLP metrics, unchanged in proto/; protoc-c 1.4 does not take proto3 `optional` (a histogram's
-# sum, min, max), so the C is generated from a copy without the keyword: the wire format is the
-# same, only presence is lost (an absent sum reads as 0).
+# sum, min, max), so the C is generated from a copy where each is written as the one-field oneof
+# protoc itself makes of it (`oneof _sum { double sum = 5; }`): the wire format is the same and
+# presence is kept (_sum_case says whether a sum was sent).
 set(OTLP_PROTOS common/v1/common.proto resource/v1/resource.proto metrics/v1/metrics.proto
     collector/metrics/v1/metrics_service.proto)
 set(OTLP_C_SRC ${GEN_DIR}/otlp-src)
@@ -33,7 +34,8 @@ foreach(rel ${OTLP_PROTOS})
   set(src ${CMAKE_SOURCE_DIR}/proto/opentelemetry/proto/${rel})
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})
   file(READ ${src} text)
-  string(REPLACE "optional double" "double" text "${text}")
+  string(REGEX REPLACE "optional double ([a-z_]+) = ([0-9]+);" "oneof _\\1 { double \\1 = \\2; }"
+         text "${text}")
   file(WRITE ${OTLP_C_SRC}/opentelemetry/proto/${rel} "${text}")
   list(APPEND PROTO_UNITS "opentelemetry/proto/${rel}|${OTLP_C_SRC}")
 endforeach()

@@ -220,10 +220,10 @@ static void write_ingest(struct daemon *d, struct prom_buf *b, bool operator)
     uint64_t accepted = 0, rejected = 0;
     telemetry_counts(d->telemetry, &accepted, &rejected);
     prom_family(b, "casca_telemetry_points_accepted_total", "counter",
-                "Points Publish and PublishStream accepted.");
+                "Points Publish, PublishStream, remote write and OTLP Export accepted.");
     prom_sample(b, "casca_telemetry_points_accepted_total", NULL, 0, (double)accepted);
     prom_family(b, "casca_telemetry_points_rejected_total", "counter",
-                "Points Publish and PublishStream rejected.");
+                "Points Publish, PublishStream, remote write and OTLP Export rejected.");
     prom_sample(b, "casca_telemetry_points_rejected_total", NULL, 0, (double)rejected);
 }
 

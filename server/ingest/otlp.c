@@ -21,6 +21,9 @@ typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HistogramPoint;
 typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
 
 #define NO_RECORDED_VALUE 1u /* DataPointFlags.FLAG_NO_RECORDED_VALUE_MASK */
+/* Tag entries all the points of one request may carry: attributes are copied into every bucket of
+ * a histogram, so a 4 MiB request could otherwise take gigabytes (64 MiB of entries at most). */
+#define MAX_TAG_ENTRIES (UINT64_C(1) << 22)
 
 /* ---- conversion ---- */
 
@@ -88,17 +91,28 @@ static const char *attr_text(struct conv *c, const AnyValue *v, const char **why
     }
 }
 
-/* The resource's tags followed by the point's attributes, with room for one more (le, quantile):
- * *n set, or NULL (refused, with the reason counted; or out of memory). */
+/* The resource's tags followed by the point's attributes, then temporality when not NULL, with
+ * room for one more (le, quantile): *n set, or NULL (refused, with the reason counted; or out of
+ * memory). */
 struct tagset {
     const struct tsdb_tag *tags;
     size_t n;
 };
 
-static struct tsdb_tag *point_tags(struct conv *c, const struct tagset *res, const Metric *m,
-                                   KeyValue *const *attrs, size_t nattrs, size_t *n)
+static void set_tag(struct tsdb_tag *t, size_t *n, const char *key, const char *value)
 {
-    struct tsdb_tag *t = hook_batch_alloc(c->b, (res->n + nattrs + 1) * sizeof(*t));
+    size_t k = 0;
+    while (k < *n && strcmp(t[k].key, key))
+        k++;
+    t[k] = (struct tsdb_tag){key, value};
+    if (k == *n) ++*n;
+}
+
+static struct tsdb_tag *point_tags(struct conv *c, const struct tagset *res, const Metric *m,
+                                   KeyValue *const *attrs, size_t nattrs, const char *temporality,
+                                   size_t *n)
+{
+    struct tsdb_tag *t = hook_batch_alloc(c->b, (res->n + nattrs + 2) * sizeof(*t));
     if (!t) {
         c->nomem = true;
         return NULL;
@@ -112,12 +126,9 @@ static struct tsdb_tag *point_tags(struct conv *c, const struct tagset *res, con
                 refuse(c, 1, "metric %.100s: attribute '%.100s' %s", m->name, attrs[i]->key, why);
             return NULL;
         }
-        size_t k = 0;
-        while (k < *n && strcmp(t[k].key, attrs[i]->key))
-            k++;
-        t[k] = (struct tsdb_tag){attrs[i]->key, value};
-        if (k == *n) ++*n;
+        set_tag(t, n, attrs[i]->key, value);
     }
+    if (temporality) set_tag(t, n, "temporality", temporality);
     return t;
 }
 
@@ -166,13 +177,14 @@ static const char *suffixed(struct conv *c, const char *name, const char *suffix
 }
 
 static void number_points(struct conv *c, const struct tagset *res, const Metric *m,
-                          NumberPoint *const *pts, size_t n)
+                          NumberPoint *const *pts, size_t n, const char *temporality)
 {
     for (size_t i = 0; i < n && !c->nomem; i++) {
         const NumberPoint *p = pts[i];
         if (p->flags & NO_RECORDED_VALUE) continue;
         size_t nt;
-        const struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, &nt);
+        const struct tsdb_tag *tags =
+            point_tags(c, res, m, p->attributes, p->n_attributes, temporality, &nt);
         if (!tags) continue;
         double v;
         if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE)
@@ -187,7 +199,8 @@ static void number_points(struct conv *c, const struct tagset *res, const Metric
     }
 }
 
-static void histogram_points(struct conv *c, const struct tagset *res, const Metric *m)
+static void histogram_points(struct conv *c, const struct tagset *res, const Metric *m,
+                             const char *temporality)
 {
     const Opentelemetry__Proto__Metrics__V1__Histogram *h = m->histogram;
     const char *count = suffixed(c, m->name, "_count"), *sum = suffixed(c, m->name, "_sum"),
@@ -202,11 +215,13 @@ static void histogram_points(struct conv *c, const struct tagset *res, const Met
             continue;
         }
         size_t nt;
-        struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, &nt);
+        struct tsdb_tag *tags =
+            point_tags(c, res, m, p->attributes, p->n_attributes, temporality, &nt);
         if (!tags) continue;
         int64_t t = point_time(c, p->time_unix_nano);
         add(c, count, tags, nt, t, (double)p->count);
-        add(c, sum, tags, nt, t, p->sum);
+        if (p->_sum_case == OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___SUM_SUM)
+            add(c, sum, tags, nt, t, p->sum); /* optional: absent when a value can be negative */
         uint64_t cumulative = 0;
         for (size_t k = 0; k < p->n_bucket_counts && !c->nomem; k++) {
             const char *le = k < p->n_explicit_bounds ? number_text(c, p->explicit_bounds[k])
@@ -225,7 +240,7 @@ static void summary_points(struct conv *c, const struct tagset *res, const Metri
         const SummaryPoint *p = s->data_points[i];
         if (p->flags & NO_RECORDED_VALUE) continue;
         size_t nt;
-        struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, &nt);
+        struct tsdb_tag *tags = point_tags(c, res, m, p->attributes, p->n_attributes, NULL, &nt);
         if (!tags) continue;
         int64_t t = point_time(c, p->time_unix_nano);
         add(c, count, tags, nt, t, (double)p->count);
@@ -237,24 +252,46 @@ static void summary_points(struct conv *c, const struct tagset *res, const Metri
     }
 }
 
+/* A sum's or histogram's temporality as a tag value: a series can arrive both ways (two
+ * exporters, or one reconfigured), and running totals mixed with increases spoil rate and sum.
+ * NULL when unspecified, which the protocol says must not be sent. */
+static const char *temporality_name(int t)
+{
+    switch (t) {
+    case OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE:
+        return "cumulative";
+    case OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA:
+        return "delta";
+    default:
+        return NULL;
+    }
+}
+
 static void metric_points(struct conv *c, const struct tagset *res, const Metric *m)
 {
+    const char *temporality;
     switch (m->data_case) {
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
-        number_points(c, res, m, m->gauge->data_points, m->gauge->n_data_points);
+        number_points(c, res, m, m->gauge->data_points, m->gauge->n_data_points, NULL);
         break;
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
-        if (m->sum->aggregation_temporality ==
-            OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_UNSPECIFIED) {
+        if (!(temporality = temporality_name(m->sum->aggregation_temporality))) {
             refuse(c, m->sum->n_data_points,
                    "metric %.100s: a sum without aggregation_temporality (set cumulative or delta)",
                    m->name);
             break;
         }
-        number_points(c, res, m, m->sum->data_points, m->sum->n_data_points);
+        number_points(c, res, m, m->sum->data_points, m->sum->n_data_points, temporality);
         break;
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
-        histogram_points(c, res, m);
+        if (!(temporality = temporality_name(m->histogram->aggregation_temporality))) {
+            refuse(c, m->histogram->n_data_points,
+                   "metric %.100s: a histogram without aggregation_temporality (set cumulative or "
+                   "delta)",
+                   m->name);
+            break;
+        }
+        histogram_points(c, res, m, temporality);
         break;
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
         summary_points(c, res, m);
@@ -270,21 +307,83 @@ static void metric_points(struct conv *c, const struct tagset *res, const Metric
     }
 }
 
-int otlp_points(const ExportRequest *req, int64_t now_ns, struct hook_batch *b, size_t *refused,
-                char *first, size_t firstlen)
+/* The points req makes at most, and the tag entries they carry (attributes plus casca's own). */
+static void request_size(const ExportRequest *req, uint64_t *points, uint64_t *tags)
+{
+    *points = *tags = 0;
+    for (size_t r = 0; r < req->n_resource_metrics; r++) {
+        const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[r];
+        uint64_t nres = rm->resource ? rm->resource->n_attributes : 0;
+        for (size_t s = 0; s < rm->n_scope_metrics; s++) {
+            for (size_t k = 0; k < rm->scope_metrics[s]->n_metrics; k++) {
+                const Metric *m = rm->scope_metrics[s]->metrics[k];
+                NumberPoint **np = NULL;
+                size_t n = 0;
+                if (m->data_case == OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE)
+                    np = m->gauge->data_points, n = m->gauge->n_data_points;
+                else if (m->data_case == OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM)
+                    np = m->sum->data_points, n = m->sum->n_data_points;
+                for (size_t i = 0; i < n; i++) {
+                    *points += 1;
+                    *tags += nres + np[i]->n_attributes + 1;
+                }
+                if (m->data_case == OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM) {
+                    for (size_t i = 0; i < m->histogram->n_data_points; i++) {
+                        const HistogramPoint *p = m->histogram->data_points[i];
+                        *points += 2 + p->n_bucket_counts;
+                        *tags += (2 + p->n_bucket_counts) * (nres + p->n_attributes + 2);
+                    }
+                } else if (m->data_case == OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY) {
+                    for (size_t i = 0; i < m->summary->n_data_points; i++) {
+                        const SummaryPoint *p = m->summary->data_points[i];
+                        *points += 2 + p->n_quantile_values;
+                        *tags += (2 + p->n_quantile_values) * (nres + p->n_attributes + 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
+                struct hook_batch *b, size_t *refused, char *first, size_t firstlen, char *why,
+                size_t whylen)
 {
     struct conv c = {.b = b, .now_ns = now_ns, .first = first, .firstlen = firstlen};
     if (firstlen) *first = 0;
+    *refused = 0;
+    /* refuse what is too large before converting it: the conversion's memory grows with both */
+    uint64_t points, entries;
+    request_size(req, &points, &entries);
+    if (points > max_points) {
+        snprintf(why, whylen,
+                 "the request makes %llu points (a histogram point makes _count, _sum and one "
+                 "_bucket per bucket, a summary point _count, _sum and one per quantile), over the "
+                 "limit of %llu (tsdb.max_publish_points): send smaller batches",
+                 (unsigned long long)points, (unsigned long long)max_points);
+        return CASCA_ERR_INVALID;
+    }
+    if (entries > MAX_TAG_ENTRIES) {
+        snprintf(why, whylen,
+                 "the request's points carry %llu tags in all (attributes are copied into every "
+                 "bucket of a histogram), over the limit of %llu: send smaller batches or fewer "
+                 "attributes",
+                 (unsigned long long)entries, (unsigned long long)MAX_TAG_ENTRIES);
+        return CASCA_ERR_INVALID;
+    }
     for (size_t r = 0; r < req->n_resource_metrics && !c.nomem; r++) {
         const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[r];
         /* the resource's tags, once; an attribute that cannot be a tag is left out of them and
          * refuses nothing (the points still say which service they come from) */
         size_t na = rm->resource ? rm->resource->n_attributes : 0, n = 0;
         struct tsdb_tag *tags = hook_batch_alloc(b, (na ? na : 1) * sizeof(*tags));
-        if (!tags) return CASCA_ERR_NOMEM;
+        if (!tags) {
+            snprintf(why, whylen, "out of memory: retry with a smaller batch");
+            return CASCA_ERR_NOMEM;
+        }
         for (size_t i = 0; i < na; i++) {
             const KeyValue *kv = rm->resource->attributes[i];
-            const char *why, *value = attr_text(&c, kv->value, &why);
+            const char *unused, *value = attr_text(&c, kv->value, &unused);
             if (value) tags[n++] = (struct tsdb_tag){kv->key, value};
         }
         struct tagset res = {tags, n};
@@ -293,6 +392,7 @@ int otlp_points(const ExportRequest *req, int64_t now_ns, struct hook_batch *b, 
                 metric_points(&c, &res, rm->scope_metrics[s]->metrics[m]);
     }
     *refused = c.refused;
+    if (c.nomem) snprintf(why, whylen, "out of memory: retry with a smaller batch");
     return c.nomem ? CASCA_ERR_NOMEM : CASCA_OK;
 }
 
@@ -344,16 +444,23 @@ static void export_metrics(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     const ExportRequest *req = (const ExportRequest *)msg;
     struct export *e = calloc(1, sizeof(*e));
     struct hook_batch b = {0};
-    if (!e || otlp_points(req, casca_wall_ns(), &b, &e->refused, e->first, sizeof(e->first))) {
-        free(e);
-        hook_batch_free(&b);
+    char why[256] = "";
+    if (!e) {
         rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory: retry with a smaller batch");
         return;
     }
+    int rc = otlp_points(req, casca_wall_ns(), telemetry_max_points(o->t), &b, &e->refused,
+                         e->first, sizeof(e->first), why, sizeof(why));
+    if (rc) {
+        free(e);
+        hook_batch_free(&b);
+        rpc_finish(ctx, rc, "%s", why);
+        return;
+    }
+    telemetry_count_rejected(o->t, e->refused);
     e->ctx = ctx;
-    char why[256] = "";
     /* stored() may run, and free e, before this returns */
-    int rc = telemetry_submit(o->t, rpc_caller_name(ctx), b.pts, b.n, &e->rejected,
+    rc = telemetry_submit(o->t, rpc_caller_name(ctx), b.pts, b.n, &e->rejected,
                               e->first_rejected, sizeof(e->first_rejected), stored, e, why,
                               sizeof(why));
     hook_batch_free(&b); /* the ingest stage copied what it queued */

@@ -5,11 +5,12 @@
  * (telemetry_submit: the same checks, limit, counters and hooks; topic = the caller's token name):
  *
  *   gauge, sum        series = the metric's name, value as_double or as_int; a sum keeps what the
- *                     exporter sent: cumulative (read it with aggregation: rate) or delta (sum);
- *                     a sum without a temporality is refused, as the protocol says it must not
- *                     be sent
- *   histogram         <name>_count, <name>_sum and <name>_bucket with tag le (cumulative counts,
- *                     "+Inf" last), as Prometheus names them
+ *                     exporter sent, tagged temporality=cumulative (read it with aggregation:
+ *                     rate) or temporality=delta (sum); a sum without a temporality is refused,
+ *                     as the protocol says it must not be sent
+ *   histogram         <name>_count, <name>_sum (when sent) and <name>_bucket with tag le
+ *                     (cumulative counts, "+Inf" last), as Prometheus names them; tagged with
+ *                     its temporality as a sum is
  *   summary           <name>_count, <name>_sum and <name> with tag quantile
  *   exponential
  *   histogram         refused: configure the exporter for explicit-bucket histograms
@@ -18,7 +19,9 @@
  * the same key). Strings as they are; ints, doubles and bools as text; an array, map or bytes
  * value refuses the point. Time: time_unix_nano (0: the time of receipt). A point flagged "no
  * recorded value" is skipped. Refused points are counted in partial_success with the first
- * reason; the rest are stored. The answer waits for them to be stored. */
+ * reason (and in the telemetry's rejected count); the rest are stored. The answer waits for them
+ * to be stored. A request that would make more than tsdb.max_publish_points points, or 4M tag
+ * entries in all, is refused whole (INVALID_ARGUMENT) before it is converted. */
 #ifndef CASCA_OTLP_H
 #define CASCA_OTLP_H
 
@@ -41,9 +44,10 @@ void otlp_destroy(struct otlp *o);
 
 /* The conversion alone (the handler and the tests use it): appends req's points to b (strings
  * in b's arena or borrowed from req). *refused counts the data points refused, the first reason in
- * first ("" when none). CASCA_OK, or CASCA_ERR_NOMEM. Any thread. */
+ * first ("" when none). CASCA_OK; CASCA_ERR_INVALID when req is over max_points or the tag
+ * limit, CASCA_ERR_NOMEM, with a message for the caller in why. Any thread. */
 int otlp_points(const Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req,
-                int64_t now_ns, struct hook_batch *b, size_t *refused, char *first,
-                size_t firstlen);
+                int64_t now_ns, uint64_t max_points, struct hook_batch *b, size_t *refused,
+                char *first, size_t firstlen, char *why, size_t whylen);
 
 #endif

@@ -34,6 +34,11 @@ void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejecte
     *rejected = atomic_load(&t->rejected);
 }
 
+void telemetry_count_rejected(struct telemetry *t, uint64_t n)
+{
+    atomic_fetch_add(&t->rejected, n);
+}
+
 /* A Timestamp as ns since the epoch; NULL when it cannot be one (why says so). */
 static const char *ts_ns(const Google__Protobuf__Timestamp *t, int64_t *out)
 {
@@ -141,7 +146,7 @@ static void batch_free(struct batch *b)
     free(b->tags);
 }
 
-static uint64_t max_publish(struct telemetry *t)
+uint64_t telemetry_max_points(struct telemetry *t)
 {
     struct config *c = config_live_get(t->live);
     uint64_t max = telemetry_config_of(c)->max_publish_points;
@@ -190,7 +195,7 @@ static void publish(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
     struct telemetry *t = rpc_method_arg(ctx);
     const Casca__V1__PublishRequest *req = (const Casca__V1__PublishRequest *)msg;
-    uint64_t max = max_publish(t);
+    uint64_t max = telemetry_max_points(t);
     if (req->n_points > max) {
         atomic_fetch_add(&t->rejected, req->n_points);
         rpc_finish(ctx, CASCA_ERR_INVALID,
@@ -251,7 +256,7 @@ int telemetry_submit(struct telemetry *t, const char *caller, struct tsdb_point 
 {
     *rejected = 0;
     if (rejectlen) *first_reject = 0;
-    uint64_t max = max_publish(t);
+    uint64_t max = telemetry_max_points(t);
     if (n > max) {
         atomic_fetch_add(&t->rejected, n);
         snprintf(why, whylen,
@@ -383,7 +388,7 @@ static void publish_stream(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     const Casca__V1__PublishRequest *req = (const Casca__V1__PublishRequest *)msg;
     int64_t first = s->seen;
     s->seen += (int64_t)req->n_points; /* only this thread touches seen */
-    uint64_t max = max_publish(t);
+    uint64_t max = telemetry_max_points(t);
     struct report local = {0};
     struct batch b = {0};
     if (req->n_points > max) {

@@ -40,6 +40,10 @@ void telemetry_destroy(struct telemetry *t);
 
 /* Points accepted and rejected by Publish and PublishStream since start. Any thread. */
 void telemetry_counts(struct telemetry *t, uint64_t *accepted, uint64_t *rejected);
+/* Counts n points refused on another way in before they reached telemetry_submit. Any thread. */
+void telemetry_count_rejected(struct telemetry *t, uint64_t n);
+/* tsdb.max_publish_points of the configuration in force. Any thread. */
+uint64_t telemetry_max_points(struct telemetry *t);
 
 /* The ingest path of Publish, for other ways in (remote_write, OTLP): drops the points of pts that
  * tsdb_check_point refuses (counting them; the first reason in first_reject, "" when none;

@@ -18,7 +18,8 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
-from test_metrics import OP, REP, TOKENS, VIEW
+from conftest import free_port
+from test_metrics import OP, REP, TOKENS, VIEW, parse, scrape, value
 
 AGENT = TOKENS["T_AGENT"]
 CUMULATIVE = m.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -31,6 +32,7 @@ auth:
     - {name: app, role: reporter, token_env: T_REP}
     - {name: gds, role: agent, token_env: T_AGENT}
 tsdb: {max_publish_points: 50}
+http: {listen: "127.0.0.1:%d"}
 """
 
 
@@ -90,7 +92,14 @@ def last_value(d, name, **tags):
 
 @pytest.fixture
 def casca(make_daemon):
-    return make_daemon(CONFIG, env=TOKENS)
+    port = free_port()
+    d = make_daemon(CONFIG % port, env=TOKENS)
+    d.http = f"http://127.0.0.1:{port}"
+    return d
+
+
+def rejected_total(d):
+    return value(parse(scrape(d, OP)), "casca_telemetry_points_rejected_total")
 
 
 def test_gauges_sums_histograms_summaries(casca):
@@ -114,12 +123,16 @@ def test_gauges_sums_histograms_summaries(casca):
         aggregation_temporality=CUMULATIVE,
         data_points=[m.HistogramDataPoint(count=10, sum=2.5, explicit_bounds=[0.1, 0.5],
                                           bucket_counts=[3, 5, 2], time_unix_nano=now)]))
+    no_sum = m.Metric(name="sizes_bytes", histogram=m.Histogram(  # sum is optional
+        aggregation_temporality=DELTA,
+        data_points=[m.HistogramDataPoint(count=2, explicit_bounds=[], bucket_counts=[2],
+                                          time_unix_nano=now)]))
     summary = m.Metric(name="rpc_seconds", summary=m.Summary(data_points=[m.SummaryDataPoint(
         count=4, sum=1.0, time_unix_nano=now,
         quantile_values=[m.SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=0.4)])]))
     no_value = m.Metric(name="skipped", gauge=m.Gauge(data_points=[
         m.NumberDataPoint(as_double=1, time_unix_nano=now, flags=1)]))  # no recorded value
-    r = export(casca, request([fps, frames, energy, latency, summary, no_value]))
+    r = export(casca, request([fps, frames, energy, latency, no_sum, summary, no_value]))
     assert not r.HasField("partial_success"), r
     res = (("host.cpus", "2"), ("service.name", "transcoder"))
     got = series(casca)
@@ -127,10 +140,15 @@ def test_gauges_sums_histograms_summaries(casca):
                                     ("service.name", "transcoder")))] == 1
     assert got[("transcoding_fps", (("client", "w1"), ("host.cpus", "4"),
                                     ("service.name", "transcoder")))] == 1
-    assert got[("frames_total", res)] == 1
-    assert got[("energy_joules", tuple(sorted(res + (("gpu", "true"), ("ratio", "0.25")))))] == 1
+    # sums and histograms say their temporality: running totals and increases must not mix
+    assert got[("frames_total", res + (("temporality", "cumulative"),))] == 1
+    assert got[("energy_joules", tuple(sorted(res + (("gpu", "true"), ("ratio", "0.25"),
+                                                     ("temporality", "delta")))))] == 1
     for le, count in (("0.1", 3), ("0.5", 8), ("+Inf", 10)):
-        assert last_value(casca, "latency_seconds_bucket", le=le) == [count]
+        assert last_value(casca, "latency_seconds_bucket", le=le,
+                          temporality="cumulative") == [count]
+    assert last_value(casca, "sizes_bytes_count", temporality="delta") == [2]
+    assert "sizes_bytes_sum" not in {s for s, _ in got}  # not sent: not stored as 0
     assert last_value(casca, "latency_seconds_count") == [10]
     assert last_value(casca, "latency_seconds_sum") == [2.5]
     assert last_value(casca, "rpc_seconds", quantile="0.99") == [0.4]
@@ -163,6 +181,8 @@ def test_bad_points_refused_the_rest_stored(casca):
         m.Metric(name="expo", exponential_histogram=m.ExponentialHistogram(
             data_points=[m.ExponentialHistogramDataPoint(count=1)])),
         m.Metric(name="no_temporality", sum=m.Sum(data_points=[m.NumberDataPoint(as_int=1)])),
+        m.Metric(name="histogram_no_temporality", histogram=m.Histogram(data_points=[
+            m.HistogramDataPoint(count=1, explicit_bounds=[], bucket_counts=[1])])),
         m.Metric(name="list_attr", gauge=m.Gauge(data_points=[m.NumberDataPoint(
             as_int=1, attributes=[kv("l", array_value=common_pb2.ArrayValue())])])),
         m.Metric(name="no_value", gauge=m.Gauge(data_points=[m.NumberDataPoint()])),
@@ -174,13 +194,15 @@ def test_bad_points_refused_the_rest_stored(casca):
                 count=1, explicit_bounds=[1.0], bucket_counts=[1], time_unix_nano=now)])),
         m.Metric(name="nothing"),
     ]
+    before = rejected_total(casca)
     r = export(casca, request([good] + bad))
-    assert r.partial_success.rejected_data_points == 8, r
+    assert r.partial_success.rejected_data_points == 9, r
     assert r.partial_success.error_message == (
         "metric expo: exponential histograms are not supported: configure the exporter for "
         "explicit-bucket histograms")
     assert {s for s, _ in series(casca)} == {"good"}
-    r = export(casca, request([bad[4]]))
+    assert rejected_total(casca) == before + 9  # refused in the conversion or by the store
+    r = export(casca, request([b for b in bad if b.name == "nan"]))
     assert r.partial_success.rejected_data_points == 1
     assert r.partial_success.error_message == "the value is NaN: send finite numbers only"
 
@@ -192,7 +214,20 @@ def test_bad_requests_store_nothing(casca):
     with pytest.raises(grpc.RpcError) as e:
         export(casca, request([many]))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "51 points in one request is over the limit of 50 (tsdb.max_publish_points)" in \
+    assert "the request makes 51 points" in e.value.details()
+    assert "over the limit of 50 (tsdb.max_publish_points): send smaller batches" in \
+        e.value.details()
+    # 48 buckets with 90,000 attributes (1.3 MB): the tags copied into each bucket's point would
+    # take 70 MB; refused before the conversion
+    wide = m.Metric(name="wide", histogram=m.Histogram(
+        aggregation_temporality=CUMULATIVE, data_points=[m.HistogramDataPoint(
+            count=1, explicit_bounds=[float(i) for i in range(47)], bucket_counts=[0] * 48,
+            attributes=[kv(f"a{i}", int_value=i) for i in range(90_000)])]))
+    with pytest.raises(grpc.RpcError) as e:
+        export(casca, request([wide]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the request's points carry 4500" in e.value.details(), e.value.details()
+    assert "over the limit of 4194304: send smaller batches or fewer attributes" in \
         e.value.details()
     # bytes that are not an ExportMetricsServiceRequest
     ch = casca.channel(REP)
