@@ -454,6 +454,10 @@ void dashboard_file(void *arg, const struct http_request *req, struct http_respo
         memcpy(res->body, files[i].data, *files[i].size);
         res->len = *files[i].size;
         res->content_type = files[i].type;
+        /* the page loads only its own files and talks only to cascad; no framing (clickjacking) */
+        if (!strcmp(req->path, "/"))
+            res->header = "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+                          "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
         return;
     }
     res->status = 503; /* out of memory (every route of this handler is in the table) */

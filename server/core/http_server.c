@@ -17,6 +17,7 @@
 #include <nng/supplemental/tls/tls.h>
 
 #include "casca_err.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
@@ -25,6 +26,10 @@
 /* nng reads a request's body before the route (and its token check) sees it: nng answers a
  * larger one 400 itself. As gRPC's largest message; a remote-write batch is a few hundred kB. */
 #define MAX_BODY (4 * 1024 * 1024)
+/* A stream whose write has not gone out in this long is a client that stopped reading (a
+ * suspended tab, a stuck proxy): it is counted gone and its slot freed, as an agent session that
+ * leaves its results unread 10 s is closed. */
+#define STREAM_STALL_NS (10 * CASCA_NS_PER_SEC)
 
 /* ---- the `http:` section ---- */
 
@@ -221,7 +226,7 @@ static void run_job(void *arg)
         respond_text(j->aio, res.status, NULL, "the request failed (HTTP %d)", res.status);
     else
         respond(j->aio, res.status, res.content_type ? res.content_type : TEXT,
-                res.body ? res.body : "", res.body ? res.len : 0, NULL);
+                res.body ? res.body : "", res.body ? res.len : 0, res.header);
     free(res.body);
     free(j->query);
     free(j);
@@ -322,6 +327,7 @@ struct http_stream {
     nng_aio *write_aio, *read_aio;
     pthread_mutex_t lock;
     bool writing, gone, closing;
+    int64_t write_started_ns; /* monotonic, of the write going out */
     char *out;       /* the bytes being written */
     char *pending;   /* the next bytes to write (the latest replaces an earlier one) */
     size_t pending_len;
@@ -333,6 +339,7 @@ static void stream_send_locked(struct http_stream *st, char *data, size_t len)
     free(st->out);
     st->out = data;
     st->writing = true;
+    st->write_started_ns = casca_mono_ns();
     nng_iov iov = {.iov_buf = data, .iov_len = len};
     nng_aio_set_iov(st->write_aio, 1, &iov);
     nng_http_conn_write_all(st->conn, st->write_aio);
@@ -390,7 +397,8 @@ int http_stream_write(struct http_stream *st, const char *data, size_t len)
 bool http_stream_gone(struct http_stream *st)
 {
     pthread_mutex_lock(&st->lock);
-    bool gone = st->gone;
+    bool gone = st->gone ||
+                (st->writing && casca_mono_ns() - st->write_started_ns > STREAM_STALL_NS);
     pthread_mutex_unlock(&st->lock);
     return gone;
 }

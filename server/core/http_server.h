@@ -54,6 +54,7 @@ struct http_response {
     const char *content_type; /* static text; "text/plain; charset=utf-8" by default */
     char *body;               /* malloc'ed by the handler; the server frees it */
     size_t len;
+    const char *header;       /* static text: one more header, "Name: value", or NULL */
 };
 
 typedef void (*http_handler_fn)(void *arg, const struct http_request *req,
@@ -90,7 +91,8 @@ struct http_route {
  * write is still going out (a slow client: send the latest state next time); CASCA_ERR_UNAVAILABLE
  * once the client has gone. Any thread. */
 int http_stream_write(struct http_stream *s, const char *data, size_t len);
-/* True once the client has closed the connection or a write failed. Any thread. */
+/* True once the client has closed the connection, a write failed, or a write has waited over
+ * 10 s to go out (a client that stopped reading). Any thread. */
 bool http_stream_gone(struct http_stream *s);
 /* True while the token s was opened with still has a role its route allows (a reload may have
  * removed the token or changed its role); always true without tokens. Any thread. */

@@ -144,6 +144,9 @@ def test_state_and_events_answers(plain):
                         ("/dashboard.css", "text/css")):
         status, headers, body = get(plain.http + path)
         assert status == 200 and headers["Content-Type"].startswith(ctype), path
+        if path == "/":  # the page may load only its own files (the browser test sees none refused)
+            assert headers["Content-Security-Policy"].startswith("default-src 'self';")
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     # the event stream: the state at once, as one `data:` line
     import http.client
     c = http.client.HTTPConnection("127.0.0.1", int(plain.http.rsplit(":", 1)[1]), timeout=10)

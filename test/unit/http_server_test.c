@@ -1,7 +1,8 @@
 /* http_server: the route table over a real loopback listener (raw HTTP/1.1 over a socket): 200 from
  * the handler on its worker thread, HEAD without a body, 404 for an unknown path, 405 with Allow,
  * and with tokens 401 (missing, malformed, unknown, with WWW-Authenticate) and 403 for a role the
- * route does not allow; a bad address and a port in use fail with the reason. */
+ * route does not allow; a bad address and a port in use fail with the reason. A stream whose
+ * client stops reading is counted gone once a write has waited 10 s; one that reads is not. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "casca_err.h"
@@ -148,6 +150,90 @@ static void test_tokens_and_roles(void **state)
     http_server_destroy(NULL);
 }
 
+/* ---- streams ---- */
+
+static struct http_stream *_Atomic taken;
+
+static void take(void *arg, const struct http_request *req, struct http_stream *s)
+{
+    (void)arg, (void)req;
+    atomic_store(&taken, s);
+}
+
+/* Opens the stream with a small receive buffer; the answer's head is read, nothing more. */
+static int open_stream(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    static const char req[] = "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    return fd;
+}
+
+static struct http_stream *wait_taken(void)
+{
+    for (int i = 0; i < 1000 && !atomic_load(&taken); i++)
+        usleep(10000);
+    struct http_stream *st = atomic_exchange(&taken, NULL);
+    assert_non_null(st);
+    return st;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_stream_that_stops_reading(void **state)
+{
+    (void)state;
+    static atomic_uint count;
+    const struct http_route r[] = {
+        {"/events", "GET", RPC_ROLES_READ, NULL, NULL, 0, take, 4, &count},
+    };
+    struct http_options o = {.listen = "127.0.0.1:0"};
+    struct http_server *s = NULL;
+    char err[256] = "";
+    assert_int_equal(http_server_create(&o, r, 1, &s, err, sizeof(err)), CASCA_OK);
+    int port = http_server_port(s);
+    int stuck_fd = open_stream(port);
+    struct http_stream *stuck = wait_taken();
+    int reader_fd = open_stream(port);
+    struct http_stream *reader = wait_taken();
+    /* the stuck client reads nothing: 1 MiB writes fill the kernel's buffers and the next waits */
+    size_t big = 1 << 20;
+    char *chunk = malloc(big);
+    assert_non_null(chunk);
+    memset(chunk, 'x', big);
+    double start = now_s(), deadline = start + 60;
+    bool was_gone = false;
+    while (now_s() < deadline && !(was_gone = http_stream_gone(stuck))) {
+        http_stream_write(stuck, chunk, big);
+        http_stream_write(reader, "data: 1\n\n", 10);
+        char buf[65536];
+        while (recv(reader_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+            ;
+        usleep(100000);
+    }
+    assert_true(was_gone);
+    assert_true(now_s() - start >= 10.0); /* never before a write has waited 10 s */
+    assert_false(http_stream_gone(reader));
+    free(chunk);
+    http_stream_close(stuck);
+    http_stream_close(reader);
+    assert_int_equal(atomic_load(&count), 0);
+    close(stuck_fd);
+    close(reader_fd);
+    http_server_destroy(s);
+}
+
 static void test_bad_addresses(void **state)
 {
     (void)state;
@@ -185,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_routes_without_tokens),
         cmocka_unit_test(test_tokens_and_roles),
         cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_stream_that_stops_reading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
