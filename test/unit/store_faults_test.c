@@ -85,8 +85,8 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The day, with allocations failing as salloc_fail_at says. Records what was acknowledged. */
-static void day(const char *dir, int64_t t0, struct acked *ok)
+/* The store in dir, or NULL when opening it failed as an allocation failure may make it fail. */
+static struct store *open_store(const char *dir)
 {
     struct store *s = NULL;
     struct store_options o = {.dir = dir, .sync = STORE_SYNC_NONE};
@@ -95,11 +95,19 @@ static void day(const char *dir, int64_t t0, struct acked *ok)
     if (rc != CASCA_OK) {
         assert_true(is_err(rc));
         assert_null(s);
-        return;
     }
+    return s;
+}
+
+/* The day, with allocations failing as salloc_fail_at says. Records what was acknowledged. */
+static void day(const char *dir, int64_t t0, struct acked *ok)
+{
+    struct store *s = open_store(dir);
+    if (!s) return;
     struct tsdb *db = NULL;
     struct audit *a = NULL;
     struct kv *kv = NULL;
+    int rc;
     if ((rc = tsdb_open(s, NULL, &db)) == CASCA_OK) {
         rc = write_points(db, t0);
         assert_true(rc == CASCA_OK || is_err(rc));
@@ -356,15 +364,8 @@ static void busy_carbon(struct store *s, struct acked *ok)
  * stepped queries, listings and a purge, asynchronous kv and audit writes, carbon data. */
 static void busy_day(const char *dir, int64_t t0, struct acked *ok)
 {
-    struct store *s = NULL;
-    struct store_options o = {.dir = dir, .sync = STORE_SYNC_NONE};
-    char err[256];
-    int rc = store_open(&o, &s, err, sizeof(err));
-    if (rc != CASCA_OK) {
-        assert_true(is_err(rc));
-        assert_null(s);
-        return;
-    }
+    struct store *s = open_store(dir);
+    if (!s) return;
     busy_tsdb(s, t0, ok);
     busy_async(s, t0, ok);
     busy_carbon(s, ok);
