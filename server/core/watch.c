@@ -14,6 +14,7 @@
 
 struct slot {
     char *id;
+    uint32_t hash;        /* of id */
     bool pending;         /* value is newer than what was sent */
     int64_t sent_mono_ns; /* when this key last went out; 0 = never */
     alignas(max_align_t) unsigned char value[];
@@ -27,8 +28,11 @@ struct watch {
     bool ready; /* watch_start ran; until then values only fill slots */
     bool all;   /* takes keys first published later */
     int64_t min_interval_ns;
-    struct slot **slots;
+    struct slot **slots; /* in the order they were made */
     size_t nslots;
+    struct slot **index; /* open addressing by hash, index_cap (a power of 2) > 2 x nslots */
+    size_t index_cap;
+    size_t npending; /* slots pending: the flusher skips a watch with none */
     struct watch *prev, *next;
 };
 
@@ -53,31 +57,61 @@ static void slot_free(const struct watch_hub *h, struct slot *s)
     free(s);
 }
 
-static struct slot *slot_new(const struct watch_hub *h, const char *id)
+static uint32_t hash_of(const char *id)
 {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* A watch finds a key's slot by hash: every published value looks one up in every watch, and a
+ * watch of all of 1,000 SLOs would otherwise compare up to 1,000 ids each time. */
+static struct slot *slot_find(const struct watch *w, const char *id, uint32_t hash)
+{
+    if (!w->index_cap) return NULL;
+    for (size_t i = hash & (w->index_cap - 1);; i = (i + 1) & (w->index_cap - 1)) {
+        struct slot *s = w->index[i];
+        if (!s) return NULL;
+        if (s->hash == hash && !strcmp(s->id, id)) return s;
+    }
+}
+
+static void index_put(struct slot **index, size_t cap, struct slot *s)
+{
+    size_t i = s->hash & (cap - 1);
+    while (index[i])
+        i = (i + 1) & (cap - 1);
+    index[i] = s;
+}
+
+/* Makes the slot for id (not in w yet), with room in slots and index; NULL when out of memory. */
+static struct slot *slot_add(struct watch *w, const char *id, uint32_t hash)
+{
+    const struct watch_hub *h = w->hub;
+    if ((w->nslots + 1) * 2 >= w->index_cap) {
+        size_t cap = w->index_cap ? w->index_cap * 2 : 16;
+        struct slot **index = calloc(cap, sizeof(*index));
+        if (!index) return NULL;
+        for (size_t i = 0; i < w->nslots; i++)
+            index_put(index, cap, w->slots[i]);
+        free(w->index);
+        w->index = index;
+        w->index_cap = cap;
+    }
+    struct slot **grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
+    if (!grown) return NULL;
+    w->slots = grown;
     struct slot *s = calloc(1, sizeof(*s) + h->ops->value_size);
     if (s && !(s->id = strdup(id))) {
         free(s);
         return NULL;
     }
-    if (s && h->ops->keyed) h->ops->keyed(h->arg, id);
-    return s;
-}
-
-static struct slot *slot_find(struct watch *w, const char *id)
-{
-    for (size_t i = 0; i < w->nslots; i++)
-        if (!strcmp(w->slots[i]->id, id)) return w->slots[i];
-    return NULL;
-}
-
-static struct slot *slot_add(struct watch *w, const char *id)
-{
-    struct slot **grown = realloc(w->slots, (w->nslots + 1) * sizeof(*grown));
-    if (!grown) return NULL;
-    w->slots = grown;
-    struct slot *s = slot_new(w->hub, id);
-    if (s) w->slots[w->nslots++] = s;
+    if (!s) return NULL;
+    s->hash = hash;
+    if (h->ops->keyed) h->ops->keyed(h->arg, id);
+    w->slots[w->nslots++] = s;
+    index_put(w->index, w->index_cap, s);
     return s;
 }
 
@@ -87,33 +121,44 @@ static void unref_locked(struct watch *w)
     for (size_t i = 0; i < w->nslots; i++)
         slot_free(w->hub, w->slots[i]);
     free(w->slots);
+    free(w->index);
     free(w);
+}
+
+static void set_pending(struct watch *w, struct slot *s)
+{
+    if (!s->pending) w->npending++;
+    s->pending = true;
+}
+
+/* Sends s if its interval has passed and the call's queue has room. Returns when it wants to be
+ * tried again (NEVER: sent, or nothing to send). Under the lock. */
+static int64_t send_slot(struct watch *w, struct slot *s, int64_t now, bool *full)
+{
+    const struct watch_ops *ops = w->hub->ops;
+    if (!s->pending || w->dead) return NEVER;
+    int64_t at = s->sent_mono_ns && w->min_interval_ns ? s->sent_mono_ns + w->min_interval_ns : 0;
+    if (at > now) return at; /* held back by min_interval */
+    if (!*full && ops->send(w->ctx, s->id, s->value) != CASCA_ERR_FULL) {
+        s->pending = false; /* sent, or the call is over (the cancel drops the watch) */
+        w->npending--;
+        s->sent_mono_ns = now;
+        if (ops->clear) ops->clear(s->value);
+        return NEVER;
+    }
+    *full = true; /* stays pending: later values overwrite it */
+    return now + FULL_RETRY_NS;
 }
 
 /* Sends w's pending values whose interval has passed, in slot order, until the queue is full.
  * Returns when it wants to run again (NEVER: nothing pending). Under the lock. */
 static int64_t flush_locked(struct watch *w, int64_t now)
 {
-    const struct watch_ops *ops = w->hub->ops;
     int64_t due = NEVER;
     bool full = false;
-    for (size_t i = 0; i < w->nslots && !w->dead; i++) {
-        struct slot *s = w->slots[i];
-        if (!s->pending) continue;
-        int64_t at =
-            s->sent_mono_ns && w->min_interval_ns ? s->sent_mono_ns + w->min_interval_ns : 0;
-        if (at <= now && !full && ops->send(w->ctx, s->id, s->value) != CASCA_ERR_FULL) {
-            s->pending = false; /* sent, or the call is over (the cancel drops the watch) */
-            s->sent_mono_ns = now;
-            if (ops->clear) ops->clear(s->value);
-            continue;
-        }
-        if (at > now) { /* held back by min_interval */
-            due = at < due ? at : due;
-            continue;
-        }
-        full = true; /* stays pending: later values overwrite it */
-        due = now + FULL_RETRY_NS < due ? now + FULL_RETRY_NS : due;
+    for (size_t i = 0; i < w->nslots && w->npending && !w->dead; i++) {
+        int64_t at = send_slot(w, w->slots[i], now, &full);
+        due = at < due ? at : due;
     }
     return due;
 }
@@ -125,7 +170,7 @@ static void *flusher_main(void *arg)
     while (!h->stopping) {
         int64_t now = casca_mono_ns(), due = NEVER;
         for (struct watch *w = h->head; w; w = w->next)
-            if (w->ready) {
+            if (w->ready && w->npending) {
                 int64_t d = flush_locked(w, now);
                 due = d < due ? d : due;
             }
@@ -202,19 +247,14 @@ struct watch *watch_open(struct watch_hub *h, struct rpc_ctx *ctx, const char *c
     if (!w) return NULL;
     *w = (struct watch){
         .hub = h, .ctx = ctx, .refs = 2, .all = all, .min_interval_ns = min_interval_ns};
-    w->slots = calloc(n ? n : 1, sizeof(*w->slots));
-    for (size_t i = 0; w->slots && i < n; i++) {
-        if (slot_find(w, ids[i])) continue;
-        if (!(w->slots[w->nslots] = slot_new(h, ids[i]))) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t hash = hash_of(ids[i]);
+        if (slot_find(w, ids[i], hash)) continue;
+        if (!slot_add(w, ids[i], hash)) {
             w->refs = 1;
             unref_locked(w); /* not shared yet: no lock needed */
             return NULL;
         }
-        w->nslots++;
-    }
-    if (!w->slots) {
-        free(w);
-        return NULL;
     }
     /* listed before the caller reads the current values, so no change falls in between */
     pthread_mutex_lock(&h->lock);
@@ -229,8 +269,8 @@ struct watch *watch_open(struct watch_hub *h, struct rpc_ctx *ctx, const char *c
 void watch_seed(struct watch *w, const char *id, watch_fill_fn fill, void *arg)
 {
     pthread_mutex_lock(&w->hub->lock);
-    struct slot *s = w->dead ? NULL : slot_find(w, id);
-    if (s && !s->pending && fill(s->value, arg) == CASCA_OK) s->pending = true;
+    struct slot *s = w->dead ? NULL : slot_find(w, id, hash_of(id));
+    if (s && !s->pending && fill(s->value, arg) == CASCA_OK) set_pending(w, s);
     pthread_mutex_unlock(&w->hub->lock);
 }
 
@@ -249,14 +289,17 @@ void watch_start(struct watch *w)
 void watch_publish(struct watch_hub *h, const char *id, bool create, watch_fill_fn fill, void *arg)
 {
     int64_t now = casca_mono_ns();
+    uint32_t hash = hash_of(id);
     bool wake = false;
     pthread_mutex_lock(&h->lock);
     for (struct watch *w = h->head; w; w = w->next) {
-        struct slot *s = slot_find(w, id);
-        if (!s && create && w->all) s = slot_add(w, id);
+        struct slot *s = slot_find(w, id, hash);
+        if (!s && create && w->all) s = slot_add(w, id, hash);
         if (!s || fill(s->value, arg) != CASCA_OK) continue;
-        s->pending = true;
-        if (w->ready) wake |= flush_locked(w, now) != NEVER;
+        set_pending(w, s);
+        /* only this key: the flusher sends what waits behind a full queue or an interval */
+        bool full = false;
+        if (w->ready) wake |= send_slot(w, s, now, &full) != NEVER;
     }
     if (wake) pthread_cond_signal(&h->wake);
     pthread_mutex_unlock(&h->lock);

@@ -313,6 +313,40 @@ def test_reload_while_watching(d, tmp_path):
     one.close()
 
 
+def test_watch_of_many_slos(d, tmp_path):
+    """A watch of every SLO among 500 (its slots are found by hash, its index grown many times)
+    gets each one, a watch of a few named ids among them only those, and both get each one again
+    when a reload changes them all."""
+    many = "".join(f"  - id: M{i}\n    series: secret_fps_series\n    window: 1m\n"
+                   f"    objective: {{min: {i}}}\n" for i in range(500))
+    (tmp_path / "slo-private.yaml").write_text(SLO_FILE + many)
+    assert reload(d).ok
+    stub = slo_stub(d)
+    everything, few = Watch(stub), Watch(stub, ids=["M7", "M499", "M7", "ServiceSLO"])
+    want = {f"M{i}" for i in range(500)}
+
+    def seen(w, pred):
+        with w.lock:
+            return {m.slo.id for m in w.msgs if pred(m)}
+
+    def wait_ids(w, ids, pred=lambda m: True, timeout=30):
+        deadline = time.time() + timeout
+        while not ids <= seen(w, pred):
+            assert time.time() < deadline and w.error is None, ids - seen(w, pred)
+            time.sleep(0.05)
+
+    wait_ids(everything, want)
+    wait_ids(few, {"M7", "M499", "ServiceSLO"})
+    (tmp_path / "slo-private.yaml").write_text(SLO_FILE + many.replace("objective: {min: ",
+                                                                       "objective: {max: "))
+    assert reload(d).ok
+    wait_ids(everything, want, lambda m: m.slo.objective.max > 0 or m.slo.id == "M0")
+    wait_ids(few, {"M7", "M499"}, lambda m: m.slo.objective.max > 0)
+    assert seen(few, lambda m: True) == {"M7", "M499", "ServiceSLO"}
+    everything.close()
+    few.close()
+
+
 def test_min_interval_limits_statuses(d):
     stub = slo_stub(d)
     w = Watch(stub, ids=["ServiceSLO"], min_interval=duration_pb2.Duration(seconds=1))
