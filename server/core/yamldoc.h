@@ -22,6 +22,7 @@ struct yd_node {
 struct yd_doc {
     char *name;           /* the file name used in messages */
     struct yd_node *root; /* NULL for an empty document */
+    struct yd_chunk *mem; /* where the nodes, arrays and texts live, freed at once */
 };
 
 /* Parses a file. On error returns CASCA_ERR_CONFIG (or CASCA_ERR_IO if unreadable) and writes
