@@ -200,7 +200,8 @@ static void group_usage(FILE *to, const char *group)
             group, group);
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!strcmp(commands[i].group, group))
-            fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            fprintf(to, "  %-10s %s\n", commands[i].name ? commands[i].name : "",
+                    commands[i].summary);
 }
 
 static void command_usage(FILE *to, const struct cli_command *c, int full)
