@@ -313,6 +313,7 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
                   uint64_t *generation)
 {
     pthread_mutex_lock(&d->reload_lock);
+    int64_t t0 = casca_mono_ns();
     struct config *next = NULL;
     int rc = config_load(d->config_path, &d->overrides, cascad_config_sections, &next, errs);
     if (rc == CASCA_OK) {
@@ -347,8 +348,8 @@ int daemon_reload(struct daemon *d, struct config_errors *errs, struct config_er
             log_info("cascad", "%zu open calls ended: their tokens were revoked or lost the role",
                      ended);
         *generation = next->generation;
-        log_info("cascad", "configuration reloaded: generation %llu",
-                 (unsigned long long)next->generation);
+        log_info("cascad", "configuration reloaded in %.1f ms: generation %llu",
+                 (double)(casca_mono_ns() - t0) / 1e6, (unsigned long long)next->generation);
     } else {
         config_unref(next);
         for (size_t i = 0; i < errs->n; i++)

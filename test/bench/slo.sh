@@ -140,6 +140,13 @@ print(f"{'Reload (1,000 SLOs, all changed)':34s} {len(times):6d} runs   p50 {sta
       f"  max {times[-1]:6.2f} ms  (gRPC round trip from Python)")
 EOF
 grep "SLOs reloaded" "$work/cascad.log" | tail -1 | sed 's/^/  cascad: /'
+# cascad's own time for a reload (its log), without the client's share of the round trip
+server_reload_times() {
+  grep -o "configuration reloaded in [0-9.]* ms" "$work/cascad.log" | tail -n +"$(( $1 + 1 ))" |
+    awk '{print $4}' | sort -n | awk '{v[NR] = $1} END {
+      printf "  cascad side: p50 %.2f ms  max %.2f ms\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[NR]}'
+}
+server_reload_times 0
 # the same reloads while WATCHES WatchSlos streams (every SLO) and SESSIONS OBSERVE agent sessions
 # are open, in another process (their reading must not slow the timing client): each reload
 # re-evaluates what they watch, and none of them may be dropped
@@ -179,6 +186,7 @@ watchers=$!
 pids+=($watchers)
 for _ in $(seq 600); do [ -e "$work/watchers.ready" ] && break; sleep 0.1; done
 sleep 2
+reloads_before=$(grep -c "configuration reloaded in" "$work/cascad.log")
 PYTHONPATH=$stubs /usr/bin/python3 - "$port" "$work" <<'EOF'
 import shutil, statistics, sys, time, grpc
 from casca.v1 import admin_pb2 as a, admin_pb2_grpc as ag
@@ -199,5 +207,6 @@ EOF
 touch "$work/watchers.stop"
 wait "$watchers" || true
 echo "($(cat "$work/watchers.out"))"
+server_reload_times "$reloads_before"
 getslo "GetSlo (1,000 SLOs declared)" S500
 echo "cascad RSS: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$cascad_pid/status)"
