@@ -52,12 +52,17 @@ struct slo_engine {
     pthread_mutex_t lock; /* guards cur, stopping, the listener; the tick waits on wake */
     pthread_cond_t wake;
     struct slo_view *cur;
+    bool reloaded; /* since the tick's pass began: it runs another at once */
     bool stopping;
     pthread_t thread;
     bool started;
-    pthread_mutex_t notify_lock; /* one notification at a time; a reload's removals are ordered */
+    /* one notification at a time; the listener and told. Only the tick thread notifies, so a
+     * reload never waits for a notification (telling 100 watches can take milliseconds on a
+     * busy machine, and a reload used to wait for the one in progress) */
+    pthread_mutex_t notify_lock;
     slo_listener_fn listener;
     void *listener_arg;
+    struct slo_view *told; /* the table the listener knows: removals are told against it */
 };
 
 static int64_t realtime_ns(void *arg)
@@ -486,6 +491,7 @@ struct slo_engine *slo_engine_create(const struct slo_engine_options *o, struct 
         slo_engine_destroy(e);
         return NULL;
     }
+    e->told = slo_view_get(e);
     if (!o->manual) {
         if (pthread_create(&e->thread, NULL, tick_main, e) != 0) {
             slo_engine_destroy(e);
@@ -520,28 +526,40 @@ void slo_engine_reload(struct slo_engine *e, struct config *c)
         added += j < 0;
         changed += j >= 0 && v->rt[i] != old->rt[j];
     }
-    pthread_mutex_lock(&e->notify_lock); /* no status of the old table is told after this */
+    for (size_t j = 0; j < old->sc->n; j++)
+        removed += slo_view_find(v, old->sc->v[j].id) < 0;
     pthread_mutex_lock(&e->lock);
     struct slo_view *prev = e->cur;
     e->cur = v;
-    pthread_cond_signal(&e->wake); /* evaluate and tell the new and changed SLOs soon */
+    e->reloaded = true;
+    pthread_cond_signal(&e->wake); /* tell the removals, the new and changed SLOs soon */
     pthread_mutex_unlock(&e->lock);
-    for (size_t j = 0; j < old->sc->n; j++)
-        if (slo_view_find(v, old->sc->v[j].id) < 0) {
-            removed++;
-            if (e->listener)
-                e->listener(e->listener_arg, SLO_EVENT_REMOVED, &old->sc->v[j], NULL);
-        }
-    pthread_mutex_unlock(&e->notify_lock);
     slo_view_put(prev);
     slo_view_put(old);
     log_info("slo", "SLOs reloaded: %zu declared, %zu added, %zu changed, %zu removed", v->sc->n,
              added, changed, removed);
 }
 
+/* Tells the listener the SLOs of the table it knows that v no longer has, and that it knows v
+ * from now on. Under notify_lock. */
+static void tell_removed_locked(struct slo_engine *e, struct slo_view *v)
+{
+    if (e->told == v)
+        return;
+    for (size_t j = 0; j < e->told->sc->n; j++)
+        if (slo_view_find(v, e->told->sc->v[j].id) < 0 && e->listener)
+            e->listener(e->listener_arg, SLO_EVENT_REMOVED, &e->told->sc->v[j], NULL);
+    slo_view_put(e->told);
+    atomic_fetch_add(&v->refs, 1);
+    e->told = v;
+}
+
 size_t slo_engine_tick(struct slo_engine *e)
 {
     struct slo_view *v = slo_view_get(e);
+    pthread_mutex_lock(&e->notify_lock);
+    tell_removed_locked(e, v); /* before any status of v */
+    pthread_mutex_unlock(&e->notify_lock);
     size_t evaluated = 0;
     int budget = COMPLIANCE_TICK_BUDGET;
     for (size_t i = 0; i < v->sc->n; i++) {
@@ -588,13 +606,15 @@ static void *tick_main(void *arg)
     struct slo_engine *e = arg;
     pthread_mutex_lock(&e->lock);
     while (!e->stopping) {
+        e->reloaded = false;
         pthread_mutex_unlock(&e->lock);
         int64_t t0 = casca_mono_ns();
         slo_engine_tick(e);
         pthread_mutex_lock(&e->lock);
         if (e->stopping)
             break;
-        casca_cond_wait_until(&e->wake, &e->lock, t0 + e->cur->sc->interval_ns);
+        if (!e->reloaded) /* a reload during the pass wants one more at once */
+            casca_cond_wait_until(&e->wake, &e->lock, t0 + e->cur->sc->interval_ns);
     }
     pthread_mutex_unlock(&e->lock);
     return NULL;
@@ -612,6 +632,7 @@ void slo_engine_destroy(struct slo_engine *e)
         pthread_join(e->thread, NULL);
     }
     slo_view_put(e->cur);
+    slo_view_put(e->told);
     pthread_cond_destroy(&e->wake);
     pthread_mutex_destroy(&e->notify_lock);
     pthread_mutex_destroy(&e->lock);

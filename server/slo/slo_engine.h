@@ -22,7 +22,8 @@
  *
  * Reload: slo_engine_reload swaps in the SLOs of a new config snapshot. An SLO whose id and
  * definition are unchanged keeps its state (cached status, selector, compliance ring); a changed
- * one starts afresh; a removed one is reported to the listener (SLO_EVENT_REMOVED). */
+ * one starts afresh; a removed one is reported to the listener (SLO_EVENT_REMOVED) by the next
+ * pass, which the reload starts at once. */
 #ifndef CASCA_SLO_ENGINE_H
 #define CASCA_SLO_ENGINE_H
 
@@ -69,8 +70,9 @@ enum slo_event {
     SLO_EVENT_STATUS,  /* a new or changed value or fulfilment, or a new or changed SLO */
     SLO_EVENT_REMOVED, /* a reload removed the SLO; st is NULL */
 };
-/* def and st are valid during the call only. Called from the tick thread (STATUS) and from the
- * thread that calls slo_engine_reload (REMOVED), never at once; must not block. */
+/* def and st are valid during the call only. Called from the tick thread only (slo_engine_tick):
+ * after a reload, its next pass first tells the SLOs the reload removed, then statuses of the new
+ * table; never a status of a removed SLO after its REMOVED. Must not block. */
 typedef void (*slo_listener_fn)(void *arg, enum slo_event ev, const struct slo_def *def,
                                 const struct slo_status *st);
 
