@@ -49,7 +49,7 @@ struct slo_view {
 
 struct slo_engine {
     struct slo_engine_options o;
-    pthread_mutex_t lock; /* guards cur, stopping, the listener; the tick waits on wake */
+    pthread_mutex_t lock; /* guards cur, reloaded, stopping; the tick waits on wake */
     pthread_cond_t wake;
     struct slo_view *cur;
     bool reloaded; /* since the tick's pass began: it runs another at once */
