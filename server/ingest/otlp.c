@@ -1,10 +1,13 @@
 #include "otlp.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "casca_err.h"
 #include "clock.h"
@@ -68,10 +71,76 @@ static const char *number_text(struct conv *c, double v)
     return arena_strdup(c, buf);
 }
 
+static char *base64(const uint8_t *data, size_t len)
+{
+    static const char digits[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t n = (uint32_t)data[i] << 16 | (i + 1 < len ? (uint32_t)data[i + 1] << 8 : 0) |
+                     (i + 2 < len ? data[i + 2] : 0);
+        *o++ = digits[n >> 18];
+        *o++ = digits[n >> 12 & 63];
+        *o++ = i + 1 < len ? digits[n >> 6 & 63] : '=';
+        *o++ = i + 2 < len ? digits[n & 63] : '=';
+    }
+    *o = 0;
+    return out;
+}
+
+/* v as JSON: arrays and kvlists as JSON arrays and objects (as OpenTelemetry's Prometheus
+ * exporters write them), bytes in base64, a double that JSON cannot hold as text; NULL when out
+ * of memory. The call layer bounds the nesting (rpc_nesting_exceeds). */
+static json_t *any_json(const AnyValue *v)
+{
+    json_t *j = NULL;
+    char *b64;
+    switch (v ? v->value_case : OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET) {
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+        return json_string(v->string_value);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+        return json_boolean(v->bool_value);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+        return json_integer((json_int_t)v->int_value);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+        if (isfinite(v->double_value)) return json_real(v->double_value);
+        return json_string(isnan(v->double_value) ? "NaN" : v->double_value > 0 ? "+Inf" : "-Inf");
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
+        if (!(b64 = base64(v->bytes_value.data, v->bytes_value.len))) return NULL;
+        j = json_string(b64);
+        free(b64);
+        return j;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+        j = json_array();
+        for (size_t i = 0; j && v->array_value && i < v->array_value->n_values; i++)
+            if (json_array_append_new(j, any_json(v->array_value->values[i]))) {
+                json_decref(j);
+                return NULL;
+            }
+        return j;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
+        j = json_object();
+        for (size_t i = 0; j && v->kvlist_value && i < v->kvlist_value->n_values; i++) {
+            const KeyValue *kv = v->kvlist_value->values[i];
+            if (json_object_set_new(j, kv->key, any_json(kv->value))) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    default:
+        return json_null();
+    }
+}
+
 /* An attribute's value as a tag value, or NULL with the reason in *why. */
 static const char *attr_text(struct conv *c, const AnyValue *v, const char **why)
 {
     char buf[32];
+    json_t *j;
+    char *text;
+    const char *copy;
     switch (v ? v->value_case : OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET) {
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
         return v->string_value;
@@ -82,13 +151,30 @@ static const char *attr_text(struct conv *c, const AnyValue *v, const char **why
         return arena_strdup(c, buf);
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
         return number_text(c, v->double_value);
-    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET:
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
+        if (!(text = base64(v->bytes_value.data, v->bytes_value.len))) break;
+        copy = arena_strdup(c, text);
+        free(text);
+        return copy;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
+        /* compact JSON; invalid UTF-8 in a string makes it fail, as a tag value must be text */
+        j = any_json(v);
+        text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(j);
+        if (!text) {
+            *why = "is an array or map that is not valid UTF-8 text";
+            return NULL;
+        }
+        copy = arena_strdup(c, text);
+        free(text);
+        return copy;
+    default:
         *why = "has no value";
         return NULL;
-    default:
-        *why = "is an array, a map or bytes: casca tags are strings, numbers or bools";
-        return NULL;
     }
+    c->nomem = true;
+    return NULL;
 }
 
 /* The resource's tags followed by the point's attributes, then temporality when not NULL, with

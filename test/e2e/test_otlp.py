@@ -156,6 +156,21 @@ def test_gauges_sums_histograms_summaries(casca):
     assert last_value(casca, "transcoding_fps", **{"host.cpus": "4"}) == [25]
     assert last_value(casca, "frames_total") == [1200]
     assert "skipped" not in {s for s, _ in got}
+    # arrays and maps become compact JSON, bytes base64, as OpenTelemetry's Prometheus exporters
+    # write them
+    arr = common_pb2.ArrayValue(values=[common_pb2.AnyValue(int_value=1),
+                                        common_pb2.AnyValue(string_value="a"),
+                                        common_pb2.AnyValue(bool_value=True)])
+    kvl = common_pb2.KeyValueList(values=[kv("k", double_value=2.5),
+                                          kv("n", double_value=float("inf"))])
+    r = export(casca, request([m.Metric(name="attrs", gauge=m.Gauge(data_points=[
+        m.NumberDataPoint(as_int=3, time_unix_nano=now, attributes=[
+            kv("arr", array_value=arr), kv("map", kvlist_value=kvl),
+            kv("raw", bytes_value=b"\x00\xff"), kv("none", array_value=common_pb2.ArrayValue())])
+    ]))], resource=()))
+    assert not r.HasField("partial_success"), r
+    assert last_value(casca, "attrs", arr='[1,"a",true]', map='{"k":2.5,"n":"+Inf"}',
+                      raw="AP8=", none="[]") == [3]
     # an operator may export too; a point without a time gets the time of receipt
     export(casca, request([m.Metric(name="op_gauge", gauge=m.Gauge(
         data_points=[m.NumberDataPoint(as_double=1)]))], resource=()), OP)
@@ -183,8 +198,8 @@ def test_bad_points_refused_the_rest_stored(casca):
         m.Metric(name="no_temporality", sum=m.Sum(data_points=[m.NumberDataPoint(as_int=1)])),
         m.Metric(name="histogram_no_temporality", histogram=m.Histogram(data_points=[
             m.HistogramDataPoint(count=1, explicit_bounds=[], bucket_counts=[1])])),
-        m.Metric(name="list_attr", gauge=m.Gauge(data_points=[m.NumberDataPoint(
-            as_int=1, attributes=[kv("l", array_value=common_pb2.ArrayValue())])])),
+        m.Metric(name="no_attr_value", gauge=m.Gauge(data_points=[m.NumberDataPoint(
+            as_int=1, attributes=[kv("l")])])),
         m.Metric(name="no_value", gauge=m.Gauge(data_points=[m.NumberDataPoint()])),
         m.Metric(name="nan", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_double=float("nan"))])),
         m.Metric(name="old", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=1,
