@@ -37,6 +37,8 @@ SRC = os.path.dirname(HERE)
 RUN = os.path.join(HERE, "demo", "run.py")
 TRAIN = os.path.join(SRC, "agents", "rlds", "train_sim.py")
 PY = "/usr/bin/python3"
+sys.path.insert(0, os.path.dirname(RUN))
+from run import PORT_NAMES, free_ports  # noqa: E402  (the demo's own port choice)
 
 # name -> (run.py --agent, extra run.py options, what it is)
 AGENTS = {
@@ -66,9 +68,10 @@ def pm(values, fmt="%.1f", scale=1.0):
     return (fmt + " ± " + fmt) % (m * scale, sd * scale)
 
 
-def run_one(args, agent, repeat, out, policy):
+def run_one(args, agent, repeat, out, policy, ports):
     what, extra, _ = AGENTS[agent]
     argv = [PY, RUN, "--build", args.build, "--agent", what, "--duration", str(args.duration),
+            "--ports", ",".join(map(str, ports)),
             "--zone", args.zone, "--replay-from", args.day + "T00:00:00Z",
             "--replay-speed", str(args.speed), "--budget-target", str(args.budget_target),
             "--seed", str(repeat), "--threads", str(args.threads), "--quiet", "--quiet-agent",
@@ -265,7 +268,12 @@ def main():
         batches = [args.agents] if not args.real else [[a] for a in args.agents]
         for batch in batches:
             t0 = time.monotonic()
-            procs = {a: run_one(args, a, rep, os.path.join(rep_dir, a), policy) for a in batch}
+            # runs started together get their ports together: chosen one by one, two runs
+            # could both be given a port the other had just released
+            ports = free_ports(len(batch) * len(PORT_NAMES))
+            procs = {a: run_one(args, a, rep, os.path.join(rep_dir, a), policy,
+                                ports[i * len(PORT_NAMES):(i + 1) * len(PORT_NAMES)])
+                     for i, a in enumerate(batch)}
             for a, (p, log) in procs.items():
                 # a run that outlives its duration by minutes is stuck: stop it (run.py stops
                 # its children on SIGTERM) and say so, rather than wait for ever

@@ -39,10 +39,35 @@ SETTING2 = "ServiceParam2"  # the preset (deploy/demo/casca.yaml)
 ZONE = "AT"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PORT_NAMES = ("grpc", "bus", "http", "dashboard")
+
+
+def free_ports(n):
+    """n distinct free loopback ports: all are bound at once before any is released, so two of
+    them cannot be the same (a port released is free for the next bind)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def parse_ports(text):
+    """--ports GRPC,BUS,HTTP,DASHBOARD: four distinct port numbers."""
+    try:
+        ports = [int(p) for p in text.split(",")]
+    except ValueError:
+        ports = []
+    if len(ports) != len(PORT_NAMES) or len(set(ports)) != len(ports) or \
+            not all(0 < p < 65536 for p in ports):
+        raise argparse.ArgumentTypeError(
+            "want four distinct ports, GRPC,BUS,HTTP,DASHBOARD (e.g. 50051,5555,8080,9464)")
+    return ports
 
 
 
@@ -534,8 +559,7 @@ class Demo:
         self.out = os.path.abspath(a.out or os.path.join(
             self.build, "demo", time.strftime("run-%Y%m%d-%H%M%S")))
         os.makedirs(self.out, exist_ok=True)
-        ports = {"grpc": free_port(), "bus": free_port(), "http": free_port(),
-                 "dashboard": free_port()}
+        ports = dict(zip(PORT_NAMES, a.ports or free_ports(len(PORT_NAMES))))
         target = "127.0.0.1:%d" % ports["grpc"]
         mode = "simulated (fps = 4.2 x threads)" if a.simulate else "ffmpeg (real transcoding)"
         self.say("== casca media-streaming demo: %s, agent %s, %d s; run directory %s"
@@ -900,6 +924,9 @@ def main():
     ap.add_argument("--rate", type=int, default=30)
     ap.add_argument("--calibrate-seconds", type=float, default=5)
     ap.add_argument("--quiet-agent", action="store_true", help="do not echo the agent's lines")
+    ap.add_argument("--ports", type=parse_ports,
+                    help="GRPC,BUS,HTTP,DASHBOARD ports (default: free ones; runs started "
+                         "together need ports chosen together, as make experiment does)")
     ap.add_argument("--quiet", action="store_true", help="no line a second (make experiment)")
     ap.add_argument("--zone", default=ZONE, help="grid zone of the service (default AT)")
     ap.add_argument("--replay-from", help="replay the zone's grid from this UTC time, e.g. "
