@@ -460,7 +460,9 @@ int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
     for (size_t r = 0; r < req->n_resource_metrics && !c.nomem; r++) {
         const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[r];
         /* the resource's tags, once; an attribute that cannot be a tag is left out of them and
-         * refuses nothing (the points still say which service they come from) */
+         * refuses nothing (the points still say which service they come from), and so are
+         * arrays, maps and bytes: process metadata such as process.command_args would make
+         * every series of the service long (LMDB's keys hold 480 bytes of name and tags) */
         size_t na = rm->resource ? rm->resource->n_attributes : 0, n = 0;
         struct tsdb_tag *tags = hook_batch_alloc(b, (na ? na : 1) * sizeof(*tags));
         if (!tags) {
@@ -469,6 +471,11 @@ int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
         }
         for (size_t i = 0; i < na; i++) {
             const KeyValue *kv = rm->resource->attributes[i];
+            int vc = kv->value ? (int)kv->value->value_case : 0;
+            if (vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE ||
+                vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE ||
+                vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE)
+                continue;
             const char *unused, *value = attr_text(&c, kv->value, &unused);
             if (value) tags[n++] = (struct tsdb_tag){kv->key, value};
         }

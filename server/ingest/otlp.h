@@ -16,9 +16,10 @@
  *   histogram         refused: configure the exporter for explicit-bucket histograms
  *
  * Tags: the resource's attributes, then the point's (a point's attribute replaces a resource's of
- * the same key). Strings as they are; ints, doubles and bools as text; arrays and maps as compact
- * JSON and bytes in base64 (as OpenTelemetry's Prometheus exporters write them); an attribute
- * without a value refuses the point. Time: time_unix_nano (0: the time of receipt). A point flagged "no
+ * the same key). Strings as they are; ints, doubles and bools as text; a point's arrays and maps
+ * as compact JSON and bytes in base64 (as OpenTelemetry's Prometheus exporters write them); a
+ * resource's arrays, maps and bytes are left out (process metadata, too long for a series key);
+ * a point's attribute without a value refuses the point. Time: time_unix_nano (0: the time of receipt). A point flagged "no
  * recorded value" is skipped. Refused points are counted in partial_success with the first
  * reason (and in the telemetry's rejected count); the rest are stored. The answer waits for them
  * to be stored. A request that would make more than tsdb.max_publish_points points, or 4M tag

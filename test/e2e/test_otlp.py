@@ -171,6 +171,13 @@ def test_gauges_sums_histograms_summaries(casca):
     assert not r.HasField("partial_success"), r
     assert last_value(casca, "attrs", arr='[1,"a",true]', map='{"k":2.5,"n":"+Inf"}',
                       raw="AP8=", none="[]") == [3]
+    # a resource's arrays are process metadata: left out, the point is stored
+    r = export(casca, request([m.Metric(name="res_attrs", gauge=m.Gauge(data_points=[
+        m.NumberDataPoint(as_int=4, time_unix_nano=now)]))], resource=(
+            kv("service.name", string_value="transcoder"),
+            kv("process.command_args", array_value=arr))))
+    assert not r.HasField("partial_success"), r
+    assert ("res_attrs", (("service.name", "transcoder"),)) in series(casca)
     # an operator may export too; a point without a time gets the time of receipt
     export(casca, request([m.Metric(name="op_gauge", gauge=m.Gauge(
         data_points=[m.NumberDataPoint(as_double=1)]))], resource=()), OP)
