@@ -46,6 +46,9 @@ struct casca_point {
     int64_t time_ns; /* ns since the Unix epoch (UTC); 0 = when the hook receives it */
 };
 
+/* Delivery is at most once: a message handed to the bus connection ("sent") is lost if cascad
+ * restarts before reading it (nng's PUSH keeps no copy); messages still queued wait for the
+ * reconnection. Publish over gRPC answers once points are stored, for data that must not be lost. */
 struct casca_reporter_stats {
     uint64_t sent;    /* messages handed to the bus connection */
     uint64_t dropped; /* messages dropped: buffer full, or still unsent at close */
