@@ -9,30 +9,39 @@
 #include "store.h"
 
 /* On disk: key = seq as 8 bytes big-endian (so keys sort in sequence order), value = time_ns as
- * 8 bytes big-endian (two's complement) followed by the payload bytes. */
+ * 8 bytes big-endian (two's complement) followed by the payload bytes.
+ *
+ * When the store does not sync every commit (periodic, none), an append is first written to the
+ * file <store dir>/<name>.wal and is done once the OS has it: a crash of the process loses
+ * nothing appended, and the append costs no wait for the store's writer nor a disk flush. The
+ * writer commits it in the background; reads (audit_scan, audit_count) first wait for what was
+ * appended before them, so they see every append that returned. */
 struct audit;
 
-/* Opens (creating if needed) the log `name` of s. The caller owns *out and frees it with
+/* Opens (creating if needed) the log `name` of s, first committing what <name>.wal files left by
+ * a crash hold that the log lacks. One handle per log. The caller owns *out and frees it with
  * audit_close, before store_close. Any thread except the store's writer thread; blocks. */
 int audit_open(struct store *s, const char *name, struct audit **out);
 
-/* Frees the handle; the records stay in the store. Safe on NULL. */
+/* Waits for the appends still being committed and frees the handle; the records stay in the
+ * store. Safe on NULL. */
 void audit_close(struct audit *a);
 
 /* Appends a record and sets *seq_out (may be NULL) to its sequence number: one more than the last
  * record's, assigned inside the writer's transaction, so sequence order is commit order and the
  * numbers continue after a reopen. time_ns is nanoseconds since the Unix epoch, as the caller
- * says (records are not required to be in time order). The payload is copied. Blocks until
- * committed: durable on return when the store syncs every commit; with periodic or no sync, a
- * crash of the machine (not of the process) may lose it. Any thread except the store's writer
- * thread; appends from many threads are safe. */
+ * says (records are not required to be in time order). The payload is copied. Durable on return
+ * when the store syncs every commit (it waits for the commit); with periodic or no sync it is in
+ * the OS on return, and a crash of the machine (not of the process) may lose it. Any thread
+ * except the store's writer thread; appends from many threads are safe. */
 int audit_append(struct audit *a, int64_t time_ns, const void *payload, size_t len,
                  uint64_t *seq_out);
 
-/* audit_append without waiting: done(err, seq, arg) runs once the record is committed (or failed),
- * on the store's writer thread, where it must not block or wait for a store write. Appends that
- * are in flight together share one commit (and one sync). Returns CASCA_OK (done will run) or a
- * casca_err (it will not). Any thread. */
+/* audit_append without waiting: done(err, seq, arg) runs once the record is as safe as
+ * audit_append's return makes it: when the store syncs every commit, on the store's writer thread
+ * after the commit (appends in flight together share one commit and one sync), where it must not
+ * block or wait for a store write; otherwise at once, on the calling thread, before this returns.
+ * Returns CASCA_OK (done ran or will run) or a casca_err (it will not). Any thread. */
 typedef void (*audit_done_fn)(int err, uint64_t seq, void *arg);
 int audit_append_async(struct audit *a, int64_t time_ns, const void *payload, size_t len,
                        audit_done_fn done, void *arg);

@@ -672,6 +672,21 @@ void store_read_end(struct store *s, MDB_txn *txn)
     gate_leave(&s->gate);
 }
 
+const char *store_dir(const struct store *s)
+{
+    return s->dir;
+}
+
+enum store_sync store_sync_mode(const struct store *s)
+{
+    return s->o.sync;
+}
+
+int store_sync(struct store *s)
+{
+    return store_err(mdb_env_sync(s->env, 1));
+}
+
 int store_stats(struct store *s, struct store_stats *st)
 {
     if (!s || !st) return CASCA_ERR_INVALID;

@@ -105,6 +105,14 @@ int store_write(struct store *s, store_write_fn fn, void *arg, store_done_fn don
  * (CASCA_ERR_INVALID there, since it would wait for itself). */
 int store_write_wait(struct store *s, store_write_fn fn, void *arg);
 
+/* The directory and sync mode the store was opened with. Any thread. */
+const char *store_dir(const struct store *s);
+enum store_sync store_sync_mode(const struct store *s);
+
+/* Flushes every commit so far to the disk now, whatever the sync mode (mdb_env_sync). Blocks for
+ * a disk flush. Any thread. */
+int store_sync(struct store *s);
+
 /* Fills *st. Any thread. */
 int store_stats(struct store *s, struct store_stats *st);
 

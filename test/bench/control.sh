@@ -2,9 +2,11 @@
 # Overhead of ServiceControl.GetSetting / SetSetting through cascad against the same operation made
 # directly on a local HTTP JSON service, side by side in one run (see control_bench.c).
 #   test/bench/control.sh [BUILD_DIR] [ITERATIONS]     (defaults: build, 5000)
-# SetSetting returns after its audit entry is committed; with the default store.sync (periodic)
-# each commit still fdatasyncs its data pages. STORE_SYNC=none|every_commit|periodic picks the
-# mode, to see what durability costs. Needs h2load (nghttp2-client). A benchmark: nothing fails.
+# Then 20 changes at a time: of one setting on one connection, and of 20 memory settings by 20
+# callers (with the changes per store commit). SetSetting answers once its audit entry is written:
+# to audit.wal under the default store.sync (periodic) and none, committed and synced under
+# every_commit. STORE_SYNC=none|every_commit|periodic picks the mode, to see what durability
+# costs. Needs h2load (nghttp2-client). A benchmark: nothing fails.
 set -euo pipefail
 build=${1:-build}
 iters=${2:-5000}

@@ -13,8 +13,12 @@
  *   casca  get: ServiceControl.GetSetting
  *   direct set: GET, change EncodingThreadCount, POST the document, GET to read it back
  *   casca  set: ServiceControl.SetSetting (validate, the same GET/POST/GET, audit entry committed)
- * and prints median and p99 of each, and casca's overhead. A benchmark, not a test. */
+ * and prints median and p99 of each, and casca's overhead. Then SetSetting 20 at a time: one
+ * setting over one connection (h2load -m 20), and 20 memory settings by 20 callers (one h2load
+ * each), with the changes per store commit from /metrics. A benchmark, not a test. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -200,14 +205,17 @@ static long long direct_set(long long v)
 }
 
 static const char ID[] = "ServiceParam";
+#define MANY 20 /* callers, each with its own setting */
+static char metrics_url[128];
 
 /* The two requests as gRPC frames: GetSetting{id} and SetSetting{id, value{int_value: 42}}. */
-static void write_grpc_bodies(const char *get_path, const char *set_path)
+static void write_grpc_bodies(const char *id, const char *get_path, const char *set_path)
 {
-    unsigned char m[64] = {0, 0, 0, 0, 0, 0x0a, sizeof(ID) - 1};
+    size_t idlen = strlen(id);
+    unsigned char m[64] = {0, 0, 0, 0, 0, 0x0a, (unsigned char)idlen};
     size_t n = 7;
-    memcpy(m + n, ID, sizeof(ID) - 1);
-    n += sizeof(ID) - 1;
+    memcpy(m + n, id, idlen);
+    n += idlen;
     m[4] = (unsigned char)(n - 5);
     FILE *f = fopen(get_path, "wb");
     fwrite(m, 1, n, f);
@@ -266,6 +274,91 @@ static double h2load_streams(const char *work, const char *method, const char *b
     return rate;
 }
 
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* A sample's value in cascad's /metrics, or -1. */
+static double metric(const char *name)
+{
+    CURL *c = curl_easy_init();
+    static struct buf b;
+    b.len = 0;
+    curl_easy_setopt(c, CURLOPT_URL, metrics_url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    double v = -1;
+    if (curl_easy_perform(c) == CURLE_OK) {
+        b.p[b.len] = 0;
+        size_t n = strlen(name);
+        for (char *line = b.p; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+            if (strncmp(line, name, n) == 0 && line[n] == ' ') {
+                v = strtod(line + n + 1, NULL);
+                break;
+            }
+    }
+    curl_easy_cleanup(c);
+    return v;
+}
+
+/* MANY callers at once, each changing its own setting (memory controller: no service behind it),
+ * one h2load each, n changes in all; latencies to out. The changes' audit entries share commits.
+ * Returns the changes per second. */
+static double many_callers(const char *work, size_t n, double *out)
+{
+    size_t per = n / MANY;
+    pid_t pids[MANY];
+    double t0 = now_us();
+    for (int i = 0; i < MANY; i++) {
+        char id[16], get_body[512], set_body[512], dir[512], log[600], out[600], count[32];
+        snprintf(id, sizeof(id), "M%d", i);
+        snprintf(dir, sizeof(dir), "%s/m%d", work, i);
+        mkdir(dir, 0700);
+        snprintf(get_body, sizeof(get_body), "%s/get.bin", dir);
+        snprintf(set_body, sizeof(set_body), "%s/set.bin", dir);
+        snprintf(log, sizeof(log), "--log-file=%s/h2load.log", dir);
+        snprintf(out, sizeof(out), "%s/h2load.out", dir);
+        snprintf(count, sizeof(count), "%zu", per);
+        char url[256];
+        snprintf(url, sizeof(url), "%s/casca.v1.ServiceControl/SetSetting", casca_base);
+        write_grpc_bodies(id, get_body, set_body);
+        if ((pids[i] = fork()) == 0) {
+            int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            dup2(fd, 1);
+            dup2(fd, 2);
+            execlp("h2load", "h2load", "-n", count, "-c", "1", "-m", "1", "-t", "1", "-H",
+                   "content-type: application/grpc", "-H", "te: trailers", "-d", set_body, log,
+                   url, (char *)NULL);
+            _exit(127);
+        }
+    }
+    for (int i = 0; i < MANY; i++)
+        waitpid(pids[i], NULL, 0);
+    double secs = (now_us() - t0) / 1e6;
+    size_t k = 0;
+    for (int i = 0; i < MANY; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/m%d/h2load.out", work, i);
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "grep -q ' 0 failed, 0 errored' %s", path);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "concurrent SetSetting: some calls failed (see %s)\n", path);
+            exit(1);
+        }
+        snprintf(path, sizeof(path), "%s/m%d/h2load.log", work, i);
+        FILE *f = fopen(path, "r");
+        double start, lat;
+        int status;
+        while (f && k < n && fscanf(f, "%lf %d %lf", &start, &status, &lat) == 3)
+            out[k++] = lat;
+        if (f) fclose(f);
+    }
+    return (double)k / secs;
+}
+
 static void h2load(const char *work, const char *method, const char *body, size_t n, double *out)
 {
     h2load_streams(work, method, body, n, 1, out);
@@ -279,12 +372,6 @@ static long long casca_value(void)
 
 /* ---- timing ---- */
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -319,6 +406,9 @@ int main(int argc, char **argv)
     snprintf(service_url, sizeof(service_url),
              "http://127.0.0.1:%d/System/Configuration/encoding", sport);
     snprintf(casca_base, sizeof(casca_base), "http://127.0.0.1:%d", cport);
+    int mport, ms = listen_any(&mport);
+    close(ms); /* a free port for /metrics */
+    snprintf(metrics_url, sizeof(metrics_url), "http://127.0.0.1:%d/metrics", mport);
     char cfg[512], listen_arg[64], data[512];
     snprintf(cfg, sizeof(cfg), "%s/casca.yaml", argv[2]);
     snprintf(data, sizeof(data), "%s/data", argv[2]);
@@ -326,6 +416,7 @@ int main(int argc, char **argv)
     FILE *f = fopen(cfg, "w");
     fprintf(f,
             "server: {log_level: warn}\n"
+            "http: {listen: \"127.0.0.1:%d\"}\n"
             "store: {sync: %s}\n"
             "settings:\n"
             "  - id: ServiceParam\n"
@@ -336,7 +427,10 @@ int main(int argc, char **argv)
             "        url: \"%s\"\n"
             "        pointer: /EncodingThreadCount\n"
             "        write: {method: POST, body: read_modify_write}\n",
-            getenv("STORE_SYNC") ? getenv("STORE_SYNC") : "periodic", service_url);
+            mport, getenv("STORE_SYNC") ? getenv("STORE_SYNC") : "periodic", service_url);
+    for (int i = 0; i < MANY; i++)
+        fprintf(f, "  - {id: M%d, type: int, range: {min: 1, max: 100}, "
+                   "controller: {memory: {value: 1}}}\n", i);
     fclose(f);
     fflush(NULL);
     pid_t pid = fork();
@@ -369,7 +463,7 @@ int main(int argc, char **argv)
     char get_body[256], set_body[256];
     snprintf(get_body, sizeof(get_body), "%s/get.bin", argv[2]);
     snprintf(set_body, sizeof(set_body), "%s/set.bin", argv[2]);
-    write_grpc_bodies(get_body, set_body);
+    write_grpc_bodies(ID, get_body, set_body);
     for (size_t i = 0; i < 300; i++) { /* warm-up */
         direct_get();
         direct_set(5 + (long long)(i % 2));
@@ -423,5 +517,15 @@ int main(int argc, char **argv)
     printf("%-34s %9.3f %9.3f   (%.0f changes/s)\n", "casca SetSetting, concurrent", cs50 / 1e3,
            cs99 / 1e3, rate);
     printf("  (%d streams at once on one connection, %zu changes of one setting)\n", streams, iters);
+    double commits = metric("casca_store_commits_total");
+    rate = many_callers(argv[2], iters, t_cs);
+    commits = metric("casca_store_commits_total") - commits;
+    size_t done = iters / MANY * MANY;
+    stats(t_cs, done, &cs50, &cs99);
+    printf("%-34s %9.3f %9.3f   (%.0f changes/s, %.1f per commit)\n",
+           "casca SetSetting, many settings", cs50 / 1e3, cs99 / 1e3, rate,
+           commits > 0 ? done / commits : 0);
+    printf("  (%d callers at once, each its own connection and setting (memory controller), %zu "
+           "changes)\n", MANY, done);
     return 0; /* stop_cascad runs at exit */
 }
