@@ -224,7 +224,7 @@ static int wal_append(struct audit *a, int64_t time_ns, const void *payload, siz
     put_be64(rec + 8, r->seq);
     put_be32(rec + 4, wal_check(rec, n));
     int e = write_all(a->fd, rec, n);
-    if (e == CASCA_OK) e = store_write(a->s, wal_put, r, wal_committed, r);
+    if (e == CASCA_OK) e = store_write_lazy(a->s, wal_put, r, wal_committed, r);
     if (e == CASCA_OK) {
         a->last_seq = r->seq;
         a->size += (off_t)n;
@@ -239,12 +239,23 @@ static int wal_append(struct audit *a, int64_t time_ns, const void *payload, siz
     return e;
 }
 
+static int nothing(MDB_txn *txn, void *arg)
+{
+    (void)txn;
+    (void)arg;
+    return CASCA_OK;
+}
+
 /* Waits until every record given so far is in the database, so a read sees what was answered. */
 static void wait_committed(struct audit *a)
 {
     if (a->fd < 0) return;
     pthread_mutex_lock(&a->mu);
     uint64_t target = a->last_seq;
+    bool behind = a->committed < target;
+    pthread_mutex_unlock(&a->mu);
+    if (behind) store_write_wait(a->s, nothing, NULL); /* commits the lazy records now */
+    pthread_mutex_lock(&a->mu);
     while (a->committed < target)
         pthread_cond_wait(&a->committed_cv, &a->mu);
     pthread_mutex_unlock(&a->mu);

@@ -36,7 +36,12 @@ struct write_req {
     void *done_arg;
     int err;
     int64_t queued_ns; /* monotonic, when store_write took it */
+    bool lazy;         /* store_write_lazy */
 };
+
+/* How long the writer lets lazy writes gather before it commits them: in periodic mode each
+ * commit fdatasyncs its data pages, which costs a VM's two cores more than the commit itself. */
+#define LAZY_LINGER_NS (5 * CASCA_NS_PER_MS)
 
 /* The map gate: mdb_env_set_mapsize must not run while this process has a read transaction open.
  * Readers count themselves in; a resize waits for zero readers and keeps new ones out meanwhile.
@@ -67,6 +72,7 @@ struct store {
     pthread_cond_t done; /* store_write_wait callers wait for their write */
     struct write_req *head, *tail;
     size_t pending;
+    size_t lazy; /* of the pending writes, those queued by store_write_lazy */
     bool stopping;
     struct dbi_entry *dbis;
     size_t ndbis;
@@ -336,16 +342,23 @@ static void *writer_main(void *arg)
             wait_for_work(s);
             continue;
         }
+        if (s->lazy == s->pending && s->pending < s->o.max_batch && !s->stopping &&
+            casca_mono_ns() < s->head->queued_ns + LAZY_LINGER_NS) {
+            casca_cond_wait_until(&s->work, &s->mu, s->head->queued_ns + LAZY_LINGER_NS);
+            continue;
+        }
         struct write_req *batch = s->head, *last = batch;
-        size_t n = 1;
+        size_t n = 1, lazy = batch->lazy;
         while (n < s->o.max_batch && last->next) {
             last = last->next;
             n++;
+            lazy += last->lazy;
         }
         s->head = last->next;
         if (!s->head) s->tail = NULL;
         last->next = NULL;
         s->pending -= n;
+        s->lazy -= lazy;
         pthread_mutex_unlock(&s->mu);
 
         run_batch(s, batch);
@@ -525,13 +538,14 @@ void store_close(struct store *s)
 
 /* ---- writes ---- */
 
-int store_write(struct store *s, store_write_fn fn, void *arg, store_done_fn done, void *done_arg)
+static int queue_write(struct store *s, store_write_fn fn, void *arg, store_done_fn done,
+                       void *done_arg, bool lazy)
 {
     if (!s || !fn) return CASCA_ERR_INVALID;
     struct write_req *r = malloc(sizeof *r);
     if (!r) return CASCA_ERR_NOMEM;
     *r = (struct write_req){.fn = fn, .arg = arg, .done = done, .done_arg = done_arg,
-                            .queued_ns = casca_mono_ns()};
+                            .queued_ns = casca_mono_ns(), .lazy = lazy};
     pthread_mutex_lock(&s->mu);
     int e = s->stopping                      ? CASCA_ERR_UNAVAILABLE
             : s->pending >= s->o.queue_limit ? CASCA_ERR_FULL
@@ -543,11 +557,23 @@ int store_write(struct store *s, store_write_fn fn, void *arg, store_done_fn don
             s->head = r;
         s->tail = r;
         s->pending++;
+        s->lazy += lazy;
         pthread_cond_signal(&s->work);
     }
     pthread_mutex_unlock(&s->mu);
     if (e != CASCA_OK) free(r);
     return e;
+}
+
+int store_write(struct store *s, store_write_fn fn, void *arg, store_done_fn done, void *done_arg)
+{
+    return queue_write(s, fn, arg, done, done_arg, false);
+}
+
+int store_write_lazy(struct store *s, store_write_fn fn, void *arg, store_done_fn done,
+                     void *done_arg)
+{
+    return queue_write(s, fn, arg, done, done_arg, true);
 }
 
 struct waiter {

@@ -100,6 +100,13 @@ typedef void (*store_done_fn)(int err, void *arg);
  * valid until then. Any thread, including the writer thread. */
 int store_write(struct store *s, store_write_fn fn, void *arg, store_done_fn done, void *done_arg);
 
+/* store_write for a write nobody waits for: while only such writes are queued, the writer lets
+ * them gather for up to 5 ms before it commits them together (one commit and, in periodic mode,
+ * one data sync instead of one each). Any other write, or store_write_wait, commits them at
+ * once with it. */
+int store_write_lazy(struct store *s, store_write_fn fn, void *arg, store_done_fn done,
+                     void *done_arg);
+
 /* Queues a write and blocks until it is done; returns its result (or store_write's error).
  * Durable on return if the sync mode is every_commit. Any thread except the writer thread
  * (CASCA_ERR_INVALID there, since it would wait for itself). */

@@ -468,6 +468,44 @@ static void every_sync_mode(void **state)
     }
 }
 
+static int nothing(MDB_txn *txn, void *arg)
+{
+    (void)txn;
+    (void)arg;
+    return CASCA_OK;
+}
+
+/* Lazy writes commit on their own (after the linger), and at once, in order, ahead of a write
+ * someone waits for. */
+static void lazy_writes(void **state)
+{
+    struct store_options o = {.dir = *state, .sync = STORE_SYNC_PERIODIC};
+    struct store *s = open_store(&o);
+    MDB_dbi dbi;
+    assert_int_equal(store_dbi(s, "t", 0, &dbi), CASCA_OK);
+    static struct put p[20];
+    atomic_int done;
+    atomic_init(&done, 0);
+    for (int i = 0; i < 10; i++) {
+        p[i] = (struct put){.dbi = dbi, .vlen = 8, .fill = 'l', .done_count = &done};
+        snprintf(p[i].key, sizeof p[i].key, "lazy%d", i);
+        assert_int_equal(store_write_lazy(s, put_write, &p[i], put_done, &p[i]), CASCA_OK);
+    }
+    wait_count(&done, 10); /* nobody hurried them */
+    for (int i = 10; i < 20; i++) {
+        p[i] = (struct put){.dbi = dbi, .vlen = 8, .fill = 'l', .done_count = &done};
+        snprintf(p[i].key, sizeof p[i].key, "lazy%d", i);
+        assert_int_equal(store_write_lazy(s, put_write, &p[i], put_done, &p[i]), CASCA_OK);
+    }
+    assert_int_equal(store_write_wait(s, nothing, NULL), CASCA_OK);
+    assert_int_equal(atomic_load(&done), 20); /* committed with the waited write, before it */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(p[i].err, CASCA_OK);
+        assert_int_equal(check_key(s, dbi, p[i].key, 8, 'l'), 0);
+    }
+    store_close(s);
+}
+
 static void queue_full(void **state)
 {
     struct store_options o = {.dir = *state, .queue_limit = 2, .max_batch = 1};
@@ -657,6 +695,7 @@ int main(int argc, char **argv)
         T(map_full_at_max),
         T(reopen_keeps_data),
         T(every_sync_mode),
+        T(lazy_writes),
         T(queue_full),
         T(wait_from_writer_refused),
         T(resize_waits_for_readers),
