@@ -203,7 +203,8 @@ static void export_trajectory(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     agent_export_trajectory(a->d->agent, ctx, msg);
 }
 
-/* Operators only; Reload and ExportTrajectory read the disk: the worker pool. */
+/* Operators only; Reload, GetAuditLog and ExportTrajectory read the disk (GetAuditLog may wait
+ * for the commit of entries on their way): the worker pool. */
 #define OP RPC_ROLE_OPERATOR
 static const struct rpc_method_def admin_methods[] = {
     RPC_METHOD("Reload", casca__v1__reload_request, casca__v1__reload_response, RPC_UNARY, OP,
@@ -211,7 +212,7 @@ static const struct rpc_method_def admin_methods[] = {
     RPC_METHOD("GetStatus", casca__v1__get_status_request, casca__v1__get_status_response,
                RPC_UNARY, OP, 0, get_status),
     RPC_METHOD("GetAuditLog", casca__v1__get_audit_log_request, casca__v1__get_audit_log_response,
-               RPC_UNARY, OP, 0, get_audit_log),
+               RPC_UNARY, OP, RPC_BLOCKING, get_audit_log),
     RPC_METHOD("ListAgentSessions", casca__v1__list_agent_sessions_request,
                casca__v1__list_agent_sessions_response, RPC_UNARY, OP, 0, list_agent_sessions),
     RPC_METHOD("ExportTrajectory", casca__v1__export_trajectory_request,

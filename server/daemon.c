@@ -93,8 +93,10 @@ static int open_store(struct daemon *d, const struct config *c, struct config_er
         return rc;
     }
     if ((rc = audit_open(d->store, "audit", &d->audit)) != CASCA_OK) {
-        add_error(errs, "cannot open the audit log in %s: %s", c->server.data_dir,
-                  casca_strerror(rc));
+        add_error(errs,
+                  "cannot open the audit log in %s (data.mdb, audit.wal): %s; check that this "
+                  "user may read and write them",
+                  c->server.data_dir, casca_strerror(rc));
         return rc;
     }
     if ((rc = tsdb_open(d->store, &telemetry_config_of(c)->tsdb, &d->tsdb)) != CASCA_OK)

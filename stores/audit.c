@@ -37,6 +37,7 @@ struct audit {
     uint64_t last_seq;  /* the last seq given */
     uint64_t committed; /* every seq up to this one has been through the writer */
     uint64_t old_last;  /* the last seq in <name>.wal.1, 0 when there is no such file */
+    uint64_t count;     /* records in the log, counting those on their way to the database */
     off_t size;         /* bytes in <name>.wal */
     bool unsaved;       /* a record failed to commit: keep the files for the next audit_open */
 };
@@ -166,7 +167,10 @@ static void wal_committed(int err, void *arg)
     struct wal_rec *r = arg;
     struct audit *a = r->a;
     pthread_mutex_lock(&a->mu);
-    if (err) a->unsaved = true; /* still in the file: the next audit_open commits it */
+    if (err) { /* still in the file: the next audit_open commits it */
+        a->unsaved = true;
+        a->count--;
+    }
     a->committed = r->seq;
     drop_old(a);
     pthread_cond_broadcast(&a->committed_cv);
@@ -227,6 +231,7 @@ static int wal_append(struct audit *a, int64_t time_ns, const void *payload, siz
     if (e == CASCA_OK) e = store_write_lazy(a->s, wal_put, r, wal_committed, r);
     if (e == CASCA_OK) {
         a->last_seq = r->seq;
+        a->count++;
         a->size += (off_t)n;
         *seq_out = r->seq;
         maybe_rotate(a);
@@ -343,6 +348,8 @@ static int replay(struct audit *a)
         rc = last_seq(c, &a->last_seq);
         mdb_cursor_close(c);
     }
+    MDB_stat st;
+    if (rc == 0 && (rc = mdb_stat(txn, a->dbi, &st)) == 0) a->count = st.ms_entries;
     store_read_end(a->s, txn);
     a->committed = a->last_seq;
     return store_err(rc);
@@ -487,7 +494,12 @@ int audit_scan(struct audit *a, int64_t start_ns, int64_t end_ns, uint64_t after
 uint64_t audit_count(struct audit *a)
 {
     if (!a) return 0;
-    wait_committed(a);
+    if (a->fd >= 0) { /* no wait: GetStatus asks on a gRPC thread */
+        pthread_mutex_lock(&a->mu);
+        uint64_t n = a->count;
+        pthread_mutex_unlock(&a->mu);
+        return n;
+    }
     MDB_txn *txn;
     if (store_read_begin(a->s, &txn) != CASCA_OK) return 0;
     MDB_stat st;

@@ -14,8 +14,9 @@
  * When the store does not sync every commit (periodic, none), an append is first written to the
  * file <store dir>/<name>.wal and is done once the OS has it: a crash of the process loses
  * nothing appended, and the append costs no wait for the store's writer nor a disk flush. The
- * writer commits it in the background; reads (audit_scan, audit_count) first wait for what was
- * appended before them, so they see every append that returned. */
+ * writer commits it in the background (within 5 ms: see store_write_lazy). audit_scan first
+ * has what was appended before it committed, and audit_count counts it, so both see every
+ * append that returned. */
 struct audit;
 
 /* Opens (creating if needed) the log `name` of s, first committing what <name>.wal files left by
@@ -51,12 +52,13 @@ int audit_append_async(struct audit *a, int64_t time_ns, const void *payload, si
  * limit). The time filter reads every record after after_seq: page with after_seq. payload is
  * LMDB's memory, valid only during that call of fn. Stops when fn returns non-zero and returns
  * that value; otherwise returns 0 or a casca_err. fn must not call audit_append (it could deadlock
- * with a map resize). Any thread. */
+ * with a map resize). When appends are on their way it waits for their commit (and, in periodic
+ * mode, a data sync): not on a thread that must never wait for the disk. Any other thread. */
 int audit_scan(struct audit *a, int64_t start_ns, int64_t end_ns, uint64_t after_seq, size_t limit,
                int (*fn)(uint64_t seq, int64_t time_ns, const void *payload, size_t len, void *arg),
                void *arg);
 
-/* The number of records, or 0 if it cannot be read. Any thread. */
+/* The number of records, or 0 if it cannot be read. Never waits for a write. Any thread. */
 uint64_t audit_count(struct audit *a);
 
 #endif

@@ -379,6 +379,7 @@ static void appends_then_killed(const char *dir, int n)
                            : audit_append(a, i, p, (size_t)len, &seq);
             if (rc != CASCA_OK || seq != (uint64_t)i + 1) _exit(2);
         }
+        if (audit_count(a) != (uint64_t)n) _exit(4); /* counted, without waiting for the writer */
         if (write(fds[1], &seq, sizeof seq) != sizeof seq) _exit(3);
         pause();
         _exit(0);
