@@ -16,7 +16,8 @@
 /* The write-ahead file, used when the store does not sync every commit. An append is written to
  * <dir>/<name>.wal with write(2) and is done at once: in the OS, it survives a crash of cascad,
  * and a crash of the machine may lose what the store had not synced yet, as those sync modes
- * allow. The store's writer commits it in the background, in the same order. Otherwise every
+ * allow. The store's writer commits it in the background, in the same order, gathering such
+ * records for up to 5 ms (store_write_lazy). Otherwise every
  * change would wait for a hand-off to the writer and, in periodic mode, for the fdatasync of the
  * batch's data pages. The file is renamed <name>.wal.1 once it passes WAL_ROTATE bytes, and that
  * one is deleted when all of its records are committed; audit_open commits whatever the files
@@ -30,7 +31,8 @@
 struct audit {
     struct store *s;
     MDB_dbi dbi;
-    int fd;                /* <name>.wal, append-only; -1 when the store syncs every commit */
+    bool wal;              /* false when the store syncs every commit: no file, as before */
+    int fd;                /* <name>.wal, append-only, or -1 */
     char *path, *old_path; /* <dir>/<name>.wal, <dir>/<name>.wal.1 */
     pthread_mutex_t mu;    /* the fields below; held across write and queue, so order is seq */
     pthread_cond_t committed_cv;
@@ -254,7 +256,7 @@ static int nothing(MDB_txn *txn, void *arg)
 /* Waits until every record given so far is in the database, so a read sees what was answered. */
 static void wait_committed(struct audit *a)
 {
-    if (a->fd < 0) return;
+    if (!a->wal) return;
     pthread_mutex_lock(&a->mu);
     uint64_t target = a->last_seq;
     bool behind = a->committed < target;
@@ -368,7 +370,7 @@ static char *path_in(const char *dir, const char *name, const char *suffix)
 void audit_close(struct audit *a)
 {
     if (!a) return;
-    if (a->fd >= 0) {
+    if (a->wal) {
         wait_committed(a);
         close(a->fd);
         if (!a->unsaved) { /* all in the database: nothing to replay */
@@ -397,9 +399,11 @@ int audit_open(struct store *s, const char *name, struct audit **out)
     a->old_path = path_in(store_dir(s), name, ".wal.1");
     int e = a->path && a->old_path ? store_dbi(s, name, 0, &a->dbi) : CASCA_ERR_NOMEM;
     if (e == CASCA_OK) e = replay(a); /* whatever the mode now: it may have been another */
-    if (e == CASCA_OK && store_sync_mode(s) != STORE_SYNC_EVERY_COMMIT &&
-        (a->fd = open_wal(a->path)) < 0)
-        e = CASCA_ERR_IO;
+    if (e == CASCA_OK && store_sync_mode(s) != STORE_SYNC_EVERY_COMMIT) {
+        a->fd = open_wal(a->path);
+        a->wal = a->fd >= 0;
+        e = a->wal ? CASCA_OK : CASCA_ERR_IO;
+    }
     if (e != CASCA_OK) {
         audit_close(a);
         return e;
@@ -413,7 +417,7 @@ int audit_append(struct audit *a, int64_t time_ns, const void *payload, size_t l
 {
     if (!a || (!payload && len)) return CASCA_ERR_INVALID;
     uint64_t seq;
-    if (a->fd >= 0) {
+    if (a->wal) {
         int e = wal_append(a, time_ns, payload, len, &seq);
         if (e == CASCA_OK && seq_out) *seq_out = seq;
         return e;
@@ -435,7 +439,7 @@ int audit_append_async(struct audit *a, int64_t time_ns, const void *payload, si
                        audit_done_fn done, void *arg)
 {
     if (!a || (!payload && len) || !done) return CASCA_ERR_INVALID;
-    if (a->fd >= 0) {
+    if (a->wal) {
         uint64_t seq;
         int e = wal_append(a, time_ns, payload, len, &seq);
         if (e == CASCA_OK) done(CASCA_OK, seq, arg);
@@ -494,7 +498,7 @@ int audit_scan(struct audit *a, int64_t start_ns, int64_t end_ns, uint64_t after
 uint64_t audit_count(struct audit *a)
 {
     if (!a) return 0;
-    if (a->fd >= 0) { /* no wait: GetStatus asks on a gRPC thread */
+    if (a->wal) { /* no wait: GetStatus asks on a gRPC thread */
         pthread_mutex_lock(&a->mu);
         uint64_t n = a->count;
         pthread_mutex_unlock(&a->mu);
