@@ -35,7 +35,7 @@
 const struct config_section *const cascad_config_sections[] = {
     &ctl_config_section,   &carbon_config_section,    &hooks_config_section,
     &probes_config_section, &telemetry_config_section, &slo_config_section,
-    &http_config_section,  NULL,
+    &http_config_section,  &otlp_config_section,      NULL,
 };
 
 extern const unsigned char casca_descriptor_set[];
@@ -225,7 +225,7 @@ static int open_services(struct daemon *d, struct config *c, const struct rpc_op
                                 &d->reflection, err, errlen)) ||
         (rc = admin_create(d->rpc, d, &d->admin, err, errlen)) ||
         (rc = telemetry_create(d->rpc, d->live, d->tsdb, d->hooks, &d->telemetry, err, errlen)) ||
-        (rc = otlp_create(d->rpc, d->telemetry, &d->otlp, err, errlen)))
+        (rc = otlp_create(d->rpc, d->live, d->telemetry, &d->otlp, err, errlen)))
         return rc;
     if (!(d->ctl = ctl_create(c, d->audit))) /* NULL only without memory */
         return CASCA_ERR_NOMEM;

@@ -8,6 +8,7 @@
 #include "ctl.h"
 #include "hooks.h"
 #include "http_server.h"
+#include "otlp.h"
 #include "probe.h"
 #include "slo.h"
 #include "telemetry.h"
@@ -21,6 +22,6 @@ extern const struct config_section *const cascad_config_sections[];
  * so the keys are not errors there. config_test checks it against cascad_config_sections. */
 #define CASCAD_CONFIG_KEYS                                                                       \
     CTL_CONFIG_KEYS, CARBON_CONFIG_KEYS, HOOKS_CONFIG_KEYS, PROBES_CONFIG_KEYS,                  \
-        TELEMETRY_CONFIG_KEYS, SLO_CONFIG_KEYS, HTTP_CONFIG_KEYS
+        TELEMETRY_CONFIG_KEYS, SLO_CONFIG_KEYS, HTTP_CONFIG_KEYS, OTLP_CONFIG_KEYS
 
 #endif

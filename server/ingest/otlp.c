@@ -11,6 +11,7 @@
 
 #include "casca_err.h"
 #include "clock.h"
+#include "config.h"
 #include "telemetry.h"
 
 typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest ExportRequest;
@@ -27,6 +28,91 @@ typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
 /* Tag entries all the points of one request may carry: attributes are copied into every bucket of
  * a histogram, so a 4 MiB request could otherwise take gigabytes (64 MiB of entries at most). */
 #define MAX_TAG_ENTRIES (UINT64_C(1) << 22)
+
+/* ---- the opentelemetry: section ---- */
+
+/* OpenTelemetry's own Prometheus exporters keep only these of a resource as labels (job and
+ * instance); the rest (process, host, SDK and runtime metadata) would make a new series per
+ * restart (process.pid) or keys past LMDB's 480 bytes (process.command_line). */
+static const char *const default_resource_tags[] = {"service.name", "service.namespace",
+                                                    "service.instance.id"};
+static const struct otlp_config defaults = {
+    .resource_tags = (char **)default_resource_tags,
+    .nresource_tags = sizeof(default_resource_tags) / sizeof(default_resource_tags[0]),
+};
+
+static void parse_resource_tags(struct config_loader *ld, const struct yd_node *seq, void *obj)
+{
+    struct otlp_config *c = obj;
+    c->resource_tags = calloc(seq->n ? seq->n : 1, sizeof(char *));
+    for (size_t i = 0; c->resource_tags && i < seq->n; i++) {
+        const struct yd_node *v = seq->values[i];
+        if (v->kind != YD_SCALAR || !*v->scalar) {
+            config_error(ld, v,
+                         "opentelemetry.resource_tags lists attribute names (e.g. service.name, "
+                         "host.name), or \"*\" for all of them");
+            continue;
+        }
+        if (strcmp(v->scalar, "*") == 0) c->all_resource_tags = true;
+        if (!(c->resource_tags[c->nresource_tags] = strdup(v->scalar))) break;
+        c->nresource_tags++;
+    }
+}
+
+static const struct config_key keys[] = {
+    {"resource_tags", CONFIG_LIST, 0, .list = parse_resource_tags},
+    {NULL},
+};
+
+static void otlp_config_free(void *section)
+{
+    struct otlp_config *c = section;
+    if (!c) return;
+    if (c->resource_tags != defaults.resource_tags) {
+        for (size_t i = 0; i < c->nresource_tags; i++)
+            free(c->resource_tags[i]);
+        free(c->resource_tags);
+    }
+    free(c);
+}
+
+static void *otlp_config_parse(struct config_loader *ld, const struct yd_node *const values[])
+{
+    struct otlp_config *c = malloc(sizeof(*c));
+    if (!c) return NULL;
+    *c = defaults;
+    const struct yd_node *list = values[0] ? yd_get(values[0], "resource_tags") : NULL;
+    if (list && list->kind == YD_SEQ) { /* given: replaces the defaults */
+        c->resource_tags = NULL;
+        c->nresource_tags = 0;
+    }
+    config_load_keys(ld, keys, values[0], "opentelemetry", c);
+    if (!c->resource_tags) { /* out of memory, or a list that was not one (an error said so) */
+        c->resource_tags = defaults.resource_tags;
+        c->nresource_tags = defaults.nresource_tags;
+    }
+    return c;
+}
+
+const struct config_section otlp_config_section = {
+    .keys = (const char *const[]){OTLP_CONFIG_KEYS, NULL},
+    .parse = otlp_config_parse,
+    .free = otlp_config_free,
+};
+
+const struct otlp_config *otlp_config_of(const struct config *c)
+{
+    const struct otlp_config *o = config_section_of(c, &otlp_config_section);
+    return o ? o : &defaults;
+}
+
+static bool resource_tag(const struct otlp_config *oc, const char *key)
+{
+    if (oc->all_resource_tags) return true;
+    for (size_t i = 0; i < oc->nresource_tags; i++)
+        if (strcmp(oc->resource_tags[i], key) == 0) return true;
+    return false;
+}
 
 /* ---- conversion ---- */
 
@@ -431,7 +517,8 @@ static void request_size(const ExportRequest *req, uint64_t *points, uint64_t *t
     }
 }
 
-int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
+int otlp_points(const ExportRequest *req, const struct otlp_config *oc, int64_t now_ns,
+                uint64_t max_points,
                 struct hook_batch *b, size_t *refused, char *first, size_t firstlen, char *why,
                 size_t whylen)
 {
@@ -459,10 +546,11 @@ int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
     }
     for (size_t r = 0; r < req->n_resource_metrics && !c.nomem; r++) {
         const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[r];
-        /* the resource's tags, once; an attribute that cannot be a tag is left out of them and
-         * refuses nothing (the points still say which service they come from), and so are
-         * arrays, maps and bytes: process metadata such as process.command_args would make
-         * every series of the service long (LMDB's keys hold 480 bytes of name and tags) */
+        /* the resource's tags, once: those opentelemetry.resource_tags names. An attribute that
+         * cannot be a tag is left out of them and refuses nothing (the points still say which
+         * service they come from), and so are arrays, maps and bytes: process metadata such as
+         * process.command_args would make every series of the service long (LMDB's keys hold
+         * 480 bytes of name and tags) */
         size_t na = rm->resource ? rm->resource->n_attributes : 0, n = 0;
         struct tsdb_tag *tags = hook_batch_alloc(b, (na ? na : 1) * sizeof(*tags));
         if (!tags) {
@@ -472,7 +560,7 @@ int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
         for (size_t i = 0; i < na; i++) {
             const KeyValue *kv = rm->resource->attributes[i];
             int vc = kv->value ? (int)kv->value->value_case : 0;
-            if (vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE ||
+            if (!resource_tag(oc, kv->key) || vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE ||
                 vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE ||
                 vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE)
                 continue;
@@ -493,6 +581,7 @@ int otlp_points(const ExportRequest *req, int64_t now_ns, uint64_t max_points,
 
 struct otlp {
     struct telemetry *t;
+    struct config_live *live;
 };
 
 /* One Export waiting for its points to be stored. */
@@ -542,8 +631,10 @@ static void export_metrics(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         rpc_finish(ctx, CASCA_ERR_NOMEM, "out of memory: retry with a smaller batch");
         return;
     }
-    int rc = otlp_points(req, casca_wall_ns(), telemetry_max_points(o->t), &b, &e->refused,
-                         e->first, sizeof(e->first), why, sizeof(why));
+    struct config *c = config_live_get(o->live);
+    int rc = otlp_points(req, otlp_config_of(c), casca_wall_ns(), telemetry_max_points(o->t), &b,
+                         &e->refused, e->first, sizeof(e->first), why, sizeof(why));
+    config_unref(c); /* the points borrow req's strings, not the configuration's */
     if (rc) {
         free(e);
         hook_batch_free(&b);
@@ -571,8 +662,8 @@ static const struct rpc_method_def otlp_methods[] = {
                RPC_UNARY, RPC_ROLE_REPORTER | RPC_ROLE_OPERATOR, 0, export_metrics),
 };
 
-int otlp_create(struct rpc_server *srv, struct telemetry *t, struct otlp **out, char *err,
-                size_t errlen)
+int otlp_create(struct rpc_server *srv, struct config_live *live, struct telemetry *t,
+                struct otlp **out, char *err, size_t errlen)
 {
     struct otlp *o = *out = calloc(1, sizeof(*o));
     if (!o) {
@@ -580,6 +671,7 @@ int otlp_create(struct rpc_server *srv, struct telemetry *t, struct otlp **out, 
         return CASCA_ERR_NOMEM;
     }
     o->t = t;
+    o->live = live;
     int rc = rpc_server_add_service(
         srv, &opentelemetry__proto__collector__metrics__v1__metrics_service__descriptor, NULL,
         otlp_methods, RPC_NMETHODS(otlp_methods), o, err, errlen);

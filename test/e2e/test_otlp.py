@@ -1,7 +1,8 @@
 """The OTLP/gRPC metrics receiver end to end (issue 16, part 4): Export requests built from the
 official OpenTelemetry protos (no OpenTelemetry SDK is packaged in Debian 12) go to cascad's gRPC
 port; gauges, sums (cumulative and delta), histograms and summaries come back from Query with
-the resource's and the point's attributes as tags. Reporter and operator may export, agent and
+the point's attributes and the resource's identifying ones (service.name...; the
+opentelemetry.resource_tags list, changed by a reload) as tags. Reporter and operator may export, agent and
 viewer may not; bad points are refused in partial_success with the first reason while the rest
 are stored; an undecodable or over-limit request is INVALID_ARGUMENT and stores nothing. The
 service is listed by server reflection."""
@@ -10,6 +11,7 @@ import time
 import grpc
 import pytest
 
+from casca.v1 import admin_pb2, admin_pb2_grpc
 from casca.v1 import telemetry_pb2 as tm
 from casca.v1 import telemetry_pb2_grpc as tm_grpc
 from grpc.reflection.v1 import reflection_pb2 as refl, reflection_pb2_grpc as refl_grpc
@@ -33,6 +35,7 @@ auth:
     - {name: gds, role: agent, token_env: T_AGENT}
 tsdb: {max_publish_points: 50}
 http: {listen: "127.0.0.1:%d"}
+opentelemetry: {resource_tags: [service.name, host.cpus]}
 """
 
 
@@ -80,6 +83,11 @@ def export(d, req, token=REP):
 def series(d):
     r = tm_grpc.TelemetryServiceStub(d.channel(OP)).ListSeries(tm.ListSeriesRequest(), timeout=10)
     return {(s.series, tuple(sorted(s.tags.items()))): s.points for s in r.series}
+
+
+def reload(d):
+    admin = admin_pb2_grpc.AdminServiceStub(d.channel(OP))
+    return admin.Reload(admin_pb2.ReloadRequest(), timeout=10)
 
 
 def last_value(d, name, **tags):
@@ -276,3 +284,36 @@ def test_listed_by_reflection(casca):
                                        timeout=10))
     names = {s.name for s in r[0].list_services_response.service}
     assert "opentelemetry.proto.collector.metrics.v1.MetricsService" in names
+
+
+def test_resource_tags_default_and_reload(make_daemon):
+    """Without an opentelemetry section only service.name, service.namespace and
+    service.instance.id of a resource become tags: an SDK's process.pid or process.command_line
+    would make a new series per restart, or a key too long to store. A reload changes the list."""
+    port = free_port()
+    d = make_daemon(CONFIG.replace("opentelemetry: {resource_tags: [service.name, host.cpus]}\n",
+                                   "") % port, env=TOKENS)
+    resource = (kv("service.name", string_value="transcoder"),
+                kv("service.instance.id", string_value="t-1"),
+                kv("process.pid", int_value=4242),
+                kv("process.command_line", string_value="/usr/bin/java " + "-Dx=y " * 100),
+                kv("host.name", string_value="node-7"))
+    gauge = m.Metric(name="fps", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=25)]))
+    r = export(d, request([gauge], resource=resource))
+    assert not r.HasField("partial_success"), r
+    assert list(series(d)) == [("fps", (("service.instance.id", "t-1"),
+                                        ("service.name", "transcoder")))]
+
+    d.config_path.write_text((CONFIG % port).replace("[service.name, host.cpus]", '["*"]'))
+    assert reload(d).ok
+    r = export(d, request([m.Metric(name="fps2", gauge=m.Gauge(
+        data_points=[m.NumberDataPoint(as_int=25)]))], resource=resource[:3] + resource[4:]))
+    assert not r.HasField("partial_success"), r
+    assert ("fps2", (("host.name", "node-7"), ("process.pid", "4242"),
+                     ("service.instance.id", "t-1"), ("service.name", "transcoder"))) in series(d)
+
+    d.config_path.write_text((CONFIG % port).replace(
+        "[service.name, host.cpus]", "[service.name, {a: b}]"))
+    r = reload(d)
+    assert not r.ok and any("opentelemetry.resource_tags lists attribute names" in e
+                            for e in r.errors), r.errors

@@ -1168,7 +1168,7 @@ static void program_sections(void **state)
     expect_errors(f, 3,
                   "$F:2:1: unknown key 'slo' in (top level) (known: server, auth, store, tsdb, "
                   "settings, settings_files, carbon, bus, hooks, probes, slos, slo_files, "
-                  "slo_engine, http)",
+                  "slo_engine, http, opentelemetry)",
                   "$F:1:22: tsdb.queue_points: 5 is out of range [1000, 100000000]",
                   "$F:1:25: unknown key 'colour' in tsdb (known: raw_retention, "
                   "minute_retention, hour_retention, purge_interval, queue_points, "
