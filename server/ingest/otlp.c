@@ -518,9 +518,8 @@ static void request_size(const ExportRequest *req, uint64_t *points, uint64_t *t
 }
 
 int otlp_points(const ExportRequest *req, const struct otlp_config *oc, int64_t now_ns,
-                uint64_t max_points,
-                struct hook_batch *b, size_t *refused, char *first, size_t firstlen, char *why,
-                size_t whylen)
+                uint64_t max_points, struct hook_batch *b, size_t *refused, char *first,
+                size_t firstlen, char *why, size_t whylen)
 {
     struct conv c = {.b = b, .now_ns = now_ns, .first = first, .firstlen = firstlen};
     if (firstlen) *first = 0;
@@ -560,7 +559,8 @@ int otlp_points(const ExportRequest *req, const struct otlp_config *oc, int64_t 
         for (size_t i = 0; i < na; i++) {
             const KeyValue *kv = rm->resource->attributes[i];
             int vc = kv->value ? (int)kv->value->value_case : 0;
-            if (!resource_tag(oc, kv->key) || vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE ||
+            if (!resource_tag(oc, kv->key) ||
+                vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE ||
                 vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE ||
                 vc == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE)
                 continue;
