@@ -14,9 +14,9 @@
  * When the store does not sync every commit (periodic, none), an append is first written to the
  * file <store dir>/<name>.wal and is done once the OS has it: a crash of the process loses
  * nothing appended, and the append costs no wait for the store's writer nor a disk flush. The
- * writer commits it in the background (within 5 ms: see store_write_lazy). audit_scan first
- * has what was appended before it committed, and audit_count counts it, so both see every
- * append that returned. */
+ * writer commits it in the background (within 5 ms: see store_write_lazy). audit_scan first has
+ * the appends made before it committed, and audit_count counts them, so both see every append
+ * that returned. */
 struct audit;
 
 /* Opens (creating if needed) the log `name` of s, first committing what <name>.wal files left by
@@ -29,8 +29,7 @@ int audit_open(struct store *s, const char *name, struct audit **out);
 void audit_close(struct audit *a);
 
 /* Appends a record and sets *seq_out (may be NULL) to its sequence number: one more than the last
- * record's, assigned inside the writer's transaction, so sequence order is commit order and the
- * numbers continue after a reopen. time_ns is nanoseconds since the Unix epoch, as the caller
+ * record's, given in the order records are committed, continuing after a reopen. time_ns is nanoseconds since the Unix epoch, as the caller
  * says (records are not required to be in time order). The payload is copied. Durable on return
  * when the store syncs every commit (it waits for the commit); with periodic or no sync it is in
  * the OS on return, and a crash of the machine (not of the process) may lose it. Any thread
