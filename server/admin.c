@@ -11,6 +11,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "daemon.h"
+#include "bus.h"
 #include "hooks.h"
 #include "slo_engine.h"
 #include "slo_service.h"
@@ -87,8 +88,8 @@ static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
     const char *const *names;
     struct ctl_view *settings = ctl_view_get(d->ctl);
     struct slo_view *slos = slo_view_get(slo_service_engine(d->slo));
-    uint64_t received = 0, malformed = 0, unrouted = 0;
-    hooks_bus_stats(d->hooks, &received, &malformed, &unrouted);
+    struct bus_stats bus;
+    hooks_bus_stats(d->hooks, &bus);
     const struct {
         const char *key;
         int64_t value;
@@ -100,9 +101,10 @@ static void get_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
         {"services", (int64_t)rpc_server_services(d->rpc, &names)},
         {"auth_tokens", (int64_t)c->auth.ntokens},
         {"audit_entries", (int64_t)audit_count(d->audit)},
-        {"bus_received", (int64_t)received},
-        {"bus_malformed", (int64_t)malformed},
-        {"bus_unrouted", (int64_t)unrouted},
+        {"bus_received", (int64_t)bus.received},
+        {"bus_malformed", (int64_t)bus.malformed},
+        {"bus_unrouted", (int64_t)bus.unrouted},
+        {"bus_datagrams_lost", (int64_t)bus.lost},
         {"store_commits", (int64_t)ss.commits},
         {"store_max_write_wait_us", (int64_t)(ss.max_wait_ns / 1000)},
     };

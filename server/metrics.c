@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "daemon.h"
+#include "bus.h"
 #include "hooks.h"
 #include "rpc.h"
 #include "slo_engine.h"
@@ -207,15 +208,18 @@ static void write_ingest(struct daemon *d, struct prom_buf *b, bool operator)
             prom_sample1(b, hook_rows[r].name, "hook", hs[i].name,
                          (double)*(const uint64_t *)((const char *)&hs[i] + hook_rows[r].offset));
     }
-    uint64_t received = 0, malformed = 0, unrouted = 0;
-    hooks_bus_stats(d->hooks, &received, &malformed, &unrouted);
+    struct bus_stats bus;
+    hooks_bus_stats(d->hooks, &bus);
     prom_family(b, "casca_bus_received_total", "counter", "Messages the buses received.");
-    prom_sample(b, "casca_bus_received_total", NULL, 0, (double)received);
+    prom_sample(b, "casca_bus_received_total", NULL, 0, (double)bus.received);
     prom_family(b, "casca_bus_malformed_total", "counter",
                 "Messages the buses could not read (no topic, too large).");
-    prom_sample(b, "casca_bus_malformed_total", NULL, 0, (double)malformed);
+    prom_sample(b, "casca_bus_malformed_total", NULL, 0, (double)bus.malformed);
     prom_family(b, "casca_bus_unrouted_total", "counter", "Messages no hook subscribed to.");
-    prom_sample(b, "casca_bus_unrouted_total", NULL, 0, (double)unrouted);
+    prom_sample(b, "casca_bus_unrouted_total", NULL, 0, (double)bus.unrouted);
+    prom_family(b, "casca_bus_datagrams_lost_total", "counter",
+                "Datagrams a udp:// bus address lost before reading them (receive buffer full).");
+    prom_sample(b, "casca_bus_datagrams_lost_total", NULL, 0, (double)bus.lost);
 
     uint64_t accepted = 0, rejected = 0;
     telemetry_counts(d->telemetry, &accepted, &rejected);

@@ -18,7 +18,7 @@ static void report_usage(FILE *to)
     fprintf(to,
             "usage: casca report --bus ADDR --topic TOPIC [--csv FILE] [--raw] [--timeout MS]\n"
             "  Sends each line of stdin (a JSON object, or an array of objects) to the bus at\n"
-            "  ADDR (tcp://HOST:PORT or ipc:///path) under TOPIC.\n"
+            "  ADDR (tcp://HOST:PORT, ipc:///path or udp://HOST:PORT) under TOPIC.\n"
             "  --csv FILE   also append every report to FILE (columns: received, topic, report)\n"
             "  --raw        send lines as they are, without checking that they are JSON\n"
             "  --timeout MS at the end of input, wait at most MS for the bus (default 5000)\n");
@@ -91,7 +91,7 @@ int cli_report(int argc, char **argv)
     if (rc) {
         fprintf(stderr,
                 "casca report: cannot report to %s on topic '%s': %s (the address is "
-                "tcp://HOST:PORT or ipc:///path, the topic 1 to 256 bytes)\n",
+                "tcp://HOST:PORT, ipc:///path or udp://HOST:PORT, the topic 1 to 256 bytes)\n",
                 bus, topic, casca_strerror(rc));
         if (csv) fclose(csv);
         return 2;
@@ -120,6 +120,14 @@ int cli_report(int argc, char **argv)
         while ((rc = casca_report_json(r, line, (size_t)len)) == CASCA_ERR_FULL) {
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
+        }
+        if (rc != CASCA_OK) {
+            fprintf(stderr, "casca report: line %zu skipped: %s%s\n", lineno, casca_strerror(rc),
+                    rc == CASCA_ERR_INVALID ? " (over 65,507 bytes, more than one datagram holds:"
+                                              " send it over tcp://)"
+                                            : "");
+            skipped++;
+            continue;
         }
         if (csv) {
             struct timespec now;

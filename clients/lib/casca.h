@@ -1,7 +1,8 @@
 /* casca.h: libcasca, the continuous-reporter library of casca (installed header).
  *
- * A reporter sends measurements from any application to a casca bus (nng: tcp://, ipc://) under a
- * topic; hooks configured in cascad (or casca-hook) turn them into time series. The library knows
+ * A reporter sends measurements from any application to a casca bus (nng: tcp://, ipc://; or
+ * udp://, one datagram per message, for many small reports) under a topic; hooks configured in
+ * cascad (or casca-hook) turn them into time series. The library knows
  * nothing about the application: it sends JSON objects as they are, or points (series, tags,
  * value, time) encoded as casca.v1.PublishRequest for hooks with `format: protobuf`.
  *
@@ -10,7 +11,7 @@
  * the bus restarts or the network drops. When the buffer is full the message is dropped, counted,
  * and CASCA_ERR_FULL is returned.
  *
- * Wire format (one nng PUSH message): topic bytes, a NUL byte, the payload.
+ * Wire format (one nng PUSH message, or one UDP datagram): topic bytes, a NUL byte, the payload.
  *
  * Threads: every function may be called from any thread; one reporter may be shared. */
 #ifndef CASCA_H
@@ -48,17 +49,19 @@ struct casca_point {
 
 /* Delivery is at most once: a message handed to the bus connection ("sent") is lost if cascad
  * restarts before reading it (nng's PUSH keeps no copy); messages still queued wait for the
- * reconnection. Publish over gRPC answers once points are stored, for data that must not be lost. */
+ * reconnection. A datagram (udp://) is lost if nobody listens or the bus's buffer is full (cascad
+ * counts the second). Publish over gRPC answers once points are stored, for data that must not be
+ * lost. */
 struct casca_reporter_stats {
     uint64_t sent;    /* messages handed to the bus connection */
     uint64_t dropped; /* messages dropped: buffer full, or still unsent at close */
     uint64_t queued;  /* messages in the buffer now */
 };
 
-/* Opens a reporter sending to the bus at address (tcp://HOST:PORT, ipc:///path) with topic
- * (1..256 bytes, no NUL). The bus need not be up yet. Returns CASCA_OK and *out, or
- * CASCA_ERR_INVALID (bad address or topic) / CASCA_ERR_NOMEM. Close it with
- * casca_reporter_close. */
+/* Opens a reporter sending to the bus at address (tcp://HOST:PORT, ipc:///path, udp://HOST:PORT)
+ * with topic (1..256 bytes, no NUL). The bus need not be up yet. Returns CASCA_OK and *out, or
+ * CASCA_ERR_INVALID (bad address, an unknown host, or a bad topic) / CASCA_ERR_NOMEM. Close it with
+ * casca_reporter_close. Over udp://, a message over 65,507 bytes is refused (CASCA_ERR_INVALID). */
 int casca_reporter_open(const char *address, const char *topic,
                         const struct casca_reporter_options *opts, struct casca_reporter **out);
 

@@ -1,7 +1,9 @@
 /* libcasca's reporter: a bounded queue of framed messages and one sending thread per reporter
- * with an nng PUSH socket whose dialer reconnects by itself. */
+ * with an nng PUSH socket whose dialer reconnects by itself, or a UDP socket that sends up to
+ * UDP_BATCH queued messages per system call (one datagram each). */
 #include "casca.h"
 #include "clock.h"
+#include "udpaddr.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,7 +12,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -20,9 +24,13 @@
 #define MAX_TOPIC 256
 #define SEND_SLICE_MS 100 /* how long one send waits for a connection before re-checking close */
 #define LINGER_MS 100     /* after the last send, for the transport to write it out */
+#define UDP_BATCH 64      /* datagrams per sendmmsg */
 
 struct casca_reporter {
     nng_socket sock;
+    int udp; /* a udp:// bus: the socket, else -1 */
+    struct sockaddr_storage udp_to;
+    socklen_t udp_tolen;
     char *topic;
     size_t topic_len;
     pthread_mutex_t lock;
@@ -35,6 +43,36 @@ struct casca_reporter {
     atomic_ullong sent, dropped;
 };
 
+/* Sends up to UDP_BATCH messages from the head of the queue; they stay queued until sent. */
+static void send_datagrams(struct casca_reporter *r)
+{
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    size_t n = r->count < UDP_BATCH ? r->count : UDP_BATCH;
+    for (size_t i = 0; i < n; i++) {
+        nng_msg *m = r->ring[(r->head + i) % r->cap];
+        iov[i] = (struct iovec){nng_msg_body(m), nng_msg_len(m)};
+        msgs[i].msg_hdr = (struct msghdr){.msg_name = &r->udp_to,
+                                          .msg_namelen = r->udp_tolen,
+                                          .msg_iov = &iov[i],
+                                          .msg_iovlen = 1};
+    }
+    pthread_mutex_unlock(&r->lock);
+    int sent = sendmmsg(r->udp, msgs, (unsigned)n, 0);
+    pthread_mutex_lock(&r->lock);
+    if (sent < 0 && errno == EINTR) return;
+    /* an error is the first unsent message's: it is dropped, the rest are tried again */
+    size_t done = sent < 0 ? 1 : (size_t)sent;
+    for (size_t i = 0; i < done; i++) {
+        nng_msg *m = r->ring[r->head];
+        r->head = (r->head + 1) % r->cap;
+        r->count--;
+        r->bytes -= nng_msg_len(m);
+        nng_msg_free(m);
+    }
+    atomic_fetch_add(sent < 0 ? &r->dropped : &r->sent, done);
+}
+
 static void *sender(void *arg)
 {
     struct casca_reporter *r = arg;
@@ -43,6 +81,10 @@ static void *sender(void *arg)
         while (!r->count && !r->closing)
             pthread_cond_wait(&r->cond, &r->lock);
         if (!r->count) break;
+        if (r->udp >= 0) {
+            send_datagrams(r);
+            continue;
+        }
         nng_msg *m = r->ring[r->head];
         size_t len = nng_msg_len(m);
         pthread_mutex_unlock(&r->lock);
@@ -70,6 +112,14 @@ static void *sender(void *arg)
     return NULL;
 }
 
+static void close_transport(struct casca_reporter *r)
+{
+    if (r->udp >= 0)
+        close(r->udp);
+    else
+        nng_close(r->sock);
+}
+
 int casca_reporter_open(const char *address, const char *topic,
                         const struct casca_reporter_options *opts, struct casca_reporter **out)
 {
@@ -89,8 +139,14 @@ int casca_reporter_open(const char *address, const char *topic,
         free(r);
         return CASCA_ERR_NOMEM;
     }
-    int rv = nng_push0_open(&r->sock);
-    if (!rv) {
+    r->udp = -1;
+    char why[512];
+    int rv = 0;
+    if (udpaddr_is(address)) {
+        if (!udpaddr_resolve(address, false, &r->udp_to, &r->udp_tolen, why, sizeof(why)) ||
+            (r->udp = socket(r->udp_to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+            rv = NNG_EADDRINVAL;
+    } else if (!(rv = nng_push0_open(&r->sock))) {
         nng_socket_set_ms(r->sock, NNG_OPT_SENDTIMEO, SEND_SLICE_MS);
         nng_socket_set_ms(r->sock, NNG_OPT_RECONNMINT, 100);
         nng_socket_set_ms(r->sock, NNG_OPT_RECONNMAXT, 2000);
@@ -107,7 +163,7 @@ int casca_reporter_open(const char *address, const char *topic,
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
     if (pthread_create(&r->thread, NULL, sender, r)) {
-        nng_close(r->sock);
+        close_transport(r);
         pthread_mutex_destroy(&r->lock);
         pthread_cond_destroy(&r->cond);
         free(r->topic);
@@ -123,6 +179,10 @@ int casca_reporter_open(const char *address, const char *topic,
 static int enqueue(struct casca_reporter *r, nng_msg *m)
 {
     size_t len = nng_msg_len(m);
+    if (r->udp >= 0 && len > UDP_MAX_DATAGRAM) { /* one datagram cannot carry it */
+        nng_msg_free(m);
+        return CASCA_ERR_INVALID;
+    }
     pthread_mutex_lock(&r->lock);
     bool ok = !r->closing && r->count < r->cap && r->bytes + len <= r->max_bytes;
     if (ok) {
@@ -317,14 +377,15 @@ uint64_t casca_reporter_close(struct casca_reporter *r, int timeout_ms)
     pthread_cond_signal(&r->cond);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
-    /* nng has no linger: give the transport a moment to write out the last message */
+    /* nng has no linger: give the transport a moment to write out the last message (a datagram
+     * is the kernel's once sent) */
     int64_t left_ms = (r->deadline_ns - casca_mono_ns()) / 1000000;
-    if (atomic_load(&r->sent) && left_ms > 0) {
+    if (r->udp < 0 && atomic_load(&r->sent) && left_ms > 0) {
         struct timespec ts = {0, (left_ms < LINGER_MS ? left_ms : LINGER_MS) * 1000000};
         while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
             ;
     }
-    nng_close(r->sock);
+    close_transport(r);
     for (size_t i = 0; i < r->count; i++) {
         nng_msg_free(r->ring[(r->head + i) % r->cap]);
         atomic_fetch_add(&r->dropped, 1);

@@ -10,8 +10,10 @@
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pubsub0/pub.h>
 
+#include "bus_udp.h"
 #include "casca_err.h"
 #include "log.h"
+#include "udpaddr.h"
 #include "warnlimit.h"
 
 #define BUS_SENDBUF 128 /* messages a slow subscriber's pipe may queue before PUB drops */
@@ -22,9 +24,12 @@ struct bus {
     nng_socket pull, pub;
     bool pull_open, pub_open;
     nng_aio *aio;
+    struct bus_udp **udp; /* datagram ingresses (udp:// listen addresses) */
+    size_t nudp;
     char **routes;
     size_t nroutes;
     atomic_ullong received, published, malformed, unrouted;
+    atomic_int pub_pipes; /* connected to the fan-out */
     struct warn_limit warn;
     pthread_mutex_t subs_lock; /* held while delivering, so unsubscribe waits for a delivery */
     struct local_sub *subs;
@@ -38,17 +43,37 @@ struct local_sub {
     void *arg;
 };
 
-/* Hands a copy of m to every local subscriber of its topic. On the forwarding thread. */
-static void deliver_local(struct bus *b, nng_msg *m, const char *topic, size_t tlen)
+/* Hands m to every local subscriber of its topic, each its own copy, except that the last one gets
+ * m itself if give: then returns true (m is theirs). On the forwarding thread. */
+static bool deliver_local(struct bus *b, nng_msg *m, const char *topic, size_t tlen, bool give)
 {
+    bool given = false;
     pthread_mutex_lock(&b->subs_lock);
-    for (size_t i = 0; i < b->nsubs; i++) {
-        const struct local_sub *sub = &b->subs[i];
-        nng_msg *copy;
-        if (sub->len <= tlen && !memcmp(sub->prefix, topic, sub->len) && nng_msg_dup(&copy, m) == 0)
-            sub->fn(sub->arg, copy);
+    const struct local_sub *prev = NULL;
+    for (size_t i = 0; i <= b->nsubs; i++) {
+        const struct local_sub *sub = i < b->nsubs ? &b->subs[i] : NULL;
+        if (sub && !(sub->len <= tlen && !memcmp(sub->prefix, topic, sub->len))) continue;
+        if (prev) { /* one match behind, so that the last one is known */
+            nng_msg *copy;
+            if (!sub && give)
+                prev->fn(prev->arg, m), given = true;
+            else if (nng_msg_dup(&copy, m) == 0)
+                prev->fn(prev->arg, copy);
+        }
+        prev = sub;
     }
     pthread_mutex_unlock(&b->subs_lock);
+    return given;
+}
+
+/* The fan-out's pipes come and go (remote casca-hooks): counted, so that a message nobody
+ * subscribes to over nng costs no send (nng_sendmsg allocates an aio per call). nng tells
+ * REM_POST exactly for the pipes it told ADD_PRE. */
+static void on_pub_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p;
+    struct bus *b = arg;
+    atomic_fetch_add(&b->pub_pipes, ev == NNG_PIPE_EV_ADD_PRE ? 1 : -1);
 }
 
 int bus_subscribe(struct bus *b, const char *prefix, bus_deliver_fn fn, void *arg)
@@ -109,9 +134,14 @@ bool bus_address_ok(const char *address, char *why, size_t whylen)
             return true;
         }
     }
-    snprintf(why, whylen,
-             "'%s' is not an nng address: use tcp://HOST:PORT, ipc:///path or inproc://name",
-             address);
+    if (udpaddr_is(address))
+        snprintf(why, whylen,
+                 "'%s': udp:// is for bus.listen only (datagrams in); use tcp://HOST:PORT here",
+                 address);
+    else
+        snprintf(why, whylen,
+                 "'%s' is not an nng address: use tcp://HOST:PORT, ipc:///path or inproc://name",
+                 address);
     return false;
 }
 
@@ -124,12 +154,10 @@ static bool routed(const struct bus *b, const char *topic, size_t len)
     return false;
 }
 
-/* The one forwarding step, on an nng task thread: ingress message -> checks -> fan-out. */
-static void on_recv(void *arg)
+/* The one forwarding step, from the nng ingress or a datagram one: checks -> fan-out. */
+static void forward(void *arg, nng_msg *m)
 {
     struct bus *b = arg;
-    if (nng_aio_result(b->aio) != 0) return; /* closed (or stopped): do not re-arm */
-    nng_msg *m = nng_aio_get_msg(b->aio);
     atomic_fetch_add(&b->received, 1);
     const char *topic;
     size_t tlen, plen;
@@ -152,13 +180,35 @@ static void on_recv(void *arg)
                          "the message is not stored here%s",
                          b->name, (int)tlen, topic, left_out ? " (and more like it)" : "");
         }
-        deliver_local(b, m, topic, tlen);
-        if (nng_sendmsg(b->pub, m, NNG_FLAG_NONBLOCK) != 0)
+        bool publish = atomic_load(&b->pub_pipes) > 0;
+        if (deliver_local(b, m, topic, tlen, !publish)) return;
+        if (!publish || nng_sendmsg(b->pub, m, NNG_FLAG_NONBLOCK) != 0)
             nng_msg_free(m);
         else
             atomic_fetch_add(&b->published, 1);
     }
+}
+
+/* The nng ingress, on an nng task thread. */
+static void on_recv(void *arg)
+{
+    struct bus *b = arg;
+    if (nng_aio_result(b->aio) != 0) return; /* closed (or stopped): do not re-arm */
+    forward(b, nng_aio_get_msg(b->aio));
     nng_recv_aio(b->pull, b->aio);
+}
+
+static void on_oversized(void *arg, size_t len)
+{
+    struct bus *b = arg;
+    uint64_t left_out = 0;
+    atomic_fetch_add(&b->received, 1);
+    atomic_fetch_add(&b->malformed, 1);
+    if (warn_limit_allow(&b->warn, &left_out)) /* len: one byte over max_message at least */
+        log_warn("bus",
+                 "bus %s: dropped a datagram of more than %zu bytes (bus.max_message): raise it, "
+                 "or send large messages over tcp://%s",
+                 b->name, len - 1, left_out ? " (and more like it)" : "");
 }
 
 static int listen_all(nng_socket s, const char *const *addrs, size_t n, const char *what,
@@ -180,6 +230,30 @@ static int listen_all(nng_socket s, const char *const *addrs, size_t n, const ch
     return CASCA_OK;
 }
 
+/* Listens on the nng addresses of addrs, or with a datagram ingress on the udp:// ones. */
+static int listen_in(struct bus *b, const struct bus_options *o, const char *const *addrs, size_t n,
+                     char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        if (!udpaddr_is(addrs[i])) {
+            if ((rc = listen_all(b->pull, &addrs[i], 1, "ingress", o->name, err, errlen)))
+                return rc;
+            continue;
+        }
+        struct bus_udp_options uo = {.bus = o->name,
+                                     .address = addrs[i],
+                                     .max_message = o->max_message,
+                                     .buffer = o->udp_buffer,
+                                     .deliver = forward,
+                                     .oversized = on_oversized,
+                                     .arg = b};
+        if ((rc = bus_udp_open(&uo, &b->udp[b->nudp], err, errlen))) return rc;
+        b->nudp++;
+    }
+    return CASCA_OK;
+}
+
 int bus_create(const struct bus_options *o, struct bus **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -187,7 +261,8 @@ int bus_create(const struct bus_options *o, struct bus **out, char *err, size_t 
     if (b)
         pthread_mutex_init(&b->subs_lock, NULL);
     if (!b || !(b->name = strdup(o->name)) ||
-        (o->nroutes && !(b->routes = calloc(o->nroutes, sizeof(char *))))) {
+        (o->nroutes && !(b->routes = calloc(o->nroutes, sizeof(char *)))) ||
+        (o->nlisten && !(b->udp = calloc(o->nlisten, sizeof(*b->udp))))) {
         bus_destroy(b);
         snprintf(err, errlen, "out of memory");
         return CASCA_ERR_NOMEM;
@@ -200,6 +275,8 @@ int bus_create(const struct bus_options *o, struct bus **out, char *err, size_t 
     int rv, rc;
     if ((rv = nng_pull0_open(&b->pull)) || !(b->pull_open = true) ||
         (rv = nng_pub0_open(&b->pub)) || !(b->pub_open = true) ||
+        (rv = nng_pipe_notify(b->pub, NNG_PIPE_EV_ADD_PRE, on_pub_pipe, b)) ||
+        (rv = nng_pipe_notify(b->pub, NNG_PIPE_EV_REM_POST, on_pub_pipe, b)) ||
         (rv = nng_socket_set_size(b->pull, NNG_OPT_RECVMAXSZ, o->max_message)) ||
         (rv = nng_socket_set_int(b->pub, NNG_OPT_SENDBUF, BUS_SENDBUF)) ||
         (rv = nng_aio_alloc(&b->aio, on_recv, b))) {
@@ -211,7 +288,7 @@ int bus_create(const struct bus_options *o, struct bus **out, char *err, size_t 
     if ((rc = listen_all(b->pub, &pub, 1, "publish", o->name, err, errlen)) ||
         (rc = listen_all(b->pub, o->publish, o->npublish, "publish", o->name, err, errlen)) ||
         (rc = listen_all(b->pull, &in, 1, "ingress", o->name, err, errlen)) ||
-        (rc = listen_all(b->pull, o->listen, o->nlisten, "ingress", o->name, err, errlen))) {
+        (rc = listen_in(b, o, o->listen, o->nlisten, err, errlen))) {
         bus_destroy(b);
         return rc;
     }
@@ -223,6 +300,9 @@ int bus_create(const struct bus_options *o, struct bus **out, char *err, size_t 
 void bus_destroy(struct bus *b)
 {
     if (!b) return;
+    for (size_t i = 0; i < b->nudp; i++)
+        bus_udp_close(b->udp[i]); /* no datagram is forwarded once they return */
+    free(b->udp);
     if (b->pull_open)
         nng_close(b->pull);           /* the pending receive ends with NNG_ECLOSED: on_recv stops */
     if (b->aio) nng_aio_stop(b->aio); /* waits for an on_recv still running */
@@ -260,4 +340,7 @@ void bus_stats(const struct bus *b, struct bus_stats *st)
     st->published = atomic_load(&b->published);
     st->malformed = atomic_load(&b->malformed);
     st->unrouted = atomic_load(&b->unrouted);
+    st->lost = 0;
+    for (size_t i = 0; i < b->nudp; i++)
+        st->lost += bus_udp_lost(b->udp[i]);
 }

@@ -1,5 +1,6 @@
 /* bus: casca's message middleware on nng. An ingress (PULL) accepts messages from any number of
- * sources on the configured addresses (tcp, ipc, inproc) and a PUB fan-out hands each message to
+ * sources on the configured addresses (tcp, ipc, inproc; udp:// for datagrams, see bus_udp.h) and a
+ * PUB fan-out hands each message to
  * every subscriber whose topic prefix matches (the hooks, in this process over inproc, or a
  * casca-hook on another host over tcp). The same code runs inside cascad and in casca-hook.
  *
@@ -34,6 +35,7 @@ struct bus_options {
     const char *const *publish; /* extra fan-out addresses for remote hooks */
     size_t npublish;
     size_t max_message;        /* largest message accepted by the ingress, bytes */
+    size_t udp_buffer;         /* receive buffer of each udp:// ingress, bytes */
     const char *const *routes; /* topic prefixes of the hooks of this process, to count */
     size_t nroutes;            /* (and warn about) messages nobody here subscribes to */
 };
@@ -43,6 +45,7 @@ struct bus_stats {
     uint64_t published; /* messages handed to the fan-out */
     uint64_t malformed; /* dropped: no topic framing */
     uint64_t unrouted;  /* published, but no hook of this process subscribes to the topic */
+    uint64_t lost;      /* datagrams a udp:// ingress lost before reading them (buffer full) */
 };
 
 /* Opens the ingress and the fan-out, listening on the inproc addresses (bus_ingress_inproc,
@@ -74,7 +77,8 @@ bool bus_split(const void *buf, size_t len, const char **topic, size_t *topic_le
                const void **payload, size_t *payload_len);
 
 /* True when address is one nng can use here: tcp://, ipc://, inproc:// (and tls+tcp://, ws://
- * when nng was built with them). For config validation; writes the reason into why. */
+ * when nng was built with them); not udp://, which only bus.listen takes. For config validation;
+ * writes the reason into why. */
 bool bus_address_ok(const char *address, char *why, size_t whylen);
 
 #endif

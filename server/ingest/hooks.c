@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "tz.h"
+#include "udpaddr.h"
 #include "warnlimit.h"
 #include "yamldoc.h"
 
@@ -29,6 +30,7 @@
 #define HOOK_DEFAULT_QUEUE_BYTES "64MiB"
 #define HOOK_DEFAULT_MAX_MESSAGE "1MiB"
 #define BUS_DEFAULT_MAX_MESSAGE "16MiB"
+#define BUS_DEFAULT_UDP_BUFFER "8MiB"
 #define HOOK_SUB_RECVBUF 128 /* messages nng holds for a hook before its callback takes them */
 #define HOOK_DRAIN_MS 2000   /* at stop, queued messages still get this long to be stored */
 
@@ -278,9 +280,9 @@ static bool check_keys(struct config_loader *ld, const struct yd_node *map, cons
     return config_check_keys(ld, NULL, map, known, where);
 }
 
-/* A scalar or a list of scalars -> a string array. */
+/* A scalar or a list of scalars -> a string array of bus addresses (udp:// too if listen). */
 static void string_list(struct config_loader *ld, const struct yd_node *n, const char *where,
-                        char ***out, size_t *nout)
+                        bool listen, char ***out, size_t *nout)
 {
     if (!n || is_null(n)) return;
     size_t cnt = n->kind == YD_SEQ ? n->n : 1;
@@ -290,7 +292,9 @@ static void string_list(struct config_loader *ld, const struct yd_node *n, const
         const char *s = scalar(ld, item, where);
         char why[256];
         if (!s) continue;
-        if (!bus_address_ok(s, why, sizeof(why))) {
+        bool ok = listen && udpaddr_is(s) ? udpaddr_check(s, true, why, sizeof(why))
+                                          : bus_address_ok(s, why, sizeof(why));
+        if (!ok) {
             config_error(ld, item, "%s: %s", where, why);
             continue;
         }
@@ -327,7 +331,7 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
     size_t cnt = n->kind == YD_SEQ ? n->n : 1;
     if (!(s->buses = calloc(cnt ? cnt : 1, sizeof(*s->buses)))) return;
     static const struct config_key keys[] = {
-        {"name"}, {"listen"}, {"publish"}, {"max_message"}, {NULL}};
+        {"name"}, {"listen"}, {"publish"}, {"max_message"}, {"udp_buffer"}, {NULL}};
     for (size_t i = 0; i < cnt; i++) {
         const struct yd_node *b = n->kind == YD_SEQ ? n->values[i] : n;
         if (!config_expect(ld, NULL, b, YD_MAP, "bus: each bus is a map {name, listen, publish}") ||
@@ -347,10 +351,12 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
         for (size_t j = 0; j + 1 < s->nbuses; j++)
             if (!strcmp(s->buses[j].name, bc->name))
                 config_error(ld, name ? name : b, "bus: duplicate bus name '%s'", bc->name);
-        string_list(ld, yd_get(b, "listen"), "bus.listen", &bc->listen, &bc->nlisten);
-        string_list(ld, yd_get(b, "publish"), "bus.publish", &bc->publish, &bc->npublish);
+        string_list(ld, yd_get(b, "listen"), "bus.listen", true, &bc->listen, &bc->nlisten);
+        string_list(ld, yd_get(b, "publish"), "bus.publish", false, &bc->publish, &bc->npublish);
         size_value(ld, yd_get(b, "max_message"), "bus.max_message", BUS_DEFAULT_MAX_MESSAGE, 1024,
                    1ull << 30, true, &bc->max_message);
+        size_value(ld, yd_get(b, "udp_buffer"), "bus.udp_buffer", BUS_DEFAULT_UDP_BUFFER,
+                   64 * 1024, 1ull << 30, true, &bc->udp_buffer);
     }
 }
 
@@ -1167,6 +1173,7 @@ int hooks_create(const struct hooks_section *sec, const struct hook_env *env, st
             .publish = (const char *const *)bc->publish,
             .npublish = bc->npublish,
             .max_message = bc->max_message,
+            .udp_buffer = bc->udp_buffer,
             .routes = routes,
             .nroutes = nroutes,
         };
@@ -1307,16 +1314,17 @@ size_t hooks_stats(const struct hooks *hs, struct hook_stats *out, size_t max)
     return n;
 }
 
-void hooks_bus_stats(const struct hooks *hs, uint64_t *received, uint64_t *malformed,
-                     uint64_t *unrouted)
+void hooks_bus_stats(const struct hooks *hs, struct bus_stats *sum)
 {
-    *received = *malformed = *unrouted = 0;
+    *sum = (struct bus_stats){0};
     for (size_t i = 0; hs && i < hs->nbuses; i++) {
         struct bus_stats st;
         bus_stats(hs->buses[i], &st);
-        *received += st.received;
-        *malformed += st.malformed;
-        *unrouted += st.unrouted;
+        sum->received += st.received;
+        sum->published += st.published;
+        sum->malformed += st.malformed;
+        sum->unrouted += st.unrouted;
+        sum->lost += st.lost;
     }
 }
 

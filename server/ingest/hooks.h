@@ -93,6 +93,7 @@ struct bus_config {
     char **listen, **publish;
     size_t nlisten, npublish;
     uint64_t max_message;
+    uint64_t udp_buffer; /* receive buffer of each udp:// listen address */
 };
 
 /* config_section_of(c, &hooks_config_section) */
@@ -258,7 +259,7 @@ size_t hooks_stats(const struct hooks *h, struct hook_stats *out, size_t max);
  * there are none. Any thread. */
 struct Casca__V1__HookStatus **hooks_status_pb(const struct hooks *h, size_t *n);
 /* Sums of the buses' counters. Any thread. */
-void hooks_bus_stats(const struct hooks *h, uint64_t *received, uint64_t *malformed,
-                     uint64_t *unrouted);
+struct bus_stats;
+void hooks_bus_stats(const struct hooks *h, struct bus_stats *sum);
 
 #endif

@@ -7,7 +7,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include "sections.h"
 #include "store.h"
 #include "tsdb.h"
+#include "udpaddr.h"
 
 static void sleep_ms(int ms)
 {
@@ -131,7 +134,7 @@ static void fan_out_by_prefix(void **state)
 
 static void address_errors(void **state)
 {
-    const char *bad[] = {"udp://1.2.3.4:5"};
+    const char *bad[] = {"zmq://1.2.3.4:5"};
     struct bus_options o = {.name = "t2", .max_message = 1 << 20, .listen = bad, .nlisten = 1};
     struct bus *b = NULL;
     char err[256];
@@ -142,6 +145,189 @@ static void address_errors(void **state)
     o = (struct bus_options){.name = "t3", .max_message = 1 << 20, .listen = busy, .nlisten = 1};
     assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_ERR_UNAVAILABLE);
     assert_non_null(strstr(err, "cannot listen on inproc://casca/bus/t3/in"));
+    const char *not_here[] = {"udp://192.0.2.1:5"}; /* an address this host does not have */
+    o = (struct bus_options){.name = "t3u", .max_message = 1 << 20, .listen = not_here,
+                             .nlisten = 1};
+    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err, "cannot listen on udp://192.0.2.1:5"));
+    const char *bad_port[] = {"udp://127.0.0.1:70000"};
+    o = (struct bus_options){.name = "t3p", .max_message = 1 << 20, .listen = bad_port,
+                             .nlisten = 1};
+    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_ERR_CONFIG);
+    assert_non_null(strstr(err, "port must be a number from 1 to 65535"));
+
+    char why[256];
+    assert_true(udpaddr_check("udp://*:5558", true, why, sizeof(why)));
+    assert_true(udpaddr_check("udp://[::1]:5558", false, why, sizeof(why)));
+    assert_false(udpaddr_check("udp://:5558", false, why, sizeof(why))); /* a sender needs a host */
+    assert_non_null(strstr(why, "names no host"));
+    assert_false(udpaddr_check("udp://127.0.0.1:", false, why, sizeof(why)));
+    assert_non_null(strstr(why, "port must be"));
+    assert_false(udpaddr_check("udp://[::1:5558", false, why, sizeof(why)));
+    assert_non_null(strstr(why, "brackets"));
+    assert_false(udpaddr_check("udp://host", true, why, sizeof(why)));
+    assert_false(bus_address_ok("udp://127.0.0.1:5", why, sizeof(why))); /* not for publish */
+    assert_non_null(strstr(why, "udp:// is for bus.listen only"));
+}
+
+/* A free UDP port on loopback (bound, read, closed). */
+static int free_udp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* A local subscriber that keeps what it is handed, and can be told to hold the bus's thread. */
+struct collector {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool hold;
+    size_t n;
+    char texts[300][32]; /* "topic|payload" of the first 300 */
+};
+
+static void collect(void *arg, nng_msg *m)
+{
+    struct collector *c = arg;
+    const char *topic;
+    size_t tl, pl;
+    const void *payload;
+    pthread_mutex_lock(&c->mu);
+    while (c->hold)
+        pthread_cond_wait(&c->cv, &c->mu);
+    if (c->n < 300 && bus_split(nng_msg_body(m), nng_msg_len(m), &topic, &tl, &payload, &pl))
+        snprintf(c->texts[c->n], sizeof(c->texts[0]), "%.*s|%.*s", (int)tl, topic, (int)pl,
+                 (const char *)payload);
+    c->n++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    nng_msg_free(m);
+}
+
+/* Waits up to 5 s for the collector to have n messages; returns how many it has. */
+static size_t collected(struct collector *c, size_t n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&c->mu);
+    while (c->n < n && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+        ;
+    size_t got = c->n;
+    pthread_mutex_unlock(&c->mu);
+    return got;
+}
+
+static void send_datagram(int fd, int port, const void *buf, size_t len)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)len);
+}
+
+/* udp:// in bus.listen: one datagram is one message, handed over in order; a datagram without a
+ * topic or over max_message is dropped and counted; libcasca's reporter sends datagrams. */
+static void udp_ingress(void **state)
+{
+    int port = free_udp_port();
+    char addr[64];
+    snprintf(addr, sizeof(addr), "udp://127.0.0.1:%d", port);
+    const char *listen[] = {addr};
+    struct bus_options o = {.name = "tu", .max_message = 1024, .udp_buffer = 1 << 20,
+                            .listen = listen, .nlisten = 1};
+    struct bus *b;
+    char err[256];
+    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
+    static struct collector c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+    assert_int_equal(bus_subscribe(b, "t/", collect, &c), CASCA_OK);
+
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    char msg[2048];
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(msg, sizeof(msg), "t/%d", i % 3);
+        n += 1 + snprintf(msg + n + 1, sizeof(msg) - (size_t)n - 1, "%d", i);
+        send_datagram(fd, port, msg, (size_t)n);
+    }
+    send_datagram(fd, port, "no topic", 8);
+    memset(msg, 'x', sizeof(msg));
+    memcpy(msg, "t/big", 6);
+    send_datagram(fd, port, msg, 1025); /* one byte over max_message */
+    send_datagram(fd, port, msg, 1024); /* just fits */
+    assert_int_equal(collected(&c, 201), 201);
+    for (int i = 0; i < 200; i++) { /* in the order sent */
+        char want[32];
+        snprintf(want, sizeof(want), "t/%d|%d", i % 3, i);
+        assert_string_equal(c.texts[i], want);
+    }
+    struct casca_reporter *r;
+    assert_int_equal(casca_reporter_open(addr, "t/rep", NULL, &r), CASCA_OK);
+    assert_int_equal(casca_report_json(r, "{\"a\": 1}", 8), CASCA_OK);
+    static char huge[70000];
+    memset(huge, ' ', sizeof(huge));
+    assert_int_equal(casca_report_json(r, huge, sizeof(huge)), CASCA_ERR_INVALID);
+    assert_int_equal(collected(&c, 202), 202);
+    assert_string_equal(c.texts[201], "t/rep|{\"a\": 1}");
+    assert_int_equal(casca_reporter_close(r, 1000), 0);
+
+    struct bus_stats st;
+    bus_stats(b, &st);
+    assert_int_equal(st.received, 204); /* 200, no topic, too big, fits, the reporter's */
+    assert_int_equal(st.malformed, 2);
+    assert_int_equal(st.lost, 0);
+    assert_int_equal(st.published, 0); /* nobody subscribes over nng */
+    close(fd);
+    bus_destroy(b);
+    assert_int_equal(casca_reporter_open("udp://:5", "t", NULL, &r), CASCA_ERR_INVALID);
+    assert_int_equal(casca_reporter_open("udp://no.such.host.invalid:5", "t", NULL, &r),
+                     CASCA_ERR_INVALID);
+}
+
+/* Datagrams that arrive while the receive buffer is full are lost by the kernel: counted, so that
+ * what was sent is what was received plus what was lost. */
+static void udp_losses_are_counted(void **state)
+{
+    int port = free_udp_port();
+    char addr[64];
+    snprintf(addr, sizeof(addr), "udp://127.0.0.1:%d", port);
+    const char *listen[] = {addr};
+    struct bus_options o = {.name = "tl", .max_message = 1024, .udp_buffer = 64 * 1024,
+                            .listen = listen, .nlisten = 1};
+    struct bus *b;
+    char err[256];
+    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
+    static struct collector c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+    c.hold = true; /* the first message holds the bus's reading thread */
+    assert_int_equal(bus_subscribe(b, "t/", collect, &c), CASCA_OK);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    enum { SENT = 5000 };
+    for (int i = 0; i < SENT; i++)
+        send_datagram(fd, port, "t/x\0{}", 6);
+    pthread_mutex_lock(&c.mu);
+    c.hold = false;
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
+    /* the kernel reports its drop count with the next datagram it queues: send markers until
+     * every datagram sent is either read or counted as lost */
+    struct bus_stats st;
+    int markers = 0;
+    for (int tries = 0; tries < 500; tries++) {
+        send_datagram(fd, port, "t/marker\0", 9);
+        markers++;
+        sleep_ms(10);
+        bus_stats(b, &st);
+        if (st.lost && st.received + st.lost >= (uint64_t)(SENT + markers)) break;
+    }
+    assert_true(st.lost > 0);
+    assert_int_equal(st.received + st.lost, SENT + markers);
+    assert_int_equal(collected(&c, st.received), st.received);
+    close(fd);
+    bus_destroy(b);
 }
 
 /* libcasca against a bus that starts after the reporter: messages wait, then arrive; the points'
@@ -416,6 +602,8 @@ int main(void)
         cmocka_unit_test(builtin_sources),
         cmocka_unit_test(fan_out_by_prefix),
         cmocka_unit_test(address_errors),
+        cmocka_unit_test(udp_ingress),
+        cmocka_unit_test(udp_losses_are_counted),
         cmocka_unit_test(reporter_reconnects_and_encodes),
         cmocka_unit_test(reporter_never_blocks),
         cmocka_unit_test(slow_hook_does_not_stall_others),

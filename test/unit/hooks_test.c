@@ -286,7 +286,7 @@ static void received_and_unix_times(void **state)
 
 static void config_errors_have_positions(void **state)
 {
-    assert_null(load("bus: {listen: \"udp://1.2.3.4:5\"}\n"
+    assert_null(load("bus: {listen: \"zmq://1.2.3.4:5\", publish: \"udp://127.0.0.1:5\"}\n"
                      "hooks:\n"
                      "  - name: a\n"
                      "    values: {s: \"Transcoding FPS\"}\n"
@@ -302,6 +302,7 @@ static void config_errors_have_positions(void **state)
                      "    connector: influxdb\n"));
     assert_true(has_error(":1:"));
     assert_true(has_error("not an nng address"));
+    assert_true(has_error("bus.publish: 'udp://127.0.0.1:5': udp:// is for bus.listen only"));
     assert_true(has_error(":4:17: values: 'Transcoding FPS' is not a JSON pointer"));
     assert_true(has_error(":5:5: unknown key 'colour'"));
     assert_true(has_error(":6:11: duplicate hook name 'a'"));

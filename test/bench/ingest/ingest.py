@@ -11,6 +11,7 @@ queue and the store's bounded queue drop (counted) and RSS must stay flat.
 """
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ p.add_argument("--rate", type=int, default=600000, help="total points/s in the s
 p.add_argument("--seconds", type=int, default=15)
 p.add_argument("--batch", type=int, default=1000, help="points per message")
 p.add_argument("--sync", default="periodic")
+p.add_argument("--transport", default="tcp", choices=["tcp", "udp"],
+               help="how the reporters reach the bus: nng over tcp, or one datagram per message")
 args = p.parse_args()
 
 sys.path.insert(0, os.path.join(args.build, "py"))
@@ -49,6 +52,18 @@ def rss_mib(pid, key="RssAnon:"):
     return 0
 
 
+def cpu_s(pid):
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_phase(name, rate_each, seconds):
     tmp = tempfile.mkdtemp(prefix="casca-ingest-")
     grpc_port, bus_port = free_port(), free_port()
@@ -56,7 +71,7 @@ def run_phase(name, rate_each, seconds):
     with open(cfg, "w") as f:
         f.write(f"""server: {{log_level: warn, listen: "127.0.0.1:{grpc_port}", data_dir: {tmp}/data}}
 store: {{sync: {args.sync}, map_size: 1GiB}}
-bus: {{listen: ["tcp://127.0.0.1:{bus_port}"]}}
+bus: {{listen: ["{args.transport}://127.0.0.1:{bus_port}"], udp_buffer: 32MiB}}
 hooks:
   - {{name: bench, topic: "bench/", format: protobuf, queue: 64, queue_bytes: 64MiB}}
 """)
@@ -79,7 +94,8 @@ hooks:
             time.sleep(0.05)
     time.sleep(0.3)
     rss0 = rss_mib(d.pid)
-    reps = [subprocess.Popen([args.reporter, f"tcp://127.0.0.1:{bus_port}", f"bench/{i}",
+    cascad_cpu0, reporters_cpu0 = cpu_s(d.pid), children_cpu_s()
+    reps = [subprocess.Popen([args.reporter, f"{args.transport}://127.0.0.1:{bus_port}", f"bench/{i}",
                               str(seconds), str(args.batch), str(rate_each), str(i)],
                              stdout=subprocess.PIPE, text=True) for i in range(REPORTERS)]
     print(f"\n## {name}: {REPORTERS} reporters, "
@@ -116,11 +132,13 @@ hooks:
         sent += int(out.split()[1])
         r.wait()
     send_end = time.time()
+    reporters_cpu = children_cpu_s() - reporters_cpu0
     # let the queues drain
     prev = -1
     while hook().stored != prev:
         prev = hook().stored
         time.sleep(0.5)
+    cascad_cpu = cpu_s(d.pid) - cascad_cpu0
     st = status()
     h, counts = st.hooks[0], dict(st.counts)
     steady = rates[1:-1] or rates
@@ -133,7 +151,12 @@ hooks:
           f"{send_end - start:.1f} s)")
     print(f"longest stall (nothing stored while sending): {gap * 1000:.0f} ms; longest wait of a "
           f"store write for its commit: {counts.get('store_max_write_wait_us', 0) / 1000:.1f} ms; "
-          f"{counts.get('store_commits', 0):,} commits")
+          f"{counts.get('store_commits', 0):,} commits; datagrams lost: "
+          f"{counts.get('bus_datagrams_lost', 0):,}")
+    msgs = max(sent // args.batch, 1)
+    print(f"CPU per message: reporters {reporters_cpu / msgs * 1e6:.1f} us, cascad "
+          f"{cascad_cpu / msgs * 1e6:.1f} us: at most {os.cpu_count() / (reporters_cpu + cascad_cpu) * msgs:,.0f} "
+          f"messages/s on these {os.cpu_count()} cores")
     print(f"cascad anonymous RSS (heap, queues): {rss0:.1f} MiB idle, max {max(rss):.1f} MiB, "
           f"last {rss[-1]:.1f} MiB; growth over the second half of the run: "
           f"{rss[-1] - rss[len(rss) // 2]:+.1f} MiB")

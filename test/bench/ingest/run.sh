@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ingest benchmark: builds casca (release) and the reporter program, then runs ingest.py.
 #   test/bench/ingest/run.sh [--rate POINTS_PER_S] [--seconds N] [--batch N] [--sync MODE]
+#                            [--transport tcp|udp]
 # BUILD=/path/to/build reuses a build tree (default /tmp/build-bench).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
