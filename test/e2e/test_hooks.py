@@ -5,6 +5,7 @@ never a crash or a stalled bus; a hook whose database is unreachable does not st
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -438,3 +439,70 @@ def test_builtin_source_config_errors(tmp_path, text, words):
     assert p.returncode != 0
     out = p.stderr.decode() + p.stdout.decode()
     assert words in out and "casca.yaml:" in out, out
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_udp_bus_datagrams(make_daemon):
+    """udp:// in bus.listen: one datagram is one message, for the many one-point reporters; what
+    cannot be read is counted and logged, and the tcp ingress of the same bus keeps working."""
+    udp_port, tcp_port = free_udp_port(), free_port()
+    d = make_daemon(f"""\
+server: {{log_level: info}}
+store: {{sync: every_commit}}
+bus: {{listen: ["udp://127.0.0.1:{udp_port}", "tcp://127.0.0.1:{tcp_port}"], max_message: 4KiB}}
+hooks:
+  - {{name: m, topic: "m/", series: v, value: /v, tags: {{topic: $TOPIC}}}}
+""")
+    now = int(time.time())
+    report(f"udp://127.0.0.1:{udp_port}", "m/1",
+           [json.dumps({"v": i}) for i in range(100)])
+    report(f"tcp://127.0.0.1:{tcp_port}", "m/2", [json.dumps({"v": 1000})])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"m/3\0" + json.dumps({"v": 7}).encode(), ("127.0.0.1", udp_port))
+        s.sendto(b"no topic", ("127.0.0.1", udp_port))
+        s.sendto(b"m/3\0" + b" " * 5000, ("127.0.0.1", udp_port))  # over max_message
+    assert wait_for(lambda: hooks_status(d)["m"].stored == 102), hooks_status(d)
+    got = query(d, "v", telemetry_pb2.AGGREGATION_SUM, now - 60, now + 60)
+    assert {k: v[0].value for k, v in got.items()} == {
+        (("topic", "m/1"),): sum(range(100)), (("topic", "m/2"),): 1000, (("topic", "m/3"),): 7}
+    st = admin_pb2_grpc.AdminServiceStub(d.channel()).GetStatus(admin_pb2.GetStatusRequest(),
+                                                                timeout=5)
+    assert st.counts["bus_received"] == 104
+    assert st.counts["bus_malformed"] == 2
+    assert st.counts["bus_datagrams_lost"] == 0
+    out = d.output()
+    assert "warn bus: bus main: dropped a message of 8 bytes without a topic" in out
+    assert "warn bus: bus main: dropped a datagram of more than 4096 bytes (bus.max_message)" in out
+
+    # a line one datagram cannot carry is refused by `casca report`, which says what to do
+    p = report(f"udp://127.0.0.1:{udp_port}", "m/1", [json.dumps({"v": 1, "pad": "x" * 70000})],
+               check=False)
+    assert p.returncode == 1
+    assert "line 1 skipped" in p.stderr.decode() and "send it over tcp://" in p.stderr.decode()
+
+    # the port is taken: a second cascad does not start, and says which address
+    other = make_daemon(f"bus: {{listen: [\"udp://127.0.0.1:{udp_port}\"]}}\n", start=False)
+    p = subprocess.run(other.args, capture_output=True, timeout=60)
+    assert p.returncode != 0
+    assert f"cannot listen on udp://127.0.0.1:{udp_port}: Address already in use" in (
+        p.stdout.decode() + p.stderr.decode())
+
+
+@pytest.mark.parametrize("text, words", [
+    ('bus: {publish: ["udp://127.0.0.1:5"]}\n', "udp:// is for bus.listen only"),
+    ('bus: {listen: ["udp://127.0.0.1:99999"]}\n', "the port must be a number from 1 to 65535"),
+    ('bus: {listen: ["udp://127.0.0.1:5"], udp_buffer: 1KiB}\n',
+     "bus.udp_buffer: 1KiB is out of range"),
+])
+def test_udp_bus_config_errors(tmp_path, text, words):
+    cfg = tmp_path / "casca.yaml"
+    cfg.write_text("server: {log_level: info}\n" + text)
+    p = subprocess.run([CASCAD, "--check", "--config", str(cfg)], capture_output=True, timeout=30)
+    assert p.returncode != 0
+    out = p.stderr.decode() + p.stdout.decode()
+    assert words in out and "casca.yaml:2:" in out, out
