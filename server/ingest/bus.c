@@ -43,25 +43,29 @@ struct local_sub {
     void *arg;
 };
 
+static void deliver_copy(const struct local_sub *sub, nng_msg *m)
+{
+    nng_msg *copy;
+    if (nng_msg_dup(&copy, m) == 0) sub->fn(sub->arg, copy);
+}
+
 /* Hands m to every local subscriber of its topic, each its own copy, except that the last one gets
  * m itself if give: then returns true (m is theirs). On the forwarding thread. */
 static bool deliver_local(struct bus *b, nng_msg *m, const char *topic, size_t tlen, bool give)
 {
-    bool given = false;
     pthread_mutex_lock(&b->subs_lock);
-    const struct local_sub *prev = NULL;
-    for (size_t i = 0; i <= b->nsubs; i++) {
-        const struct local_sub *sub = i < b->nsubs ? &b->subs[i] : NULL;
-        if (sub && !(sub->len <= tlen && !memcmp(sub->prefix, topic, sub->len))) continue;
-        if (prev) { /* one match behind, so that the last one is known */
-            nng_msg *copy;
-            if (!sub && give)
-                prev->fn(prev->arg, m), given = true;
-            else if (nng_msg_dup(&copy, m) == 0)
-                prev->fn(prev->arg, copy);
-        }
-        prev = sub;
+    const struct local_sub *last = NULL; /* the last match is served after the loop */
+    for (size_t i = 0; i < b->nsubs; i++) {
+        const struct local_sub *sub = &b->subs[i];
+        if (sub->len > tlen || memcmp(sub->prefix, topic, sub->len)) continue;
+        if (last) deliver_copy(last, m);
+        last = sub;
     }
+    bool given = last && give;
+    if (given)
+        last->fn(last->arg, m);
+    else if (last)
+        deliver_copy(last, m);
     pthread_mutex_unlock(&b->subs_lock);
     return given;
 }
@@ -230,19 +234,18 @@ static int listen_all(nng_socket s, const char *const *addrs, size_t n, const ch
     return CASCA_OK;
 }
 
-/* Listens on the nng addresses of addrs, or with a datagram ingress on the udp:// ones. */
-static int listen_in(struct bus *b, const struct bus_options *o, const char *const *addrs, size_t n,
-                     char *err, size_t errlen)
+/* Listens on o's nng ingress addresses, and with a datagram ingress on its udp:// ones. */
+static int listen_in(struct bus *b, const struct bus_options *o, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < o->nlisten; i++) {
         int rc;
-        if (!udpaddr_is(addrs[i])) {
-            if ((rc = listen_all(b->pull, &addrs[i], 1, "ingress", o->name, err, errlen)))
+        if (!udpaddr_is(o->listen[i])) {
+            if ((rc = listen_all(b->pull, &o->listen[i], 1, "ingress", o->name, err, errlen)))
                 return rc;
             continue;
         }
         struct bus_udp_options uo = {.bus = o->name,
-                                     .address = addrs[i],
+                                     .address = o->listen[i],
                                      .max_message = o->max_message,
                                      .buffer = o->udp_buffer,
                                      .deliver = forward,
@@ -288,7 +291,7 @@ int bus_create(const struct bus_options *o, struct bus **out, char *err, size_t 
     if ((rc = listen_all(b->pub, &pub, 1, "publish", o->name, err, errlen)) ||
         (rc = listen_all(b->pub, o->publish, o->npublish, "publish", o->name, err, errlen)) ||
         (rc = listen_all(b->pull, &in, 1, "ingress", o->name, err, errlen)) ||
-        (rc = listen_in(b, o, o->listen, o->nlisten, err, errlen))) {
+        (rc = listen_in(b, o, err, errlen))) {
         bus_destroy(b);
         return rc;
     }
