@@ -24,8 +24,7 @@ static bool split(const char *address, bool listen, char *host, size_t hostlen, 
     const char *h = rest, *h_end = colon;
     if (*h == '[') {
         if (h_end == h || h_end[-1] != ']') {
-            snprintf(why, whylen, "'%s': an IPv6 host goes in brackets: udp://[::1]:PORT",
-                     address);
+            snprintf(why, whylen, "'%s': an IPv6 host goes in brackets: udp://[::1]:PORT", address);
             return false;
         }
         h++;
@@ -59,8 +58,8 @@ bool udpaddr_check(const char *address, bool listen, char *why, size_t whylen)
     return split(address, listen, host, sizeof(host), port, why, whylen);
 }
 
-bool udpaddr_resolve(const char *address, bool listen, struct sockaddr_storage *sa,
-                     socklen_t *len, char *why, size_t whylen)
+bool udpaddr_resolve(const char *address, bool listen, struct sockaddr_storage *sa, socklen_t *len,
+                     char *why, size_t whylen)
 {
     char host[256], port[8];
     if (!split(address, listen, host, sizeof(host), port, why, whylen)) return false;

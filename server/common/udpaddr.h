@@ -20,7 +20,7 @@ bool udpaddr_check(const char *address, bool listen, char *why, size_t whylen);
 
 /* Resolves a udp:// address into *sa and *len (the first address getaddrinfo gives). Returns
  * true, or false with the reason in why. May block on DNS for a host name. */
-bool udpaddr_resolve(const char *address, bool listen, struct sockaddr_storage *sa,
-                     socklen_t *len, char *why, size_t whylen);
+bool udpaddr_resolve(const char *address, bool listen, struct sockaddr_storage *sa, socklen_t *len,
+                     char *why, size_t whylen);
 
 #endif

@@ -22,7 +22,7 @@ struct bus_udp {
     struct bus_udp_options o;
     char *address, *bus;
     int fd, wake; /* the socket; an eventfd that tells the thread to stop */
-    size_t slot;  /* bytes per datagram buffer: max_message + 1 (to tell one over it), at most 64 KiB */
+    size_t slot;  /* bytes per datagram buffer: max_message + 1 (to tell one over it), <= 64 KiB */
     unsigned char *bufs;
     pthread_t thread;
     bool started;
@@ -85,8 +85,8 @@ static void *reader(void *arg)
     while (!atomic_load(&u->stopping)) {
         struct pollfd p[2] = {{.fd = u->fd, .events = POLLIN}, {.fd = u->wake, .events = POLLIN}};
         if (poll(p, 2, -1) < 0 && errno != EINTR) {
-            log_error("bus", "bus %s: %s: cannot wait for datagrams: %s; no more are read",
-                      u->bus, u->address, strerror(errno));
+            log_error("bus", "bus %s: %s: cannot wait for datagrams: %s; no more are read", u->bus,
+                      u->address, strerror(errno));
             break;
         }
         int n;

@@ -330,8 +330,8 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
     if (!n || is_null(n)) return;
     size_t cnt = n->kind == YD_SEQ ? n->n : 1;
     if (!(s->buses = calloc(cnt ? cnt : 1, sizeof(*s->buses)))) return;
-    static const struct config_key keys[] = {
-        {"name"}, {"listen"}, {"publish"}, {"max_message"}, {"udp_buffer"}, {NULL}};
+    static const struct config_key keys[] = {{"name"},        {"listen"},     {"publish"},
+                                             {"max_message"}, {"udp_buffer"}, {NULL}};
     for (size_t i = 0; i < cnt; i++) {
         const struct yd_node *b = n->kind == YD_SEQ ? n->values[i] : n;
         if (!config_expect(ld, NULL, b, YD_MAP, "bus: each bus is a map {name, listen, publish}") ||
@@ -355,8 +355,8 @@ static void parse_buses(struct config_loader *ld, const struct yd_node *n, struc
         string_list(ld, yd_get(b, "publish"), "bus.publish", false, &bc->publish, &bc->npublish);
         size_value(ld, yd_get(b, "max_message"), "bus.max_message", BUS_DEFAULT_MAX_MESSAGE, 1024,
                    1ull << 30, true, &bc->max_message);
-        size_value(ld, yd_get(b, "udp_buffer"), "bus.udp_buffer", BUS_DEFAULT_UDP_BUFFER,
-                   64 * 1024, 1ull << 30, true, &bc->udp_buffer);
+        size_value(ld, yd_get(b, "udp_buffer"), "bus.udp_buffer", BUS_DEFAULT_UDP_BUFFER, 64 * 1024,
+                   1ull << 30, true, &bc->udp_buffer);
     }
 }
 

@@ -431,8 +431,12 @@ def test_publish_to_an_unreachable_influxdb_fails_without_leaking_it(make_daemon
     ("bus: {name: publish, listen: [\"tcp://127.0.0.1:1\"]}\n",
      "bus.name 'publish' is the name of a built-in source"),
     ("hooks:\n  - {name: h, bus: nowhere}\n", "or a built-in source: publish, probes"),
+    ('bus: {publish: ["udp://127.0.0.1:5"]}\n', "udp:// is for bus.listen only"),
+    ('bus: {listen: ["udp://127.0.0.1:99999"]}\n', "the port must be a number from 1 to 65535"),
+    ('bus: {listen: ["udp://127.0.0.1:5"], udp_buffer: 1KiB}\n',
+     "bus.udp_buffer: 1KiB is out of range"),
 ])
-def test_builtin_source_config_errors(tmp_path, text, words):
+def test_bus_and_source_config_errors(tmp_path, text, words):
     cfg = tmp_path / "casca.yaml"
     cfg.write_text("server: {log_level: info}\n" + text)
     p = subprocess.run([CASCAD, "--check", "--config", str(cfg)], capture_output=True, timeout=30)
@@ -491,18 +495,3 @@ hooks:
     assert p.returncode != 0
     assert f"cannot listen on udp://127.0.0.1:{udp_port}: Address already in use" in (
         p.stdout.decode() + p.stderr.decode())
-
-
-@pytest.mark.parametrize("text, words", [
-    ('bus: {publish: ["udp://127.0.0.1:5"]}\n', "udp:// is for bus.listen only"),
-    ('bus: {listen: ["udp://127.0.0.1:99999"]}\n', "the port must be a number from 1 to 65535"),
-    ('bus: {listen: ["udp://127.0.0.1:5"], udp_buffer: 1KiB}\n',
-     "bus.udp_buffer: 1KiB is out of range"),
-])
-def test_udp_bus_config_errors(tmp_path, text, words):
-    cfg = tmp_path / "casca.yaml"
-    cfg.write_text("server: {log_level: info}\n" + text)
-    p = subprocess.run([CASCAD, "--check", "--config", str(cfg)], capture_output=True, timeout=30)
-    assert p.returncode != 0
-    out = p.stderr.decode() + p.stdout.decode()
-    assert words in out and "casca.yaml:2:" in out, out

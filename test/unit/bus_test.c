@@ -146,13 +146,13 @@ static void address_errors(void **state)
     assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_ERR_UNAVAILABLE);
     assert_non_null(strstr(err, "cannot listen on inproc://casca/bus/t3/in"));
     const char *not_here[] = {"udp://192.0.2.1:5"}; /* an address this host does not have */
-    o = (struct bus_options){.name = "t3u", .max_message = 1 << 20, .listen = not_here,
-                             .nlisten = 1};
+    o = (struct bus_options){
+        .name = "t3u", .max_message = 1 << 20, .listen = not_here, .nlisten = 1};
     assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_ERR_UNAVAILABLE);
     assert_non_null(strstr(err, "cannot listen on udp://192.0.2.1:5"));
     const char *bad_port[] = {"udp://127.0.0.1:70000"};
-    o = (struct bus_options){.name = "t3p", .max_message = 1 << 20, .listen = bad_port,
-                             .nlisten = 1};
+    o = (struct bus_options){
+        .name = "t3p", .max_message = 1 << 20, .listen = bad_port, .nlisten = 1};
     assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_ERR_CONFIG);
     assert_non_null(strstr(err, "port must be a number from 1 to 65535"));
 
@@ -239,8 +239,8 @@ static void udp_ingress(void **state)
     char addr[64];
     snprintf(addr, sizeof(addr), "udp://127.0.0.1:%d", port);
     const char *listen[] = {addr};
-    struct bus_options o = {.name = "tu", .max_message = 1024, .udp_buffer = 1 << 20,
-                            .listen = listen, .nlisten = 1};
+    struct bus_options o = {
+        .name = "tu", .max_message = 1024, .udp_buffer = 1 << 20, .listen = listen, .nlisten = 1};
     struct bus *b;
     char err[256];
     assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
@@ -296,8 +296,8 @@ static void udp_losses_are_counted(void **state)
     char addr[64];
     snprintf(addr, sizeof(addr), "udp://127.0.0.1:%d", port);
     const char *listen[] = {addr};
-    struct bus_options o = {.name = "tl", .max_message = 1024, .udp_buffer = 64 * 1024,
-                            .listen = listen, .nlisten = 1};
+    struct bus_options o = {
+        .name = "tl", .max_message = 1024, .udp_buffer = 64 * 1024, .listen = listen, .nlisten = 1};
     struct bus *b;
     char err[256];
     assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
