@@ -6,12 +6,12 @@
 
 #include "agent.h"
 #include "audit.h"
+#include "bus.h"
 #include "casca/v1/admin.pb-c.h"
 #include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "daemon.h"
-#include "bus.h"
 #include "hooks.h"
 #include "slo_engine.h"
 #include "slo_service.h"

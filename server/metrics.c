@@ -5,12 +5,12 @@
 #include <string.h>
 
 #include "agent.h"
+#include "bus.h"
 #include "carbon.h"
 #include "casca_err.h"
 #include "clock.h"
 #include "ctl.h"
 #include "daemon.h"
-#include "bus.h"
 #include "hooks.h"
 #include "rpc.h"
 #include "slo_engine.h"

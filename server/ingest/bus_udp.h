@@ -37,10 +37,10 @@ struct bus_udp_options {
 /* Binds the address and starts reading. CASCA_OK, or an error with the reason (naming the
  * address) in err. */
 int bus_udp_open(const struct bus_udp_options *o, struct bus_udp **out, char *err, size_t errlen);
-/* Stops the reading thread (no callback runs once it returns) and closes the socket. NULL: no-op.
- */
+/* Stops the reading thread (no callback runs once it returns), closes the socket. Safe on NULL. */
 void bus_udp_close(struct bus_udp *u);
-/* Datagrams the kernel dropped before they were read (receive buffer full). Any thread. */
+/* Datagrams lost: dropped by the kernel before they were read (receive buffer full), or read
+ * without memory for a message. Any thread. */
 uint64_t bus_udp_lost(const struct bus_udp *u);
 
 #endif
