@@ -231,19 +231,27 @@ static void send_datagram(int fd, int port, const void *buf, size_t len)
     assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)len);
 }
 
+/* A bus listening on a free loopback UDP port (max_message 1024); addr gets its udp:// address. */
+static struct bus *udp_bus(const char *name, size_t buffer, char addr[64], int *port)
+{
+    *port = free_udp_port();
+    snprintf(addr, 64, "udp://127.0.0.1:%d", *port);
+    const char *listen[] = {addr};
+    struct bus_options o = {
+        .name = name, .max_message = 1024, .udp_buffer = buffer, .listen = listen, .nlisten = 1};
+    struct bus *b;
+    char err[256];
+    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
+    return b;
+}
+
 /* udp:// in bus.listen: one datagram is one message, handed over in order; a datagram without a
  * topic or over max_message is dropped and counted; libcasca's reporter sends datagrams. */
 static void udp_ingress(void **state)
 {
-    int port = free_udp_port();
     char addr[64];
-    snprintf(addr, sizeof(addr), "udp://127.0.0.1:%d", port);
-    const char *listen[] = {addr};
-    struct bus_options o = {
-        .name = "tu", .max_message = 1024, .udp_buffer = 1 << 20, .listen = listen, .nlisten = 1};
-    struct bus *b;
-    char err[256];
-    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
+    int port;
+    struct bus *b = udp_bus("tu", 1 << 20, addr, &port);
     static struct collector c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
     assert_int_equal(bus_subscribe(b, "t/", collect, &c), CASCA_OK);
 
@@ -292,15 +300,9 @@ static void udp_ingress(void **state)
  * what was sent is what was received plus what was lost. */
 static void udp_losses_are_counted(void **state)
 {
-    int port = free_udp_port();
     char addr[64];
-    snprintf(addr, sizeof(addr), "udp://127.0.0.1:%d", port);
-    const char *listen[] = {addr};
-    struct bus_options o = {
-        .name = "tl", .max_message = 1024, .udp_buffer = 64 * 1024, .listen = listen, .nlisten = 1};
-    struct bus *b;
-    char err[256];
-    assert_int_equal(bus_create(&o, &b, err, sizeof(err)), CASCA_OK);
+    int port;
+    struct bus *b = udp_bus("tl", 64 * 1024, addr, &port);
     static struct collector c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
     c.hold = true; /* the first message holds the bus's reading thread */
     assert_int_equal(bus_subscribe(b, "t/", collect, &c), CASCA_OK);
